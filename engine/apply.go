@@ -1,0 +1,331 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+)
+
+// StageResult records what a stage did.
+type StageResult struct {
+	Name       StageName `json:"name"`
+	Status     string    `json:"status"` // ran, skipped
+	Reason     string    `json:"reason,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// OutputResult describes the written output.
+type OutputResult struct {
+	Path       string            `json:"path"`
+	Format     string            `json:"format"`
+	Size       int64             `json:"size"`
+	SHA256     string            `json:"sha256"`
+	Stamp      fingerprint.Stamp `json:"stamp"`
+	ReportPath string            `json:"report_path"`
+}
+
+// Result is what Apply did.
+type Result struct {
+	Output   OutputResult  `json:"output"`
+	Stages   []StageResult `json:"stages"`
+	Warnings []string      `json:"warnings"`
+}
+
+// Report is the JSON document written beside the output.
+type Report struct {
+	Tool    string  `json:"tool"`
+	Created string  `json:"created"`
+	Plan    *Plan   `json:"plan"`
+	Result  *Result `json:"result"`
+}
+
+// ApplyOptions qualify an Apply call.
+type ApplyOptions struct {
+	// ManagedOutput allows replacing an existing file at the output path
+	// that belongs to the caller.
+	ManagedOutput bool
+}
+
+// job carries one Apply through the stages.
+type job struct {
+	e     *Engine
+	plan  *Plan
+	sink  Sink
+	work  string
+	chain *chain.Chain
+	lock  *output.Lock
+
+	input, inputDriver string // what CONVERT reads
+	tmp                string // CONVERT's output before it is committed
+	res                *Result
+}
+
+func (j *job) emit(kind EventKind, stage StageName, msg string, fields map[string]any) {
+	j.sink.Event(Event{Time: time.Now(), Kind: kind, Stage: stage, Message: msg, Fields: fields})
+}
+
+// stage is one typed step of the pipeline.
+type stage interface {
+	name() StageName
+	run(ctx context.Context, j *job) error
+}
+
+// Apply executes a plan. It re-checks every decision that could have gone
+// stale since Plan (the source's fingerprint, the output path) and fails
+// rather than improvise. On any failure nothing is left at the output path.
+func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOptions) (*Result, error) {
+	if sink == nil {
+		sink = nopSink{}
+	}
+	if p == nil || p.FormatVersion != PlanFormatVersion {
+		return nil, fault.New(fault.InvalidRequest, "", "the plan is missing or from an incompatible version")
+	}
+	select {
+	case e.sem <- struct{}{}:
+		defer func() { <-e.sem }()
+	case <-ctx.Done():
+		return nil, fault.Wrap(fault.Cancelled, p.Output.Path, ctx.Err(), "cancelled while waiting for a free conversion slot")
+	}
+	j := &job{e: e, plan: p, sink: sink, res: &Result{}}
+	j.res.Warnings = append(j.res.Warnings, p.Warnings...)
+
+	lock, err := output.Acquire(p.Output.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	j.lock = lock
+	if removed, _ := lock.CleanStale(); len(removed) > 0 {
+		j.emit(EventInfo, "", fmt.Sprintf("removed %d temporary file(s) left by an interrupted run", len(removed)), map[string]any{"files": removed})
+	}
+	if err := e.recheck(j, opts); err != nil {
+		return nil, err
+	}
+	work, err := e.scratch("apply-")
+	if err != nil {
+		return nil, err
+	}
+	j.work = work
+	defer os.RemoveAll(work)
+	defer func() {
+		if j.tmp != "" {
+			os.Remove(j.tmp)
+		}
+	}()
+
+	stages := []stage{fetchStage{}, flattenStage{}, skippedStage{StageInspect}, skippedStage{StageFix}, convertStage{}, skippedStage{StageValidate}}
+	for _, s := range stages {
+		sp := p.Stage(s.name())
+		if !sp.Run {
+			j.emit(EventStageSkipped, s.name(), sp.Reason, nil)
+			j.res.Stages = append(j.res.Stages, StageResult{Name: s.name(), Status: "skipped", Reason: sp.Reason})
+			continue
+		}
+		j.emit(EventStageStarted, s.name(), sp.Reason, nil)
+		start := time.Now()
+		if err := s.run(ctx, j); err != nil {
+			return nil, stageError(ctx, s.name(), p.Output.Path, err)
+		}
+		d := time.Since(start)
+		j.res.Stages = append(j.res.Stages, StageResult{Name: s.name(), Status: "ran", Reason: sp.Reason, DurationMS: d.Milliseconds()})
+		j.emit(EventStageFinished, s.name(), fmt.Sprintf("%s finished in %s", s.name(), d.Round(time.Millisecond)), nil)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, stageError(ctx, StageConvert, p.Output.Path, err)
+	}
+	return j.res, e.publish(j)
+}
+
+// recheck repeats the plan's checks against the world as it is now.
+func (e *Engine) recheck(j *job, opts ApplyOptions) error {
+	p := j.plan
+	req := p.Request
+	c, err := chain.Resolve(req.Source.Path, chain.Options{
+		Format:                 diskformat.Format(req.Source.Format),
+		AllowParentCIDMismatch: req.Source.AllowParentCIDMismatch,
+	})
+	if err != nil {
+		return err
+	}
+	fp, _, err := fingerprint.Files(filePaths(c))
+	if err != nil {
+		return fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
+	}
+	if fp != p.Source.Fingerprint {
+		return fault.New(fault.SourceChanged, c.Head().Path, "the source disk changed after the plan was made").
+			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").
+			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", fp)
+	}
+	j.chain = c
+	if err := output.CheckDir(p.Output.Path); err != nil {
+		return err
+	}
+	if err := output.CheckNotSource(p.Output.Path, filePaths(c)); err != nil {
+		return err
+	}
+	if !opts.ManagedOutput {
+		if err := output.CheckFree(p.Output.Path, req.Output.Overwrite); err != nil {
+			return err
+		}
+	}
+	need := p.Output.RequiredSpace
+	if fi, err := os.Stat(p.Output.Path); err == nil {
+		need -= fi.Size()
+	}
+	return output.CheckSpace(p.Output.Path, need)
+}
+
+func stageError(ctx context.Context, s StageName, file string, err error) error {
+	if ctx.Err() != nil {
+		fe := fault.Wrap(fault.Cancelled, file, ctx.Err(), "cancelled during %s", s).
+			WithHint("The apply was interrupted or timed out. Nothing was written at the output path; the next apply starts over.")
+		fe.Stage = string(s)
+		return fe
+	}
+	fe, ok := fault.As(err)
+	if !ok {
+		fe = fault.Wrap(fault.Internal, file, err, "%s failed", s)
+	}
+	if fe.Stage == "" {
+		fe.Stage = string(s)
+	}
+	return fe
+}
+
+// publish renames the finished output into place and writes its report.
+func (e *Engine) publish(j *job) error {
+	p := j.plan
+	if err := output.Commit(j.tmp, p.Output.Path); err != nil {
+		return toolFault(context.Background(), err, p.Output.Path, "cannot move the finished output into place")
+	}
+	j.tmp = ""
+	st, err := fingerprint.Of(p.Output.Path)
+	if err != nil {
+		return fault.Wrap(fault.Internal, p.Output.Path, err, "cannot stamp the output")
+	}
+	j.res.Output.Path, j.res.Output.Format = p.Output.Path, p.Output.Format
+	j.res.Output.Size, j.res.Output.Stamp = st.Size, st
+	j.res.Output.ReportPath = output.ReportPath(p.Output.Path)
+	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res}, "", "  ")
+	if err := output.WriteAtomic(j.res.Output.ReportPath, rep, 0o644); err != nil {
+		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
+	}
+	j.emit(EventInfo, "", "output written", map[string]any{"path": p.Output.Path, "size": st.Size, "sha256": j.res.Output.SHA256})
+	return nil
+}
+
+// ReadReport loads the report written beside an output.
+func ReadReport(outputPath string) (*Report, error) {
+	b, err := os.ReadFile(output.ReportPath(outputPath))
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("report %s: %w", output.ReportPath(outputPath), err)
+	}
+	return &r, nil
+}
+
+type skippedStage struct{ n StageName }
+
+func (s skippedStage) name() StageName                 { return s.n }
+func (s skippedStage) run(context.Context, *job) error { return nil }
+
+type fetchStage struct{}
+
+func (fetchStage) name() StageName { return StageFetch }
+func (fetchStage) run(ctx context.Context, j *job) error {
+	return nil // local sources need no fetching; remote kinds plug in here
+}
+
+type flattenStage struct{}
+
+func (flattenStage) name() StageName { return StageFlatten }
+
+// run presents the chain to qemu as one disk: shadow descriptors that name
+// only validated files, under a writable qcow2 overlay. The overlay opens
+// the chain read-only, so guest work (inspect, fix) lands in the overlay
+// and the source is never written.
+func (flattenStage) run(ctx context.Context, j *job) error {
+	top, driver, err := j.chain.Materialize(filepath.Join(j.work, "shadow"))
+	if err != nil {
+		return err
+	}
+	overlay := filepath.Join(j.work, "overlay.qcow2")
+	if err := j.e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
+		return toolFault(ctx, err, j.chain.Head().Path, "qemu-img cannot open the source chain")
+	}
+	j.input, j.inputDriver = overlay, "qcow2"
+	return nil
+}
+
+type convertStage struct{}
+
+func (convertStage) name() StageName { return StageConvert }
+
+func (convertStage) run(ctx context.Context, j *job) error {
+	p := j.plan
+	j.tmp = j.lock.TempPath()
+	last := -10.0
+	lastAt := time.Now()
+	err := j.e.qemu.Convert(ctx, qemuimg.ConvertArgs{
+		Src: j.input, SrcDriver: j.inputDriver,
+		Dst: j.tmp, DstFormat: diskformatDriver(p.Output.Format),
+		Compress:   p.Output.Compression,
+		Coroutines: 16, OutOfOrder: true,
+	}, func(pct float64) {
+		if pct-last >= 5 || time.Since(lastAt) > 10*time.Second || pct == 100 && last != 100 {
+			last, lastAt = pct, time.Now()
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("converting: %.0f%%", pct), Percent: pct})
+		}
+	})
+	if err != nil {
+		return toolFault(ctx, err, p.Output.Path, "qemu-img convert failed")
+	}
+	sum, err := sha256File(ctx, j.tmp)
+	if err != nil {
+		return toolFault(ctx, err, p.Output.Path, "cannot checksum the output")
+	}
+	j.res.Output.SHA256 = sum
+	return nil
+}
+
+func diskformatDriver(f string) string { return diskformat.Format(f).QemuDriver() }
+
+func sha256File(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,509 @@
+// Package chain resolves a source disk into its snapshot chain: every layer
+// from the newest to the base, with every file each layer is made of. It
+// validates the whole chain before any data is read: each descriptor, header
+// and allocation table, each reference confined to the source folder, no
+// loops, and snapshot CIDs that match their parents.
+//
+// qemu is the data plane, but it follows extent paths and parent hints
+// wherever they point and silently skips extent lines it does not know.
+// Materialize therefore hands qemu shadow descriptors that name only the
+// files validated here, by absolute path.
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vmdk"
+)
+
+// MaxDepth bounds the number of layers; VMware allows 32 snapshots.
+const MaxDepth = 255
+
+// File roles.
+const (
+	RoleDescriptor = "descriptor"
+	RoleExtent     = "extent"
+	RoleImage      = "image"
+)
+
+// File is one file a layer consists of.
+type File struct {
+	Path string `json:"path"`
+	Role string `json:"role"`
+	Size int64  `json:"size"`
+}
+
+// Extent is a validated VMDK extent.
+type Extent struct {
+	Path    string `json:"path"` // resolved, absolute
+	Type    string `json:"type"`
+	Sectors int64  `json:"sectors"`
+	Offset  int64  `json:"offset,omitempty"`
+}
+
+// Layer is one image of the chain.
+type Layer struct {
+	Path        string            `json:"path"`
+	Format      diskformat.Format `json:"format"`
+	Subformat   string            `json:"subformat,omitempty"`
+	VirtualSize int64             `json:"virtual_size"`
+	CID         string            `json:"cid,omitempty"`
+	ParentCID   string            `json:"parent_cid,omitempty"`
+	Files       []File            `json:"files"`
+	Extents     []Extent          `json:"extents,omitempty"`
+
+	cid, parentCID uint32
+	parentRef      string // parent name as written in this layer
+	// direct marks a layer qemu must open as itself rather than through a
+	// shadow descriptor: qemu looks for a footer-located grain directory at
+	// the end of the descriptor file, not of the extent.
+	direct bool
+}
+
+// Chain is a resolved snapshot chain, newest layer first.
+type Chain struct {
+	// Dir is the source folder: every file of the chain lies inside it.
+	Dir      string   `json:"dir"`
+	Layers   []*Layer `json:"layers"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Options tune resolution.
+type Options struct {
+	// Format, if set, declares the head's format instead of detecting it.
+	// It must not contradict what the content says.
+	Format diskformat.Format
+	// AllowParentCIDMismatch turns a snapshot whose parentCID does not match
+	// its parent's CID from an error into a warning.
+	AllowParentCIDMismatch bool
+}
+
+// Head is the newest layer.
+func (c *Chain) Head() *Layer { return c.Layers[0] }
+
+// VirtualSize is the guest-visible disk size, the newest layer's.
+func (c *Chain) VirtualSize() int64 { return c.Layers[0].VirtualSize }
+
+// Paths lists each layer's path, newest first.
+func (c *Chain) Paths() []string {
+	out := make([]string, len(c.Layers))
+	for i, l := range c.Layers {
+		out[i] = l.Path
+	}
+	return out
+}
+
+// Files lists every file of every layer, newest layer first.
+func (c *Chain) Files() []File {
+	var out []File
+	for _, l := range c.Layers {
+		out = append(out, l.Files...)
+	}
+	return out
+}
+
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+// Resolve validates the image at path and its whole chain.
+func Resolve(path string, opts Options) (*Chain, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, path, err, "cannot make the source path absolute")
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fault.New(fault.SourceMissing, abs, "the source disk does not exist").
+				WithHint("Check source.path; it must name the newest file of the disk (for a snapshot chain, the newest snapshot's descriptor).")
+		}
+		return nil, fault.Wrap(fault.SourceUnreadable, abs, err, "cannot resolve the source path")
+	}
+	r := &resolver{opts: opts, dir: filepath.Dir(real), seen: map[fileID]int{}}
+	c := &Chain{Dir: r.dir}
+	cur := abs
+	for depth := 0; ; depth++ {
+		if depth > MaxDepth {
+			return nil, fault.New(fault.ChainLoop, cur, "the snapshot chain is deeper than %d layers", MaxDepth)
+		}
+		l, err := r.layer(cur, depth == 0)
+		if err != nil {
+			return nil, err
+		}
+		c.Layers = append(c.Layers, l)
+		if l.parentRef == "" {
+			break
+		}
+		parent, warn, err := r.ref(l.Path, l.parentRef, true)
+		if err != nil {
+			return nil, err
+		}
+		if warn != "" {
+			c.Warnings = append(c.Warnings, warn)
+		}
+		cur = parent
+	}
+	r.warnings = append(r.warnings, c.Warnings...)
+	c.Warnings = r.warnings
+	for i := 0; i+1 < len(c.Layers); i++ {
+		child, parent := c.Layers[i], c.Layers[i+1]
+		if child.Format == diskformat.VMDK && parent.Format != diskformat.VMDK {
+			return nil, fault.New(fault.CorruptImage, parent.Path,
+				"the VMDK snapshot %s names this file as its parent, but it is a %s image, not a VMDK", child.Path, parent.Format)
+		}
+		if child.Format == diskformat.VMDK && child.parentCID != parent.cid {
+			msg := fmt.Sprintf("snapshot %s expects its parent to have CID %08x, but %s has CID %08x",
+				filepath.Base(child.Path), child.parentCID, filepath.Base(parent.Path), parent.cid)
+			if !opts.AllowParentCIDMismatch {
+				return nil, fault.New(fault.ChainCIDMismatch, child.Path, "%s", msg).
+					WithHint("The parent was modified after the snapshot was taken, so the snapshot may not apply cleanly to it. "+
+						"If you know the parent's changes are harmless (for example, only its descriptor was edited), set source.allow_parent_cid_mismatch = true.").
+					WithFact("Parent", parent.Path)
+			}
+			c.Warnings = append(c.Warnings, msg+" (allowed by allow_parent_cid_mismatch)")
+		}
+		if child.VirtualSize != parent.VirtualSize {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("layer %s is %d bytes but its parent %s is %d bytes",
+				filepath.Base(child.Path), child.VirtualSize, filepath.Base(parent.Path), parent.VirtualSize))
+		}
+	}
+	return c, nil
+}
+
+type resolver struct {
+	opts     Options
+	dir      string
+	seen     map[fileID]int // file -> layer index, for loop detection
+	order    []string
+	warnings []string
+}
+
+// ref resolves a name written inside the file at from, the way qemu would
+// (relative to from's folder), and confines it to the source folder. For
+// parent hints written as absolute datastore paths (/vmfs/volumes/...) that
+// do not exist here, a file of the same name beside the child is used, as
+// downloaded chains keep their layers together.
+func (r *resolver) ref(from, name string, parent bool) (string, string, error) {
+	what := "extent"
+	if parent {
+		what = "parent"
+	}
+	if strings.ContainsAny(name, "\x00\n\r\"") {
+		return "", "", fault.New(fault.CorruptDescriptor, from, "the %s name %q contains characters no file name may have", what, name)
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(from), p)
+	}
+	var warn string
+	if parent && filepath.IsAbs(name) {
+		if _, err := os.Lstat(p); err != nil || !r.inside(p) {
+			alt := filepath.Join(filepath.Dir(from), filepath.Base(name))
+			if _, err := os.Stat(alt); err == nil {
+				warn = fmt.Sprintf("%s names its parent by the absolute path %q; using %s from the same folder", filepath.Base(from), name, filepath.Base(alt))
+				p = alt
+			}
+		}
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if parent {
+				return "", "", fault.New(fault.ChainParentMissing, from, "the parent disk %q of this snapshot does not exist", name).
+					WithHint("Copy the whole snapshot chain into one folder: every file the descriptors name, down to the base disk.").
+					WithFact("Looked for", p)
+			}
+			return "", "", fault.New(fault.SourceMissing, from, "the extent file %q named by this descriptor does not exist", name).
+				WithHint("Copy every extent file the descriptor lists into the same folder as the descriptor.").
+				WithFact("Looked for", p)
+		}
+		return "", "", fault.Wrap(fault.SourceUnreadable, p, err, "cannot resolve the %s %q", what, name)
+	}
+	if !r.inside(real) {
+		return "", "", fault.New(fault.PathOutsideSource, from,
+			"the %s %q resolves to %s, outside the source folder %s", what, name, real, r.dir).
+			WithHint("vmconv reads only files inside the folder of source.path, so a disk cannot make it read other files. "+
+				"Put the %s in that folder (a copy, not a symlink out of it) and name it relatively.", what)
+	}
+	if strings.ContainsAny(real, "\"\n\r") {
+		return "", "", fault.New(fault.InvalidRequest, real, "the path contains a quote or line break, which vmconv cannot pass to qemu safely").
+			WithHint("Rename the file or folder.")
+	}
+	return p, warn, nil
+}
+
+func (r *resolver) inside(p string) bool {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		real = filepath.Clean(p)
+	}
+	rel, err := filepath.Rel(r.dir, real)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+func (r *resolver) layer(path string, head bool) (*Layer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fault.New(fault.SourceMissing, path, "the disk file does not exist")
+		}
+		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the disk file")
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot stat the disk file")
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fault.New(fault.InvalidRequest, path, "the source is not a regular file (%s)", fi.Mode().Type()).
+			WithHint("Point source.path at a disk image file.")
+	}
+	if id, ok := idOf(fi); ok {
+		if i, dup := r.seen[id]; dup {
+			cycle := append(append([]string{}, r.order[i:]...), path)
+			return nil, fault.New(fault.ChainLoop, path,
+				"the snapshot chain loops back on itself: %s", strings.Join(baseNames(cycle), " -> ")).
+				WithHint("A snapshot's parentFileNameHint (or qcow2 backing file) points back at a newer layer. Restore the descriptors from the original datastore.")
+		}
+		r.seen[id] = len(r.order)
+	}
+	r.order = append(r.order, path)
+
+	det, ok, err := diskformat.Detect(f)
+	if err != nil {
+		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot read the disk file")
+	}
+	if head && r.opts.Format != "" {
+		if ok && det.Format != r.opts.Format && !(det.Format == diskformat.Raw) {
+			return nil, fault.New(fault.InvalidRequest, path,
+				"source.format says %s, but the content is %s (%s)", r.opts.Format, det.Format, det.Evidence).
+				WithHint("Remove source.format to let vmconv detect the format, or fix it.")
+		}
+		if !ok || det.Format == diskformat.Raw {
+			det = diskformat.Detected{Format: r.opts.Format, Kind: diskformat.KindWhole, Evidence: "declared by source.format"}
+			if r.opts.Format == diskformat.VMDK {
+				return nil, fault.New(fault.UnknownFormat, path, "source.format says vmdk but the content is not a VMDK")
+			}
+		}
+	} else if !ok {
+		return nil, fault.New(fault.UnknownFormat, path,
+			"the file's content matches no supported disk format (%s) and holds no partition table or file system a raw disk would", joinFormats()).
+			WithHint("If this is a raw disk that starts with unrecognisable data, declare it with source.format = \"raw\". Otherwise check that source.path names a disk image and not, say, a .vmx or .nvram file.")
+	}
+	l := &Layer{Path: path, Format: det.Format}
+	switch det.Kind {
+	case diskformat.KindDescriptor:
+		err = r.vmdkDescriptor(f, fi.Size(), l)
+	case diskformat.KindHostedSparse:
+		err = r.vmdkMonolithic(f, fi.Size(), l)
+	case diskformat.KindCOWD, diskformat.KindSESparse:
+		err = fault.New(fault.InvalidRequest, path,
+			"this is the data file of an ESX snapshot (%s), not a disk: the disk is its text descriptor", det.Evidence).
+			WithHint("Point source.path at the descriptor, usually the same name without -delta or -sesparse (for example web-000001.vmdk).")
+	default:
+		err = r.single(f, fi.Size(), l)
+	}
+	if err != nil {
+		return nil, withFile(err, path)
+	}
+	return l, nil
+}
+
+func baseNames(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Base(p)
+	}
+	return out
+}
+
+func joinFormats() string {
+	var s []string
+	for _, f := range diskformat.Inputs {
+		s = append(s, string(f))
+	}
+	return strings.Join(s, ", ")
+}
+
+// withFile fills in the file of a fault that does not name one yet.
+func withFile(err error, path string) error {
+	if fe, ok := fault.As(err); ok {
+		if fe.File == "" {
+			fe.File = path
+		}
+		return fe
+	}
+	return fault.Wrap(fault.Internal, path, err, "unexpected error")
+}
+
+func (r *resolver) single(f *os.File, size int64, l *Layer) error {
+	info, err := diskformat.Inspect(l.Format, f, size)
+	if err != nil {
+		return err
+	}
+	l.VirtualSize = info.VirtualSize
+	l.Files = []File{{Path: l.Path, Role: RoleImage, Size: size}}
+	l.parentRef = info.Backing
+	for _, w := range info.Warnings {
+		r.warnings = append(r.warnings, fmt.Sprintf("%s: %s", filepath.Base(l.Path), w))
+	}
+	if l.Format == diskformat.VHD {
+		l.Subformat = "vpc"
+	}
+	return nil
+}
+
+func (r *resolver) vmdkMonolithic(f *os.File, size int64, l *Layer) error {
+	h, err := vmdk.ReadSparseHeader(f, size)
+	if err != nil {
+		return err
+	}
+	if h.DescriptorOffset == 0 {
+		return fault.New(fault.InvalidRequest, l.Path,
+			"this is one extent of a split (twoGbMaxExtentSparse) VMDK, not a disk: the disk is its text descriptor").
+			WithHint("Point source.path at the small descriptor .vmdk that lists this file as an extent.")
+	}
+	raw, err := h.EmbeddedDescriptor(f)
+	if err != nil {
+		return err
+	}
+	d, err := vmdk.ParseDescriptor(raw)
+	if err != nil {
+		return fault.Wrap(fault.CorruptDescriptor, l.Path, err, "the descriptor embedded in the sparse VMDK is invalid")
+	}
+	if d.CreateType != "monolithicSparse" && d.CreateType != "streamOptimized" {
+		return fault.New(fault.CorruptDescriptor, l.Path, "the embedded descriptor says createType %q, which a single sparse file cannot be", d.CreateType)
+	}
+	if c := uint64(d.Capacity() / 512); c != h.Capacity {
+		return fault.New(fault.CorruptDescriptor, l.Path, "the embedded descriptor lists %d sectors but the header says %d", c, h.Capacity)
+	}
+	if err := h.CheckTables(f, size); err != nil {
+		return err
+	}
+	l.Subformat = d.CreateType
+	if h.Compressed() {
+		l.Subformat = "streamOptimized"
+	}
+	l.direct = h.FooterGD
+	l.VirtualSize = int64(h.Capacity) * 512
+	l.cid, l.parentCID = d.CID, d.ParentCID
+	l.CID, l.ParentCID = fmt.Sprintf("%08x", d.CID), fmt.Sprintf("%08x", d.ParentCID)
+	l.parentRef = d.ParentFileNameHint
+	l.Files = []File{{Path: l.Path, Role: RoleImage, Size: size}}
+	l.Extents = []Extent{{Path: l.Path, Type: vmdk.ExtentSparse, Sectors: int64(h.Capacity)}}
+	return nil
+}
+
+func (r *resolver) vmdkDescriptor(f *os.File, size int64, l *Layer) error {
+	if size > vmdk.MaxDescriptorSize {
+		return fault.New(fault.CorruptDescriptor, l.Path, "a %d-byte text descriptor is implausibly large", size)
+	}
+	raw := make([]byte, size)
+	if _, err := f.ReadAt(raw, 0); err != nil {
+		return fault.Wrap(fault.SourceUnreadable, l.Path, err, "cannot read the descriptor")
+	}
+	d, err := vmdk.ParseDescriptor(raw)
+	if err != nil {
+		return fault.Wrap(fault.CorruptDescriptor, l.Path, err, "the VMDK descriptor is invalid").
+			WithHint("Restore the descriptor from the original datastore; vmconv does not guess at damaged descriptors.")
+	}
+	if !vmdk.IsSupportedCreateType(d.CreateType) {
+		return fault.New(fault.UnsupportedFormat, l.Path, "VMDK createType %q is not supported", d.CreateType).
+			WithHint("Raw device mappings and device-backed disks have no image file to convert. Supported types: %s.", strings.Join(vmdk.SupportedCreateTypes(), ", "))
+	}
+	if d.CreateType == "monolithicSparse" || d.CreateType == "streamOptimized" {
+		return fault.New(fault.CorruptDescriptor, l.Path, "a standalone text descriptor cannot have createType %q (it belongs inside a sparse file)", d.CreateType)
+	}
+	l.Subformat = d.CreateType
+	l.VirtualSize = d.Capacity()
+	l.cid, l.parentCID = d.CID, d.ParentCID
+	l.CID, l.ParentCID = fmt.Sprintf("%08x", d.CID), fmt.Sprintf("%08x", d.ParentCID)
+	l.parentRef = d.ParentFileNameHint
+	l.Files = []File{{Path: l.Path, Role: RoleDescriptor, Size: size}}
+	for i, e := range d.Extents {
+		if e.Access == "NOACCESS" {
+			return fault.New(fault.UnsupportedFormat, l.Path, "extent %d is marked NOACCESS; its data is not available", i+1)
+		}
+		p, _, err := r.ref(l.Path, e.Filename, false)
+		if err != nil {
+			return err
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fault.Wrap(fault.SourceUnreadable, p, err, "cannot stat extent %d", i+1)
+		}
+		if !fi.Mode().IsRegular() {
+			return fault.New(fault.InvalidRequest, p, "extent %d is not a regular file", i+1)
+		}
+		if err := checkExtent(p, fi.Size(), e); err != nil {
+			return withFile(err, p)
+		}
+		real, _ := filepath.EvalSymlinks(p)
+		l.Files = append(l.Files, File{Path: p, Role: RoleExtent, Size: fi.Size()})
+		l.Extents = append(l.Extents, Extent{Path: real, Type: e.Type, Sectors: e.Sectors, Offset: e.Offset})
+	}
+	return nil
+}
+
+func checkExtent(path string, size int64, e vmdk.Extent) error {
+	switch e.Type {
+	case vmdk.ExtentFlat, vmdk.ExtentVMFS:
+		if need := (e.Offset + e.Sectors) * 512; size < need {
+			return fault.New(fault.TruncatedImage, path,
+				"the flat extent must hold %d bytes (%d sectors from sector %d) but the file is only %d bytes long", need, e.Sectors, e.Offset, size).
+				WithHint("The extent was cut short by an interrupted copy. Copy it again from the datastore and compare its size.")
+		}
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the extent")
+	}
+	defer f.Close()
+	switch e.Type {
+	case vmdk.ExtentSparse:
+		h, err := vmdk.ReadSparseHeader(f, size)
+		if err != nil {
+			return err
+		}
+		if int64(h.Capacity) != e.Sectors {
+			return fault.New(fault.CorruptImage, path, "the extent header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
+		}
+		return h.CheckTables(f, size)
+	case vmdk.ExtentVMFSSparse:
+		h, err := vmdk.ReadCOWDHeader(f, size)
+		if err != nil {
+			return err
+		}
+		if int64(h.Sectors) != e.Sectors {
+			return fault.New(fault.CorruptImage, path, "the vmfsSparse header says %d sectors, the descriptor %d", h.Sectors, e.Sectors)
+		}
+		return h.CheckTables(f, size)
+	case vmdk.ExtentSESparse:
+		h, err := vmdk.ReadSESparseHeader(f, size)
+		if err != nil {
+			return err
+		}
+		if int64(h.Capacity) != e.Sectors {
+			return fault.New(fault.CorruptImage, path, "the seSparse header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
+		}
+		return h.CheckTables(f, size)
+	}
+	return fault.New(fault.UnsupportedFormat, path, "extent type %s is not supported", e.Type).
+		WithHint("ZERO, raw-device and RDM extents have no data vmconv can read.")
+}

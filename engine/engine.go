@@ -1,0 +1,249 @@
+// Package engine converts VM disks for KVM. It works in two steps: Plan
+// inspects the request and decides everything (formats, chain, stages,
+// sizes) without writing a byte, and Apply executes a Plan, reporting
+// progress as Events. The engine is a library: it never imports Terraform
+// packages, and the provider is a thin adapter over it.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+)
+
+// Config configures an Engine. Zero values pick sensible defaults.
+type Config struct {
+	// WorkDir holds overlays and shadow descriptors during a conversion.
+	WorkDir string
+	// CacheDir holds results worth keeping between runs.
+	CacheDir string
+	// MaxParallel bounds how many conversions run at once in this process.
+	MaxParallel int
+	// QemuImg is the qemu-img binary.
+	QemuImg string
+}
+
+// DefaultMaxParallel is the default number of concurrent conversions: half
+// the CPUs, at least one and at most four. Conversions are mostly bound by
+// storage, where more parallel streams only add seeking.
+func DefaultMaxParallel() int {
+	return min(4, max(1, runtime.NumCPU()/2))
+}
+
+// Engine plans and applies conversions.
+type Engine struct {
+	cfg  Config
+	qemu qemuimg.Tool
+	sem  chan struct{}
+}
+
+// New returns an Engine. It checks the tools it needs are installed.
+func New(cfg Config) (*Engine, error) {
+	if cfg.MaxParallel <= 0 {
+		cfg.MaxParallel = DefaultMaxParallel()
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(os.TempDir(), "vmconv")
+	}
+	if cfg.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		cfg.CacheDir = filepath.Join(base, "vmconv")
+	}
+	q := qemuimg.Exec{Path: cfg.QemuImg}
+	if err := q.Available(); err != nil {
+		return nil, fault.Wrap(fault.ToolMissing, "qemu-img", err, "qemu-img is not installed").
+			WithHint("Install qemu-utils (Debian/Ubuntu: apt-get install qemu-utils), or run tools/setup.")
+	}
+	return &Engine{cfg: cfg, qemu: q, sem: make(chan struct{}, cfg.MaxParallel)}, nil
+}
+
+// Config returns the effective configuration.
+func (e *Engine) Config() Config { return e.cfg }
+
+// PlanOptions qualify a Plan call.
+type PlanOptions struct {
+	// ManagedOutput says the file at the output path belongs to the caller
+	// (a previous apply of the same resource), so it may be replaced.
+	ManagedOutput bool
+}
+
+// Plan decides what Apply will do. It reads the source's metadata, never
+// its data, and writes nothing but scratch files under the work folder.
+func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
+	req, err := normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{FormatVersion: PlanFormatVersion, Request: req}
+
+	// FETCH and FLATTEN: resolve and validate the whole chain.
+	c, err := chain.Resolve(req.Source.Path, chain.Options{
+		Format:                 diskformat.Format(req.Source.Format),
+		AllowParentCIDMismatch: req.Source.AllowParentCIDMismatch,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Warnings = append(p.Warnings, c.Warnings...)
+	fp, _, err := fingerprint.Files(filePaths(c))
+	if err != nil {
+		return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
+	}
+	p.Source = SourcePlan{
+		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
+		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
+	}
+
+	// The output: where, whether it may be written, how big it will be.
+	if err := output.CheckDir(req.Output.Path); err != nil {
+		return nil, err
+	}
+	if err := output.CheckNotSource(req.Output.Path, filePaths(c)); err != nil {
+		return nil, err
+	}
+	if !opts.ManagedOutput {
+		if err := output.CheckFree(req.Output.Path, req.Output.Overwrite); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Lstat(req.Output.Path); err == nil {
+		p.Output.Replaces = true
+	}
+	p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+	if err := e.estimate(ctx, c, p); err != nil {
+		return nil, err
+	}
+	need := p.Output.RequiredSpace
+	if p.Output.Replaces {
+		if fi, err := os.Stat(req.Output.Path); err == nil {
+			need -= fi.Size() // the old output is removed when the new one lands
+		}
+	}
+	if err := output.CheckSpace(req.Output.Path, need); err != nil {
+		return nil, err
+	}
+
+	p.Stages = []StagePlan{
+		{StageFetch, false, "the source is a local file; nothing to fetch"},
+		{StageFlatten, true, flattenReason(c)},
+		{StageInspect, false, "guest inspection is not built yet"},
+		{StageFix, false, "guest fixes are not built yet"},
+		{StageConvert, true, convertReason(p)},
+		{StageValidate, false, "the boot test is not built yet"},
+	}
+	return p, nil
+}
+
+func flattenReason(c *chain.Chain) string {
+	if len(c.Layers) == 1 {
+		return "one layer; read through a read-only qcow2 overlay"
+	}
+	return fmt.Sprintf("%d layers merged newest first through a read-only qcow2 overlay", len(c.Layers))
+}
+
+func convertReason(p *Plan) string {
+	s := fmt.Sprintf("write %s to %s", p.Output.Format, p.Output.Path)
+	if p.Output.Compression {
+		s += " with compression"
+	}
+	return s
+}
+
+func filePaths(c *chain.Chain) []string {
+	var out []string
+	for _, f := range c.Files() {
+		out = append(out, f.Path)
+	}
+	return out
+}
+
+// estimate sizes the output with qemu-img measure on the shadow chain.
+func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
+	dir, err := e.scratch("plan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	top, driver, err := c.Materialize(dir)
+	if err != nil {
+		return err
+	}
+	m, err := e.qemu.Measure(ctx, top, driver, "qcow2", false)
+	if err != nil {
+		return toolFault(ctx, err, c.Head().Path, "qemu-img cannot measure the source")
+	}
+	p.Output.RequiredSpace = m.Required
+	switch p.Output.Format {
+	case "raw":
+		p.Output.EstimatedSize = c.VirtualSize()
+	default:
+		p.Output.EstimatedSize = m.Required
+	}
+	return nil
+}
+
+func (e *Engine) scratch(prefix string) (string, error) {
+	if err := os.MkdirAll(e.cfg.WorkDir, 0o755); err != nil {
+		return "", fault.Wrap(fault.Internal, e.cfg.WorkDir, err, "cannot create the work folder")
+	}
+	return os.MkdirTemp(e.cfg.WorkDir, prefix)
+}
+
+// toolFault classifies a failed tool run.
+func toolFault(ctx context.Context, err error, file, msg string) error {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fault.Wrap(fault.Cancelled, file, ctx.Err(), "cancelled").WithHint("The operation was interrupted or timed out; nothing was written at the output path.")
+	}
+	if fe, ok := fault.As(err); ok {
+		return fe
+	}
+	if strings.Contains(err.Error(), "No space left on device") {
+		return fault.Wrap(fault.NoSpace, file, err, "the output file system ran out of space").
+			WithHint("Free space where the output goes, or choose another output.path. Nothing was left at the output path.")
+	}
+	return fault.Wrap(fault.ToolFailed, file, err, "%s", msg)
+}
+
+func normalize(req Request) (Request, error) {
+	if req.Source.Path == "" {
+		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path.")
+	}
+	if req.Output.Path == "" {
+		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path.")
+	}
+	abs, err := filepath.Abs(req.Output.Path)
+	if err != nil {
+		return req, fault.Wrap(fault.InvalidRequest, req.Output.Path, err, "invalid output path")
+	}
+	req.Output.Path = abs
+	if req.Output.Format == "" {
+		req.Output.Format = string(diskformat.QCOW2)
+	}
+	if !slices.Contains(diskformat.Outputs, diskformat.Format(req.Output.Format)) {
+		return req, fault.New(fault.InvalidRequest, req.Output.Path, "output format %q is not supported", req.Output.Format).
+			WithHint("Use one of: qcow2, raw, vdi, vhdx.")
+	}
+	if req.Output.Compression && req.Output.Format != "qcow2" {
+		return req, fault.New(fault.InvalidRequest, req.Output.Path, "compression is only available for qcow2 output").
+			WithHint("Set output.compression = false or output.format = \"qcow2\".")
+	}
+	if req.Source.Format != "" && !slices.Contains(diskformat.Inputs, diskformat.Format(req.Source.Format)) {
+		return req, fault.New(fault.InvalidRequest, req.Source.Path, "source format %q is not supported", req.Source.Format)
+	}
+	return req, nil
+}

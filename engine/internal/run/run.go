@@ -1,0 +1,193 @@
+// Package run starts external tools for the engine. Every command runs in
+// its own process group and dies with its context: on cancellation the
+// group gets SIGTERM, then SIGKILL after a grace period, so a Ctrl-C never
+// leaves a qemu-img writing behind us. Output is captured for errors, and
+// progress lines (qemu-img separates them with \r) are handed to a callback.
+package run
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Grace is how long a cancelled command has to exit after SIGTERM.
+var Grace = 5 * time.Second
+
+// Cmd describes one invocation. Secrets must never be in Args: pass them
+// through Env or ExtraFiles.
+type Cmd struct {
+	Name  string
+	Args  []string
+	Env   []string // appended to the engine's environment
+	Dir   string
+	Stdin io.Reader
+	// Lines, if set, receives stdout split on \n and \r as it arrives.
+	Lines func(line string)
+}
+
+// String renders the command line for messages.
+func (c Cmd) String() string {
+	return strings.TrimSpace(c.Name + " " + strings.Join(c.Args, " "))
+}
+
+// Error is a command that failed, with what it printed.
+type Error struct {
+	Cmd      string
+	ExitCode int
+	Stderr   string
+	Err      error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s: %v", e.Cmd, e.Err)
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + lastLines(s, 5)
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// Observer sees every command the engine starts; tests use it to scan argv
+// for secrets.
+var (
+	obsMu     sync.Mutex
+	observers []func(name string, args []string)
+)
+
+// Observe registers f to be called with each command's name and args.
+// It returns a function that removes it.
+func Observe(f func(name string, args []string)) func() {
+	obsMu.Lock()
+	defer obsMu.Unlock()
+	observers = append(observers, f)
+	i := len(observers) - 1
+	return func() {
+		obsMu.Lock()
+		defer obsMu.Unlock()
+		observers[i] = nil
+	}
+}
+
+func notify(name string, args []string) {
+	obsMu.Lock()
+	defer obsMu.Unlock()
+	for _, f := range observers {
+		if f != nil {
+			f(name, args)
+		}
+	}
+}
+
+// Run runs c to completion and returns its stdout (empty when Lines is set).
+func Run(ctx context.Context, c Cmd) ([]byte, error) {
+	notify(c.Name, c.Args)
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// Signal the whole group: qemu-img and anything it started.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	}
+	cmd.WaitDelay = Grace
+	cmd.Dir = c.Dir
+	if len(c.Env) > 0 {
+		cmd.Env = append(cmd.Environ(), c.Env...)
+	}
+	cmd.Stdin = c.Stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stderr = &limited{w: &stderr, n: 64 << 10}
+	var lines *io.PipeWriter
+	var done chan struct{}
+	if c.Lines != nil {
+		pr, pw := io.Pipe()
+		lines, done = pw, make(chan struct{})
+		cmd.Stdout = pw
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			sc.Split(scanCRLF)
+			for sc.Scan() {
+				if l := strings.TrimSpace(sc.Text()); l != "" {
+					c.Lines(l)
+				}
+			}
+			io.Copy(io.Discard, pr)
+		}()
+	} else {
+		cmd.Stdout = &stdout
+	}
+	err := cmd.Start()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if lines != nil {
+		lines.Close()
+		<-done
+	}
+	if err != nil {
+		// Make sure nothing of the group survives, even if the leader exited.
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		return nil, &Error{Cmd: c.String(), ExitCode: code, Stderr: stderr.String(), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// scanCRLF splits on \n or \r, as progress meters redraw with \r.
+func scanCRLF(data []byte, atEOF bool) (int, []byte, error) {
+	for i, b := range data {
+		if b == '\n' || b == '\r' {
+			return i + 1, data[:i], nil
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+// limited keeps the last n bytes written, so a chatty tool cannot exhaust
+// memory while its final error message is kept.
+type limited struct {
+	w *bytes.Buffer
+	n int
+}
+
+func (l *limited) Write(p []byte) (int, error) {
+	l.w.Write(p)
+	if over := l.w.Len() - l.n; over > 0 {
+		b := l.w.Bytes()[over:]
+		nb := make([]byte, len(b))
+		copy(nb, b)
+		l.w.Reset()
+		l.w.Write(nb)
+	}
+	return len(p), nil
+}

@@ -1,0 +1,251 @@
+// Package output guards the output path. Outputs appear atomically: the
+// conversion writes a hidden temporary file beside the output and renames
+// it into place only when complete, so a failed, cancelled or killed run
+// never leaves a partial file at the output path. An exclusive lock held for
+// the whole write keeps two writers of one path from interleaving; whoever
+// holds it also removes temporary files that a killed run left behind.
+package output
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+)
+
+// ReportSuffix names the JSON report written beside an output.
+const ReportSuffix = ".vmconv.json"
+
+// ReportPath is where the report of the output at path lives.
+func ReportPath(path string) string { return path + ReportSuffix }
+
+func lockPath(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmconv.lock")
+}
+
+func tempPrefix(path string) string {
+	return "." + filepath.Base(path) + ".vmconv-tmp-"
+}
+
+// CheckDir verifies the output folder exists and is a writable folder.
+func CheckDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fault.New(fault.OutputDirMissing, path, "the output folder %s does not exist", dir).
+			WithHint("Create the folder first (vmconv does not create folders, so a typo cannot scatter disks), or fix output.path.")
+	}
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, path, err, "cannot access the output folder %s", dir)
+	}
+	if !fi.IsDir() {
+		return fault.New(fault.OutputDirMissing, path, "%s is not a folder", dir)
+	}
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fault.Wrap(fault.OutputNotWritable, path, err, "the output folder %s is not writable", dir).
+			WithHint("Fix the folder's permissions or mount options (is it mounted read-only?), or choose another output.path.")
+	}
+	return nil
+}
+
+// CheckNotSource refuses an output path that is, or links to, a file of
+// the source. Overwrite does not lift this.
+func CheckNotSource(path string, sources []string) error {
+	outInfo, outErr := os.Stat(path) // follows a symlink at the output path
+	real := path
+	if r, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		real = filepath.Join(r, filepath.Base(path))
+	}
+	for _, s := range sources {
+		same := false
+		if outErr == nil {
+			if si, err := os.Stat(s); err == nil && os.SameFile(outInfo, si) {
+				same = true
+			}
+		}
+		if rs, err := filepath.EvalSymlinks(s); err == nil && rs == real {
+			same = true
+		}
+		if same {
+			return fault.New(fault.OutputIsSource, path,
+				"the output path is (or links to) %s, a file of the source disk; writing there would destroy the source", s).
+				WithHint("Choose an output.path outside the source's files. overwrite = true does not allow this.")
+		}
+	}
+	return nil
+}
+
+// CheckFree refuses an output path where an unmanaged file already exists.
+func CheckFree(path string, overwrite bool) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, path, err, "cannot check the output path")
+	}
+	if fi.IsDir() {
+		return fault.New(fault.OutputExists, path, "the output path is a folder").
+			WithHint("output.path must name a file.")
+	}
+	if overwrite {
+		return nil
+	}
+	return fault.New(fault.OutputExists, path, "a file that this resource does not manage already exists at the output path").
+		WithHint("Move or delete it, choose another output.path, set output.overwrite = true to replace it, or import it with `terraform import` if it is a previous vmconv output.")
+}
+
+// FreeBytes is the space available to this user in path's folder.
+func FreeBytes(path string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// CheckSpace compares an estimate with the free space.
+func CheckSpace(path string, need int64) error {
+	free, err := FreeBytes(path)
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, path, err, "cannot read the free space of the output folder")
+	}
+	if need > free {
+		return fault.New(fault.NoSpace, path,
+			"the output needs about %s but only %s is free in %s", human(need), human(free), filepath.Dir(path)).
+			WithHint("Free space there, or choose an output.path on a larger file system.").
+			WithFact("Needed", fmt.Sprintf("%d bytes", need)).WithFact("Free", fmt.Sprintf("%d bytes", free))
+	}
+	return nil
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Lock is an exclusive claim on an output path.
+type Lock struct {
+	f    *os.File
+	path string
+}
+
+// Acquire takes the output's lock without waiting: a second writer fails
+// at once with a clear error instead of queueing behind a long conversion.
+func Acquire(path string) (*Lock, error) {
+	lp := lockPath(path)
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fault.Wrap(fault.OutputNotWritable, path, err, "cannot create the lock file %s", lp)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fault.New(fault.OutputLocked, path, "another conversion is writing this output path right now").
+				WithHint("Two resources (or two runs) name the same output.path. Give each its own path, or wait for the other run to finish.").
+				WithFact("Lock file", lp)
+		}
+		return nil, fault.Wrap(fault.OutputNotWritable, path, err, "cannot lock %s", lp)
+	}
+	return &Lock{f: f, path: path}, nil
+}
+
+// Release drops the lock.
+func (l *Lock) Release() {
+	if l != nil && l.f != nil {
+		syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// RemoveLockFile deletes the lock file, once the output itself is gone.
+func RemoveLockFile(path string) { os.Remove(lockPath(path)) }
+
+// CleanStale removes temporary files a killed run left for this output.
+// Call it only while holding the lock: no live writer can own them then.
+func (l *Lock) CleanStale() ([]string, error) {
+	dir := filepath.Dir(l.path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempPrefix(l.path)) {
+			p := filepath.Join(dir, e.Name())
+			if err := os.RemoveAll(p); err == nil {
+				removed = append(removed, p)
+			}
+		}
+	}
+	return removed, nil
+}
+
+// TempPath returns a fresh hidden temporary name beside the output.
+func (l *Lock) TempPath() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return filepath.Join(filepath.Dir(l.path), fmt.Sprintf("%s%d-%s", tempPrefix(l.path), os.Getpid(), hex.EncodeToString(b)))
+}
+
+// Commit makes a completed temporary file the output: fsync the data,
+// rename over the output, fsync the folder so the rename survives a crash.
+func Commit(tmp, path string) error {
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a folder.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// WriteAtomic writes data to path through a temporary file and rename.
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	b := make([]byte, 6)
+	rand.Read(b)
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(b))
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := Commit(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"encoding/json"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+)
+
+// PlanFormatVersion is bumped when the plan's JSON changes incompatibly.
+const PlanFormatVersion = 1
+
+// StageName names a pipeline stage.
+type StageName string
+
+const (
+	StageFetch    StageName = "fetch"
+	StageFlatten  StageName = "flatten"
+	StageInspect  StageName = "inspect"
+	StageFix      StageName = "fix"
+	StageConvert  StageName = "convert"
+	StageValidate StageName = "validate"
+)
+
+// Stages lists the pipeline in order.
+var Stages = []StageName{StageFetch, StageFlatten, StageInspect, StageFix, StageConvert, StageValidate}
+
+// Request is what a user asks for: one source disk, one output image.
+type Request struct {
+	Source SourceSpec `json:"source"`
+	Output OutputSpec `json:"output"`
+}
+
+// SourceSpec names the source disk.
+type SourceSpec struct {
+	// Path is the newest file of a local disk (a snapshot chain's head).
+	Path string `json:"path,omitempty"`
+	// Format declares the format instead of detecting it (for raw disks
+	// without a partition table); it must not contradict the content.
+	Format string `json:"format,omitempty"`
+	// AllowParentCIDMismatch accepts snapshots whose parentCID does not
+	// match the parent's CID.
+	AllowParentCIDMismatch bool `json:"allow_parent_cid_mismatch,omitempty"`
+}
+
+// OutputSpec names the output image.
+type OutputSpec struct {
+	Path        string `json:"path"`
+	Format      string `json:"format"`
+	Compression bool   `json:"compression"`
+	Overwrite   bool   `json:"overwrite"`
+}
+
+// StagePlan says whether a stage will run, and why.
+type StagePlan struct {
+	Name   StageName `json:"name"`
+	Run    bool      `json:"run"`
+	Reason string    `json:"reason"`
+}
+
+// SourcePlan is what the source was found to be.
+type SourcePlan struct {
+	Kind        string         `json:"kind"`
+	Path        string         `json:"path"`
+	Format      string         `json:"format"`
+	Subformat   string         `json:"subformat,omitempty"`
+	VirtualSize int64          `json:"virtual_size"`
+	Fingerprint string         `json:"fingerprint"`
+	Chain       []*chain.Layer `json:"chain"`
+}
+
+// ChainPaths lists the chain's layers, newest first.
+func (s SourcePlan) ChainPaths() []string {
+	out := make([]string, len(s.Chain))
+	for i, l := range s.Chain {
+		out[i] = l.Path
+	}
+	return out
+}
+
+// OutputPlan is what will be written.
+type OutputPlan struct {
+	Path        string `json:"path"`
+	Format      string `json:"format"`
+	Compression bool   `json:"compression"`
+	// EstimatedSize is the expected size of the output file. For raw it is
+	// exact (the virtual size; the file is sparse). For qcow2 it is an upper
+	// bound from qemu-img measure; see docs/plan.md for the bound.
+	EstimatedSize int64 `json:"estimated_size"`
+	// RequiredSpace is the free space the conversion needs.
+	RequiredSpace int64 `json:"required_space"`
+	// Replaces is set when an existing file will be overwritten.
+	Replaces bool `json:"replaces"`
+}
+
+// Plan is the engine's decision: everything Apply will do, made before a
+// byte moves. It is plain data and round-trips through JSON.
+type Plan struct {
+	FormatVersion int         `json:"format_version"`
+	Request       Request     `json:"request"`
+	Source        SourcePlan  `json:"source"`
+	Output        OutputPlan  `json:"output"`
+	Stages        []StagePlan `json:"stages"`
+	Warnings      []string    `json:"warnings"`
+}
+
+// Stage returns the plan for one stage.
+func (p *Plan) Stage(n StageName) StagePlan {
+	for _, s := range p.Stages {
+		if s.Name == n {
+			return s
+		}
+	}
+	return StagePlan{Name: n}
+}
+
+// RunningStages lists the stages that will run.
+func (p *Plan) RunningStages() []string {
+	var out []string
+	for _, s := range p.Stages {
+		if s.Run {
+			out = append(out, string(s.Name))
+		}
+	}
+	return out
+}
+
+// JSON renders the plan for review.
+func (p *Plan) JSON() ([]byte, error) { return json.MarshalIndent(p, "", "  ") }
+
+// ParsePlan reads a plan written by JSON.
+func ParsePlan(b []byte) (*Plan, error) {
+	var p Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
