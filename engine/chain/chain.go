@@ -303,7 +303,8 @@ func (r *resolver) layer(path string, head bool) (*Layer, error) {
 	} else if !ok {
 		return nil, fault.New(fault.UnknownFormat, path,
 			"the file's content matches no supported disk format (%s) and holds no partition table or file system a raw disk would", joinFormats()).
-			WithHint("If this is a raw disk that starts with unrecognisable data, declare it with source.format = \"raw\". Otherwise check that source.path names a disk image and not, say, a .vmx or .nvram file.")
+			WithHint("If this is a raw disk that starts with unrecognisable data, declare it with source.format = \"raw\". Otherwise check that source.path names a disk image and not, say, a .vmx or .nvram file.").
+			WithFact("Starts with", firstBytes(f)).WithFact("Size", fmt.Sprintf("%d bytes", fi.Size()))
 	}
 	l := &Layer{Path: path, Format: det.Format}
 	switch det.Kind {
@@ -506,4 +507,22 @@ func checkExtent(path string, size int64, e vmdk.Extent) error {
 	}
 	return fault.New(fault.UnsupportedFormat, path, "extent type %s is not supported", e.Type).
 		WithHint("ZERO, raw-device and RDM extents have no data vmconv can read.")
+}
+
+// firstBytes renders the start of a file for a diagnostic.
+func firstBytes(f *os.File) string {
+	b := make([]byte, 16)
+	n, _ := f.ReadAt(b, 0)
+	b = b[:n]
+	if n == 0 {
+		return "(empty file)"
+	}
+	txt := make([]byte, n)
+	for i, c := range b {
+		txt[i] = '.'
+		if c >= 0x20 && c < 0x7f {
+			txt[i] = c
+		}
+	}
+	return fmt.Sprintf("% x  |%s|", b, txt)
 }

@@ -128,12 +128,7 @@ func LooksLikeDescriptor(data []byte) bool {
 	if len(data) == 0 || len(data) > MaxDescriptorSize {
 		return false
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		if len(bytes.Trim(data[i:], "\x00")) != 0 {
-			return false
-		}
-		data = data[:i]
-	}
+	data = cString(data)
 	if !utf8.Valid(data) {
 		return false
 	}
@@ -147,19 +142,24 @@ func LooksLikeDescriptor(data []byte) bool {
 	return false
 }
 
-// ParseDescriptor parses and validates a text descriptor. Embedded
-// descriptors may carry NUL padding after the text; callers pass the bytes
-// as read and the padding is accepted only if nothing but NULs follows.
+// cString cuts data at its first NUL. VMware and qemu treat descriptors as
+// C strings, and qemu's CID update writes its whole buffer back, leaving
+// stale bytes of the old text after the new terminator.
+func cString(data []byte) []byte {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return data[:i]
+	}
+	return data
+}
+
+// ParseDescriptor parses and validates a text descriptor. The text ends at
+// the first NUL: embedded descriptors are NUL-padded, and whatever follows
+// the terminator is not part of the descriptor.
 func ParseDescriptor(data []byte) (*Descriptor, error) {
 	if len(data) > MaxDescriptorSize {
 		return nil, syntaxErr(0, "descriptor is %d bytes, more than the %d allowed", len(data), MaxDescriptorSize)
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		if len(bytes.Trim(data[i:], "\x00")) != 0 {
-			return nil, syntaxErr(0, "binary data (NUL byte) at offset %d", i)
-		}
-		data = data[:i]
-	}
+	data = cString(data)
 	if !utf8.Valid(data) {
 		return nil, syntaxErr(0, "descriptor is not valid UTF-8 text")
 	}

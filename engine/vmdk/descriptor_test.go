@@ -64,7 +64,12 @@ func TestParseDescriptor(t *testing.T) {
 		{name: "negative extent", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vmfs\"\nRW -8 VMFS \"a\"\n", err: "positive"},
 		{name: "flat without offset", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"a\"\n", err: "needs an offset"},
 		{name: "no extents", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vmfs\"\n", err: "no extents"},
-		{name: "binary garbage", text: "version=1\nCID=1\x00junk", err: "NUL"},
+		{name: "text ends at the first NUL", text: "version=1\nCID=1\x00\nparentCID=ffffffff\n", err: "parentCID is missing"},
+		{name: "stale bytes after the terminator (qemu CID rewrite)", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vmfs\"\nRW 8 VMFS \"a\"\n\x00ol\"\n", check: func(t *testing.T, d *Descriptor) {
+			if len(d.Extents) != 1 {
+				t.Errorf("extents %+v", d.Extents)
+			}
+		}},
 		{name: "invalid utf8", text: "version=1\nCID=\xff\xfe\n", err: "UTF-8"},
 		{name: "quote in value", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vm\"fs\"\nRW 8 VMFS \"a\"\n", err: "quote"},
 		{name: "two extents in monolithicSparse", text: "version=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\nRW 8 SPARSE \"a\"\nRW 8 SPARSE \"b\"\n", err: "exactly one extent"},
@@ -116,7 +121,8 @@ func TestLooksLikeDescriptor(t *testing.T) {
 		"":                             false,
 		"#!/bin/sh\nversion=1\n":       true, // a comment line is a comment
 		"hello\nversion=1\n":           false,
-		"version=1\n\x00\x00garbage\n": false,
+		"version=1\n\x00\x00garbage\n": true,
+		"\x00version=1\n":              false,
 	} {
 		if got := LooksLikeDescriptor([]byte(text)); got != want {
 			t.Errorf("LooksLikeDescriptor(%q) = %v, want %v", text, got, want)

@@ -38,16 +38,24 @@ func VMFSFlat(dir, name string, cid uint32, size int64, l Layer) (string, error)
 	return p, os.WriteFile(p, d, 0o644)
 }
 
-// grains returns the grain-aligned content a layer allocates, keyed by
-// grain index; every write must be grain aligned.
-func grains(l Layer, grainBytes int64) (map[int64][]byte, error) {
+// grains returns the content a layer allocates, keyed by grain index. A
+// snapshot delta's grains must be written whole (their other bytes would
+// come from the parent), so its writes must be grain aligned; a base image's
+// partial grains are filled with zeros.
+func grains(l Layer, grainBytes int64, base bool) (map[int64][]byte, error) {
 	out := map[int64][]byte{}
 	for _, w := range l {
-		if w.Offset%grainBytes != 0 || w.Length%grainBytes != 0 {
+		if !base && (w.Offset%grainBytes != 0 || w.Length%grainBytes != 0) {
 			return nil, fmt.Errorf("write at %d+%d is not aligned to %d-byte grains", w.Offset, w.Length, grainBytes)
 		}
-		for off := w.Offset; off < w.Offset+w.Length; off += grainBytes {
-			out[off/grainBytes] = bytes.Repeat([]byte{w.Byte}, int(grainBytes))
+		for off := w.Offset - w.Offset%grainBytes; off < w.Offset+w.Length; off += grainBytes {
+			g, ok := out[off/grainBytes]
+			if !ok {
+				g = make([]byte, grainBytes)
+				out[off/grainBytes] = g
+			}
+			lo, hi := max(w.Offset, off), min(w.Offset+w.Length, off+grainBytes)
+			copy(g[lo-off:hi-off], bytes.Repeat([]byte{w.Byte}, int(hi-lo)))
 		}
 	}
 	return out, nil
@@ -57,7 +65,7 @@ func grains(l Layer, grainBytes int64) (map[int64][]byte, error) {
 // vmfsSparse, naming parent) and name-delta.vmdk in COWD format.
 func VMFSSparse(dir, name, parent string, cid, parentCID uint32, size int64, grainSectors uint32, l Layer) (string, error) {
 	grainBytes := int64(grainSectors) * sector
-	gs, err := grains(l, grainBytes)
+	gs, err := grains(l, grainBytes, false)
 	if err != nil {
 		return "", err
 	}
@@ -117,7 +125,7 @@ func SESparse(dir, name, parent string, cid, parentCID uint32, size int64, l Lay
 	const grainSectors, gtSectors = 8, 64
 	const grainBytes = grainSectors * sector
 	const perGT = gtSectors * sector / 8 // entries per grain table
-	gs, err := grains(l, grainBytes)
+	gs, err := grains(l, grainBytes, false)
 	if err != nil {
 		return "", err
 	}

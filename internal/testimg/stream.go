@@ -18,7 +18,7 @@ func StreamOptimized(path string, size int64, l Layer) error {
 	const grainSectors = 128
 	const grainBytes = grainSectors * sector
 	const gtes = 512
-	gs, err := grains(l, grainBytes)
+	gs, err := grains(l, grainBytes, true)
 	if err != nil {
 		return err
 	}

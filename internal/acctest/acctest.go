@@ -1,0 +1,90 @@
+// Package acctest holds what the provider's acceptance tests share: the
+// in-process provider factory, pre-checks and custom checks.
+package acctest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider"
+)
+
+// ProviderFactories serves the provider in-process to the terraform CLI.
+var ProviderFactories = map[string]func() (tfprotov6.ProviderServer, error){
+	"vmconv": providerserver.NewProtocol6WithError(provider.New("test")()),
+}
+
+// PreCheck fails the test when the tools acceptance tests drive are absent.
+// Tests do not skip in CI: a missing tool is a broken environment.
+func PreCheck(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		return // resource.Test skips without TF_ACC and says so
+	}
+	for _, tool := range []string{"qemu-img", "qemu-io"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required; run tools/setup: %v", tool, err)
+		}
+	}
+	if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
+		p, err := exec.LookPath("terraform")
+		if err != nil {
+			t.Fatal("the terraform CLI is required (see README: Getting terraform)")
+		}
+		t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+	}
+}
+
+// HCLString quotes s for HCL.
+func HCLString(s string) string {
+	return fmt.Sprintf("%q", s)
+}
+
+// SHA256File hashes a file.
+func SHA256File(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// DirSums hashes every regular file under dir, to prove a source untouched.
+func DirSums(dir string) (string, error) {
+	var names []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			names = append(names, p)
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		s, err := SHA256File(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s %s\n", s, n)
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,128 @@
+package provider
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+)
+
+// summaries holds every diagnostic summary the provider emits for engine
+// faults, so the wording lives in one place.
+var summaries = map[fault.Code]string{
+	fault.Internal:           "Unexpected Conversion Error",
+	fault.SourceMissing:      "Source Disk Not Found",
+	fault.SourceUnreadable:   "Source Disk Not Readable",
+	fault.UnknownFormat:      "Unknown Disk Format",
+	fault.UnsupportedFormat:  "Unsupported Disk Format",
+	fault.CorruptImage:       "Source Disk Is Corrupt",
+	fault.TruncatedImage:     "Source Disk Is Truncated",
+	fault.CorruptDescriptor:  "VMDK Descriptor Is Invalid",
+	fault.ChainParentMissing: "Snapshot Chain Is Broken",
+	fault.ChainLoop:          "Snapshot Chain Loops",
+	fault.ChainCIDMismatch:   "Snapshot Does Not Match Its Parent",
+	fault.PathOutsideSource:  "Disk References A File Outside The Source Folder",
+	fault.SourceChanged:      "Source Disk Changed After Plan",
+	fault.OutputDirMissing:   "Output Folder Does Not Exist",
+	fault.OutputIsSource:     "Output Path Would Overwrite The Source",
+	fault.OutputExists:       "Output File Already Exists",
+	fault.OutputLocked:       "Output Path Is Being Written By Another Conversion",
+	fault.OutputNotWritable:  "Output Path Not Writable",
+	fault.NoSpace:            "Not Enough Free Space For The Output",
+	fault.ToolMissing:        "Required Tool Not Installed",
+	fault.ToolFailed:         "Conversion Tool Failed",
+	fault.Cancelled:          "Conversion Cancelled",
+	fault.InvalidRequest:     "Invalid Conversion Request",
+	fault.NoOperatingSystem:  "No Operating System Found",
+	fault.MultipleOSes:       "More Than One Operating System Found",
+	fault.EncryptedGuest:     "Guest Disk Is Encrypted",
+	fault.InspectionFailed:   "Guest Inspection Failed",
+	fault.FixFailed:          "Guest Fix Failed",
+	fault.BootTestFailed:     "Boot Test Failed",
+	fault.GuestUnsupported:   "Guest Not Supported",
+	fault.DriversMissing:     "VirtIO Drivers Not Available",
+	fault.BitLocker:          "Guest Volume Is BitLocker Encrypted",
+	fault.HypervisorFailed:   "Hypervisor Operation Failed",
+	fault.DomainExists:       "Domain Name Already Taken",
+	fault.FirmwareMissing:    "Firmware Not Installed",
+	fault.FetchFailed:        "Source Download Failed",
+	fault.ChecksumMismatch:   "Downloaded Source Checksum Mismatch",
+	fault.HostKeyMismatch:    "SSH Host Key Not Trusted",
+	fault.AuthFailed:         "Authentication Failed",
+	fault.HostileArchive:     "Archive Rejected As Unsafe",
+	fault.DiskInUse:          "Disk Is In Use By A Domain",
+	fault.RemoteNotFound:     "Remote Object Not Found",
+}
+
+// summaryFor returns the Title Case summary for a fault code.
+func summaryFor(c fault.Code) string {
+	if s, ok := summaries[c]; ok {
+		return s
+	}
+	return summaries[fault.Internal]
+}
+
+// detailFor renders a fault as a diagnostic detail: what was attempted,
+// the facts, and what to do.
+func detailFor(attempt string, err error) string {
+	var b strings.Builder
+	fe, ok := fault.As(err)
+	if !ok {
+		fmt.Fprintf(&b, "%s failed.\n\nError: %v", attempt, err)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%s failed: %s.\n", attempt, strings.TrimSuffix(fe.Msg, "."))
+	facts := []fault.Fact{}
+	if fe.File != "" {
+		facts = append(facts, fault.Fact{Label: "File", Value: fe.File})
+	}
+	if fe.Stage != "" {
+		facts = append(facts, fault.Fact{Label: "Stage", Value: strings.ToUpper(fe.Stage)})
+	}
+	facts = append(facts, fe.Facts...)
+	if fe.Err != nil {
+		facts = append(facts, fault.Fact{Label: "Error", Value: fe.Err.Error()})
+	}
+	if len(facts) > 0 {
+		b.WriteString("\n")
+		for _, f := range facts {
+			fmt.Fprintf(&b, "%s: %s\n", f.Label, f.Value)
+		}
+	}
+	if fe.Hint != "" {
+		fmt.Fprintf(&b, "\n%s", fe.Hint)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// addFault appends an engine failure as an error diagnostic.
+func addFault(diags *diag.Diagnostics, attempt string, err error) {
+	diags.AddError(summaryFor(fault.CodeOf(err)), detailFor(attempt, err))
+}
+
+// addFaultAt appends an engine failure as an error on an attribute.
+func addFaultAt(diags *diag.Diagnostics, p path.Path, attempt string, err error) {
+	diags.AddAttributeError(p, summaryFor(fault.CodeOf(err)), detailFor(attempt, err))
+}
+
+const (
+	summaryUnconfigured      = "Provider Not Configured"
+	summaryOutputDrift       = "Output Changed Outside Terraform"
+	summarySourceChangedPlan = "Source Disk Changed Since It Was Last Planned"
+	summarySourceUnavailable = "Source Disk No Longer Available"
+	summaryImport            = "Cannot Import Output"
+	summaryOutputMaybeOwned  = "Output File Exists"
+)
+
+func unconfiguredDetail(what string) string {
+	return fmt.Sprintf("The vmconv provider was not configured before %s. This is a bug in the provider or in Terraform; please report it.", what)
+}
+
+// Aliases keep helper signatures short.
+type (
+	diagDiagnostic  = diag.Diagnostic
+	diagDiagnostics = diag.Diagnostics
+)

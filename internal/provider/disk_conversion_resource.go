@@ -1,0 +1,558 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+)
+
+var (
+	_ resource.Resource                = &diskConversionResource{}
+	_ resource.ResourceWithConfigure   = &diskConversionResource{}
+	_ resource.ResourceWithModifyPlan  = &diskConversionResource{}
+	_ resource.ResourceWithImportState = &diskConversionResource{}
+)
+
+// NewDiskConversionResource is the vmconv_disk_conversion constructor.
+func NewDiskConversionResource() resource.Resource {
+	return &diskConversionResource{}
+}
+
+type diskConversionResource struct {
+	data *providerData
+}
+
+type diskConversionModel struct {
+	ID                types.String   `tfsdk:"id"`
+	Source            *sourceModel   `tfsdk:"source"`
+	Output            *outputModel   `tfsdk:"output"`
+	Timeouts          timeouts.Value `tfsdk:"timeouts"`
+	SourceFormat      types.String   `tfsdk:"source_format"`
+	Chain             types.List     `tfsdk:"chain"`
+	VirtualSize       types.Int64    `tfsdk:"virtual_size"`
+	OutputSize        types.Int64    `tfsdk:"output_size"`
+	OutputSHA256      types.String   `tfsdk:"output_sha256"`
+	SourceFingerprint types.String   `tfsdk:"source_fingerprint"`
+	ReportPath        types.String   `tfsdk:"report_path"`
+}
+
+type sourceModel struct {
+	Path                   types.String `tfsdk:"path"`
+	Format                 types.String `tfsdk:"format"`
+	AllowParentCIDMismatch types.Bool   `tfsdk:"allow_parent_cid_mismatch"`
+}
+
+type outputModel struct {
+	Path        types.String `tfsdk:"path"`
+	Format      types.String `tfsdk:"format"`
+	Compression types.Bool   `tfsdk:"compression"`
+	Overwrite   types.Bool   `tfsdk:"overwrite"`
+}
+
+// Private state keys.
+const (
+	privStamp = "output_stamp"
+	privDrift = "output_drift"
+)
+
+// Default operation timeouts. A multi-GiB conversion with a boot test under
+// software emulation can take most of an hour.
+const (
+	defaultCreateTimeout = 60 * time.Minute
+	defaultReadTimeout   = 5 * time.Minute
+	defaultUpdateTimeout = 5 * time.Minute
+	defaultDeleteTimeout = 5 * time.Minute
+)
+
+func (r *diskConversionResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_disk_conversion"
+}
+
+func formatNames(fs []diskformat.Format) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
+}
+
+func backticked(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "`" + x + "`"
+	}
+	return strings.Join(q, ", ")
+}
+
+func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	inputs, outputs := formatNames(diskformat.Inputs), formatNames(diskformat.Outputs)
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Converts a VM disk (VMDK snapshot chains included, and VHD, VHDX, VDI, qcow2 or raw) into a KVM-ready image. " +
+			"The plan shows the detected format, the snapshot chain, the sizes and the stages that will run; the apply writes the output atomically " +
+			"and never modifies the source. Read detects an output that was deleted or changed outside Terraform, so the next plan recreates it.",
+		Attributes: map[string]schema.Attribute{
+			// Required
+			"source": schema.SingleNestedAttribute{
+				Required:            true,
+				MarkdownDescription: "The disk to convert. It is opened read-only and never modified.",
+				Attributes: map[string]schema.Attribute{
+					"path": schema.StringAttribute{
+						Required: true,
+						MarkdownDescription: "Path of the disk's newest file: for a snapshot chain, the newest snapshot's descriptor (for example `web-000002.vmdk`). " +
+							"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder.",
+						Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"format": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "Declares the source format instead of detecting it, for raw disks that start with no recognisable partition table or file system. " +
+							"It must not contradict the content. One of " + backticked(inputs) + ".",
+						Validators:    []validator.String{stringvalidator.OneOf(inputs...)},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"allow_parent_cid_mismatch": schema.BoolAttribute{
+						Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Convert a snapshot chain even where a snapshot's `parentCID` does not match its parent's `CID` " +
+							"(the parent was changed after the snapshot was taken). Off by default, because the result may be inconsistent.",
+					},
+				},
+			},
+			"output": schema.SingleNestedAttribute{
+				Required:            true,
+				MarkdownDescription: "The image to write. It appears atomically: a failed or interrupted apply leaves nothing at `path`.",
+				Attributes: map[string]schema.Attribute{
+					"path": schema.StringAttribute{
+						Required:            true,
+						MarkdownDescription: "Path of the output image. Its folder must exist. It may not be, or link to, a file of the source.",
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+						PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"format": schema.StringAttribute{
+						Optional: true, Computed: true, Default: stringdefault.StaticString("qcow2"),
+						MarkdownDescription: "Output format, one of " + backticked(outputs) + ". Default `qcow2`.",
+						Validators:          []validator.String{stringvalidator.OneOf(outputs...)},
+						PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"compression": schema.BoolAttribute{
+						Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Compress the qcow2 output (slower to write and to read). Default `false`.",
+						PlanModifiers:       []planmodifier.Bool{boolplanmodifier.RequiresReplace()},
+					},
+					"overwrite": schema.BoolAttribute{
+						Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Replace a file that already exists at `path` and that this resource did not create. Default `false`. " +
+							"It never allows overwriting a file of the source.",
+					},
+				},
+			},
+			// Optional
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			// Computed
+			"id": schema.StringAttribute{
+				Computed: true, MarkdownDescription: "The absolute output path.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"source_format": schema.StringAttribute{
+				Computed: true, MarkdownDescription: "The source format detected from its content (`vmdk`, `qcow2`, `vhd`, `vhdx`, `vdi` or `raw`).",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"chain": schema.ListAttribute{
+				Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "The files of the snapshot chain, newest first; one element for a disk without snapshots.",
+				PlanModifiers:       []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+			},
+			"virtual_size": schema.Int64Attribute{
+				Computed: true, MarkdownDescription: "The guest-visible disk size in bytes.",
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
+			},
+			"output_size": schema.Int64Attribute{
+				Computed: true, MarkdownDescription: "The output file's size in bytes (its apparent size; raw outputs are sparse).",
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
+			},
+			"output_sha256": schema.StringAttribute{
+				Computed: true, MarkdownDescription: "SHA-256 of the output file, computed once when it is written.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"source_fingerprint": schema.StringAttribute{
+				Computed: true,
+				MarkdownDescription: "A cheap fingerprint of the source chain: each file's size, modification time and sampled content. " +
+					"When it changes (a new snapshot layer, a modified extent), the plan replaces the output.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"report_path": schema.StringAttribute{
+				Computed: true, MarkdownDescription: "Path of the JSON report written beside the output: the plan that was applied and what each stage did.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+		},
+	}
+}
+
+func (r *diskConversionResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	data, ok := req.ProviderData.(*providerData)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected Provider Data", fmt.Sprintf("Expected *providerData, got %T. This is a bug in the provider.", req.ProviderData))
+		return
+	}
+	r.data = data
+}
+
+func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.data == nil {
+		return // destroy, or validation before the provider is configured
+	}
+	var plan diskConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var state *diskConversionModel
+	if !req.State.Raw.IsNull() {
+		state = &diskConversionModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, state)...)
+	}
+	if resp.Diagnostics.HasError() || !knownInputs(&plan) {
+		return // inputs that depend on other resources are planned at apply
+	}
+	e := r.data.engine
+	ereq := toRequest(&plan)
+	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path)
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed})
+	if state == nil && fault.Is(err, fault.OutputExists) && hasReport(ereq.Output.Path) {
+		// A replacement re-plans with no prior state while the old output is
+		// still there. A vmconv output may be this resource's; Create refuses
+		// it if it is not.
+		tflog.Debug(ctx, "existing vmconv output at the output path; Create decides", map[string]any{"path": ereq.Output.Path})
+		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true})
+	}
+	if err != nil {
+		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
+			resp.Diagnostics.AddAttributeWarning(path.Root("source").AtName("path"), summarySourceUnavailable,
+				detailFor("Planning the conversion", err)+"\n\nThe existing output is kept as it is. Restore the source to detect changes again.")
+			return
+		}
+		addFaultAt(&resp.Diagnostics, attributeFor(err), "Planning the conversion", err)
+		return
+	}
+	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
+		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summarySourceChangedPlan, sourceChangeDetail(last, ep))
+	}
+	if err := e.RecordPlanned(ep); err != nil {
+		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
+	}
+
+	if state == nil || plan.SourceFingerprint.IsUnknown() {
+		setPlanned(ctx, &plan, ep, &resp.Diagnostics)
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+		return
+	}
+	if drift, _ := req.Private.GetKey(ctx, privDrift); len(drift) > 0 {
+		resp.Diagnostics.AddAttributeWarning(path.Root("output").AtName("path"), summaryOutputDrift,
+			fmt.Sprintf("The output %s was modified outside Terraform after it was written (its size, modification time or sampled content no longer match). "+
+				"It will be replaced with a fresh conversion.", ereq.Output.Path))
+		plan.OutputSHA256, plan.OutputSize = types.StringUnknown(), types.Int64Unknown()
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("output_sha256"))
+	}
+	if ep.Source.Fingerprint != state.SourceFingerprint.ValueString() {
+		resp.Diagnostics.AddAttributeWarning(path.Root("source"), "Source Disk Changed",
+			fmt.Sprintf("The source changed since the output was written, so the output will be replaced.\n\n%s", chainChange(state, ep)))
+		setPlanned(ctx, &plan, ep, &resp.Diagnostics)
+		plan.OutputSHA256, plan.OutputSize = types.StringUnknown(), types.Int64Unknown()
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("source_fingerprint"))
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func (r *diskConversionResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if r.data == nil {
+		resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("creating a conversion"))
+		return
+	}
+	var plan diskConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	e := r.data.engine
+	ereq := toRequest(&plan)
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{})
+	if err != nil {
+		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
+		return
+	}
+	if want := plan.SourceFingerprint.ValueString(); !plan.SourceFingerprint.IsUnknown() && want != "" && want != ep.Source.Fingerprint {
+		addFaultAt(&resp.Diagnostics, path.Root("source"), "Converting the disk",
+			fault.New(fault.SourceChanged, ep.Source.Path, "the source changed between plan and apply").
+				WithHint("Run terraform plan again and review the new plan.").
+				WithFact("Planned fingerprint", want).WithFact("Current fingerprint", ep.Source.Fingerprint))
+		return
+	}
+	sink := newLogSink(ctx, "vmconv_disk_conversion", ereq.Output.Path)
+	res, err := e.Apply(ctx, ep, sink, engine.ApplyOptions{})
+	if err != nil {
+		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
+		return
+	}
+	setPlanned(ctx, &plan, ep, &resp.Diagnostics)
+	setApplied(&plan, res)
+	for _, w := range res.Warnings {
+		resp.Diagnostics.AddWarning("Conversion Warning", w)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setStamp(ctx, resp.Private, res.Output.Stamp)...)
+}
+
+func (r *diskConversionResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state diskConversionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Read(ctx, defaultReadTimeout)
+	resp.Diagnostics.Append(d...)
+	_, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var stamp fingerprint.Stamp
+	if state.Output == nil {
+		// After terraform import: rebuild the state from the report.
+		rep, err := engine.ReadReport(state.ID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddError(summaryImport, importDetail(state.ID.ValueString(), err))
+			return
+		}
+		stateFromReport(ctx, &state, rep, &resp.Diagnostics)
+		stamp = rep.Result.Output.Stamp
+		resp.Diagnostics.Append(setStamp(ctx, resp.Private, stamp)...)
+	} else {
+		raw, d := req.Private.GetKey(ctx, privStamp)
+		resp.Diagnostics.Append(d...)
+		if err := json.Unmarshal(raw, &stamp); err != nil || len(raw) == 0 {
+			if rep, err := engine.ReadReport(state.Output.Path.ValueString()); err == nil {
+				stamp = rep.Result.Output.Stamp
+			}
+		}
+	}
+	outPath := state.Output.Path.ValueString()
+	drift, err := engine.CheckOutput(outPath, stamp)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("output").AtName("path"), "Cannot Check Output",
+			fmt.Sprintf("Reading the output to detect changes failed.\n\nFile: %s\nError: %v", outPath, err))
+		return
+	}
+	switch drift {
+	case engine.DriftMissing:
+		tflog.Warn(ctx, "output is missing; removing from state so the next plan recreates it", map[string]any{"path": outPath})
+		resp.State.RemoveResource(ctx)
+		return
+	case engine.DriftChanged:
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privDrift, []byte(`"changed"`))...)
+	default:
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privDrift, nil)...)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *diskConversionResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	// Only settings that do not change the output's bytes reach Update
+	// (overwrite, allow_parent_cid_mismatch, timeouts); everything else
+	// replaces the resource.
+	var plan diskConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *diskConversionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state diskConversionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || state.Output == nil {
+		return
+	}
+	outPath := state.Output.Path.ValueString()
+	if abs, err := filepath.Abs(outPath); err == nil {
+		outPath = abs
+	}
+	for _, p := range []string{outPath, output.ReportPath(outPath)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			resp.Diagnostics.AddError("Cannot Delete Output", fmt.Sprintf("Removing a file of the conversion failed.\n\nFile: %s\nError: %v", p, err))
+			return
+		}
+	}
+	output.RemoveLockFile(outPath)
+}
+
+func (r *diskConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	id := req.ID
+	if abs, err := filepath.Abs(id); err == nil {
+		id = abs
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+}
+
+// knownInputs reports whether every input the engine needs is known.
+func knownInputs(m *diskConversionModel) bool {
+	if m.Source == nil || m.Output == nil {
+		return false
+	}
+	for _, v := range []attr.Value{m.Source.Path, m.Source.Format, m.Source.AllowParentCIDMismatch, m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite} {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
+}
+
+func toRequest(m *diskConversionModel) engine.Request {
+	out := m.Output.Path.ValueString()
+	if abs, err := filepath.Abs(out); err == nil {
+		out = abs
+	}
+	return engine.Request{
+		Source: engine.SourceSpec{
+			Path:                   m.Source.Path.ValueString(),
+			Format:                 m.Source.Format.ValueString(),
+			AllowParentCIDMismatch: m.Source.AllowParentCIDMismatch.ValueBool(),
+		},
+		Output: engine.OutputSpec{
+			Path:        out,
+			Format:      m.Output.Format.ValueString(),
+			Compression: m.Output.Compression.ValueBool(),
+			Overwrite:   m.Output.Overwrite.ValueBool(),
+		},
+	}
+}
+
+// setPlanned fills the attributes the engine's plan determines.
+func setPlanned(ctx context.Context, m *diskConversionModel, p *engine.Plan, diags interface{ Append(...diagDiagnostic) }) {
+	m.ID = types.StringValue(p.Output.Path)
+	m.SourceFormat = types.StringValue(p.Source.Format)
+	chain, d := types.ListValueFrom(ctx, types.StringType, p.Source.ChainPaths())
+	diags.Append(d...)
+	m.Chain = chain
+	m.VirtualSize = types.Int64Value(p.Source.VirtualSize)
+	m.SourceFingerprint = types.StringValue(p.Source.Fingerprint)
+	m.ReportPath = types.StringValue(output.ReportPath(p.Output.Path))
+}
+
+func setApplied(m *diskConversionModel, r *engine.Result) {
+	m.OutputSize = types.Int64Value(r.Output.Size)
+	m.OutputSHA256 = types.StringValue(r.Output.SHA256)
+	m.ReportPath = types.StringValue(r.Output.ReportPath)
+}
+
+type privateSetter interface {
+	SetKey(ctx context.Context, key string, value []byte) diagDiagnostics
+}
+
+func setStamp(ctx context.Context, p privateSetter, s fingerprint.Stamp) diagDiagnostics {
+	b, _ := json.Marshal(s)
+	return p.SetKey(ctx, privStamp, b)
+}
+
+func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Report, diags interface{ Append(...diagDiagnostic) }) {
+	req := rep.Plan.Request
+	m.Source = &sourceModel{
+		Path:                   types.StringValue(req.Source.Path),
+		Format:                 types.StringNull(),
+		AllowParentCIDMismatch: types.BoolValue(req.Source.AllowParentCIDMismatch),
+	}
+	if req.Source.Format != "" {
+		m.Source.Format = types.StringValue(req.Source.Format)
+	}
+	m.Output = &outputModel{
+		Path:        types.StringValue(req.Output.Path),
+		Format:      types.StringValue(req.Output.Format),
+		Compression: types.BoolValue(req.Output.Compression),
+		Overwrite:   types.BoolValue(req.Output.Overwrite),
+	}
+	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
+		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
+	})}
+	setPlanned(ctx, m, rep.Plan, diags)
+	setApplied(m, rep.Result)
+}
+
+func hasReport(outputPath string) bool {
+	_, err := os.Stat(output.ReportPath(outputPath))
+	return err == nil
+}
+
+func importDetail(id string, err error) string {
+	return fmt.Sprintf("Importing reads the report vmconv writes beside each output (%s), which records the source and settings of the conversion. "+
+		"It could not be read.\n\nFile: %s\nError: %v\n\nImport by the absolute path of an output written by vmconv.", output.ReportSuffix, output.ReportPath(id), err)
+}
+
+// attributeFor points a fault at the attribute the user should look at.
+func attributeFor(err error) path.Path {
+	switch fault.CodeOf(err) {
+	case fault.OutputDirMissing, fault.OutputIsSource, fault.OutputExists, fault.OutputLocked, fault.OutputNotWritable, fault.NoSpace:
+		return path.Root("output").AtName("path")
+	case fault.ChainCIDMismatch:
+		return path.Root("source").AtName("allow_parent_cid_mismatch")
+	default:
+		return path.Root("source").AtName("path")
+	}
+}
+
+func sourceChangeDetail(last *engine.PlanRecord, p *engine.Plan) string {
+	return fmt.Sprintf("The source disk is not what it was when this conversion was last planned (%s). "+
+		"If you are applying a saved plan, Terraform will reject it as an \"inconsistent final plan\": that is this change. Run terraform plan again.\n\n"+
+		"Previous fingerprint: %s\nCurrent fingerprint: %s\nPrevious chain: %s\nCurrent chain: %s",
+		last.At.Format(time.RFC3339), last.Fingerprint, p.Source.Fingerprint, strings.Join(last.Chain, ", "), strings.Join(p.Source.ChainPaths(), ", "))
+}
+
+func chainChange(state *diskConversionModel, p *engine.Plan) string {
+	var old []string
+	state.Chain.ElementsAs(context.Background(), &old, false)
+	now := p.Source.ChainPaths()
+	switch {
+	case len(now) > len(old):
+		return fmt.Sprintf("New snapshot layer(s): the chain grew from %d to %d files (newest: %s).", len(old), len(now), now[0])
+	case len(now) < len(old):
+		return fmt.Sprintf("The chain shrank from %d to %d files (snapshots consolidated or removed).", len(old), len(now))
+	case strings.Join(old, "\n") != strings.Join(now, "\n"):
+		return fmt.Sprintf("The chain's files changed: was %s, now %s.", strings.Join(old, ", "), strings.Join(now, ", "))
+	}
+	return fmt.Sprintf("A file of the chain was modified (content or modification time).\n\nPrevious fingerprint: %s\nCurrent fingerprint: %s",
+		state.SourceFingerprint.ValueString(), p.Source.Fingerprint)
+}

@@ -1,0 +1,180 @@
+package provider_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+)
+
+const mib = 1 << 20
+
+var (
+	baseLayer = testimg.Layer{{Offset: 0, Length: mib, Byte: 0xb0}, {Offset: 4 * mib, Length: mib, Byte: 0xb1}, {Offset: 7 * mib, Length: mib, Byte: 0xb7}}
+	snap1     = testimg.Layer{{Offset: 4 * mib, Length: 64 << 10, Byte: 0x51}, {Offset: 2 * mib, Length: mib, Byte: 0x52}}
+	snap2     = testimg.Layer{{Offset: 4 * mib, Length: 4096, Byte: 0x61}, {Offset: 6 * mib, Length: 128 << 10, Byte: 0x62}}
+)
+
+func conversionConfig(src, out, extraOutput string) string {
+	return fmt.Sprintf(`
+resource "vmconv_disk_conversion" "web" {
+  source = { path = %s }
+  output = {
+    path        = %s
+    format      = "qcow2"
+    compression = false
+    %s
+  }
+}
+`, acctest.HCLString(src), acctest.HCLString(out), extraOutput)
+}
+
+// checkOutput verifies the output's bytes in Go and that output_sha256 is
+// the file's real checksum.
+func checkOutput(out string, want *testimg.Expected) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		rs := s.RootModule().Resources["vmconv_disk_conversion.web"]
+		if rs == nil {
+			return fmt.Errorf("resource not in state")
+		}
+		sum, err := acctest.SHA256File(out)
+		if err != nil {
+			return err
+		}
+		if got := rs.Primary.Attributes["output_sha256"]; got != sum {
+			return fmt.Errorf("output_sha256 %s, file has %s", got, sum)
+		}
+		data, err := testimg.ReadQcow2(out)
+		if err != nil {
+			return err
+		}
+		return want.Compare(data)
+	}
+}
+
+func checkSourceUntouched(dir string, before *string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		now, err := acctest.DirSums(dir)
+		if err != nil {
+			return err
+		}
+		if now != *before {
+			return fmt.Errorf("the source folder changed:\nbefore:\n%s\nafter:\n%s", *before, now)
+		}
+		return nil
+	}
+}
+
+func TestAccDiskConversion_lifecycle(t *testing.T) {
+	srcDir, outDir := t.TempDir(), t.TempDir()
+	paths, err := testimg.VMDKChain(srcDir, "web", "monolithicSparse", 8*mib, baseLayer, snap1, snap2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := paths[0]
+	out := filepath.Join(outDir, "web.qcow2")
+	want := testimg.NewExpected(8*mib, baseLayer, snap1, snap2)
+	before, err := acctest.DirSums(srcDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := conversionConfig(head, out, "")
+	name := "vmconv_disk_conversion.web"
+
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionCreate),
+					// Known before a byte moves.
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("source_format"), knownvalue.StringExact("vmdk")),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("virtual_size"), knownvalue.Int64Exact(8*mib)),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("chain"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringExact(paths[0]), knownvalue.StringExact(paths[1]), knownvalue.StringExact(paths[2]),
+					})),
+					plancheck.ExpectUnknownValue(name, tfjsonpath.New("output_sha256")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("id"), knownvalue.StringExact(out)),
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("chain"), knownvalue.ListSizeExact(3)),
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("source_fingerprint"), knownvalue.StringRegexp(regexpMust(`^v1:[0-9a-f]{64}$`))),
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("report_path"), knownvalue.StringExact(out+".vmconv.json")),
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(checkOutput(out, want), checkSourceUntouched(srcDir, &before)),
+			},
+			{
+				// Nothing changed: refresh and plan show no drift.
+				Config: cfg, PlanOnly: true,
+			},
+			{
+				// The output was deleted outside Terraform: recreated.
+				PreConfig: func() { os.Remove(out) },
+				Config:    cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionCreate),
+				}},
+				Check: checkOutput(out, want),
+			},
+			{
+				// The output was modified in place: replaced.
+				PreConfig: func() {
+					f, _ := os.OpenFile(out, os.O_RDWR, 0)
+					f.WriteAt([]byte("tampered"), 0)
+					f.Close()
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				Check: checkOutput(out, want),
+			},
+			{
+				ResourceName: name, ImportState: true, ImportStateId: out,
+				ImportStateVerify: true, ImportStateVerifyIgnore: []string{"timeouts"},
+			},
+			{
+				// overwrite does not change the output's bytes: updated in place.
+				Config: conversionConfig(head, out, "overwrite = true"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionUpdate),
+				}},
+			},
+			{
+				// A write to the newest snapshot layer: the plan replaces the output.
+				PreConfig: func() {
+					if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 3 * mib, Length: 4096, Byte: 0x99}}); err != nil {
+						t.Fatal(err)
+					}
+					want = testimg.NewExpected(8*mib, baseLayer, snap1, snap2, testimg.Layer{{Offset: 3 * mib, Length: 4096, Byte: 0x99}})
+					before, _ = acctest.DirSums(srcDir)
+				},
+				Config: conversionConfig(head, out, "overwrite = true"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(func(s *terraform.State) error { return checkOutput(out, want)(s) }, checkSourceUntouched(srcDir, &before)),
+			},
+		},
+		CheckDestroy: func(*terraform.State) error {
+			for _, p := range []string{out, out + ".vmconv.json"} {
+				if _, err := os.Stat(p); err == nil {
+					return fmt.Errorf("%s still exists after destroy", p)
+				}
+			}
+			return nil
+		},
+	})
+}

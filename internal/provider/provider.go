@@ -1,0 +1,135 @@
+// Package provider is the Terraform adapter over the vmconv engine: schema,
+// plan modifiers and diagnostics. All conversion logic lives in engine/.
+package provider
+
+import (
+	"context"
+	"os"
+	"strconv"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+)
+
+var _ provider.Provider = &vmconvProvider{}
+
+// New returns a provider factory for providerserver.Serve and tests.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider {
+		return &vmconvProvider{version: version}
+	}
+}
+
+type vmconvProvider struct {
+	version string
+}
+
+type vmconvProviderModel struct {
+	MaxParallelConversions types.Int64  `tfsdk:"max_parallel_conversions"`
+	WorkDir                types.String `tfsdk:"work_dir"`
+	CacheDir               types.String `tfsdk:"cache_dir"`
+}
+
+// providerData is what resources receive from Configure.
+type providerData struct {
+	engine *engine.Engine
+}
+
+// Environment variables read when an attribute is not set.
+const (
+	envMaxParallel = "VMCONV_MAX_PARALLEL_CONVERSIONS"
+	envWorkDir     = "VMCONV_WORK_DIR"
+	envCacheDir    = "VMCONV_CACHE_DIR"
+)
+
+func (p *vmconvProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "vmconv"
+	resp.Version = p.version
+}
+
+func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "The vmconv provider migrates VMware, Hyper-V and VirtualBox disks to KVM. " +
+			"`terraform plan` shows what each migration will do before a byte moves; `terraform apply` converts the disk.\n\n" +
+			"Every setting can also come from an environment variable, read when the attribute is not set.",
+		Attributes: map[string]schema.Attribute{
+			"max_parallel_conversions": schema.Int64Attribute{
+				Optional: true,
+				MarkdownDescription: "How many conversions run at once. Terraform may start more resources in parallel; the extra ones wait. " +
+					"Default: half the CPUs, between 1 and 4. Environment: `" + envMaxParallel + "`.",
+				Validators: []validator.Int64{int64validator.Between(1, 64)},
+			},
+			"work_dir": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Folder for scratch files during a conversion (overlays, shadow descriptors). " +
+					"Default: `vmconv` under the system temporary folder. Environment: `" + envWorkDir + "`.",
+			},
+			"cache_dir": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Folder for results kept between runs. Default: `vmconv` under the user cache folder. Environment: `" + envCacheDir + "`.",
+			},
+		},
+	}
+}
+
+func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var cfg vmconvProviderModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ec := engine.Config{
+		WorkDir:  stringSetting(cfg.WorkDir, envWorkDir),
+		CacheDir: stringSetting(cfg.CacheDir, envCacheDir),
+	}
+	switch {
+	case !cfg.MaxParallelConversions.IsNull() && !cfg.MaxParallelConversions.IsUnknown():
+		ec.MaxParallel = int(cfg.MaxParallelConversions.ValueInt64())
+	case os.Getenv(envMaxParallel) != "":
+		n, err := strconv.Atoi(os.Getenv(envMaxParallel))
+		if err != nil || n < 1 {
+			resp.Diagnostics.AddAttributeError(path.Root("max_parallel_conversions"), "Invalid Environment Setting",
+				envMaxParallel+" must be a positive whole number, got "+strconv.Quote(os.Getenv(envMaxParallel))+".")
+			return
+		}
+		ec.MaxParallel = n
+	}
+	e, err := engine.New(ec)
+	if err != nil {
+		addFault(&resp.Diagnostics, "Starting the vmconv engine", err)
+		return
+	}
+	eff := e.Config()
+	tflog.Info(ctx, "vmconv engine ready", map[string]any{
+		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir,
+	})
+	data := &providerData{engine: e}
+	resp.ResourceData = data
+	resp.DataSourceData = data
+}
+
+func stringSetting(v types.String, env string) string {
+	if !v.IsNull() && !v.IsUnknown() {
+		return v.ValueString()
+	}
+	return os.Getenv(env)
+}
+
+func (p *vmconvProvider) Resources(_ context.Context) []func() resource.Resource {
+	return []func() resource.Resource{
+		NewDiskConversionResource,
+	}
+}
+
+func (p *vmconvProvider) DataSources(_ context.Context) []func() datasource.DataSource {
+	return nil
+}
