@@ -430,3 +430,22 @@ func TestFullDisk(t *testing.T) {
 	}
 	assertNoLeftovers(t, out)
 }
+
+// TestOutputIsReproducible converts one source twice: the same source must
+// give byte-identical outputs, so output_sha256 identifies the content.
+func TestOutputIsReproducible(t *testing.T) {
+	src := t.TempDir()
+	head := chainIn(t, src)
+	e := newEngine(t)
+	var sums []string
+	for _, name := range []string{"a.qcow2", "b.qcow2"} {
+		_, r, err := convert(t, e, engine.Request{Source: engine.SourceSpec{Path: head}, Output: engine.OutputSpec{Path: filepath.Join(t.TempDir(), name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums = append(sums, r.Output.SHA256)
+	}
+	if sums[0] != sums[1] {
+		t.Fatalf("two conversions of one source differ: %s vs %s", sums[0], sums[1])
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -96,6 +97,75 @@ func notify(name string, args []string) {
 	}
 }
 
+// ExitObserver sees each finished command's peak memory, for benchmarks.
+var (
+	exitMu        sync.Mutex
+	exitObservers []func(name string, maxRSSKiB int64)
+)
+
+// ObserveExit registers f to be called when a command ends.
+func ObserveExit(f func(name string, maxRSSKiB int64)) func() {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	exitObservers = append(exitObservers, f)
+	i := len(exitObservers) - 1
+	return func() {
+		exitMu.Lock()
+		defer exitMu.Unlock()
+		exitObservers[i] = nil
+	}
+}
+
+func observingExits() bool {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	for _, f := range exitObservers {
+		if f != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func notifyExit(name string, hwmKiB int64) {
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	for _, f := range exitObservers {
+		if f != nil {
+			f(name, hwmKiB)
+		}
+	}
+}
+
+// watchHWM samples the process's peak resident set (VmHWM) until stop is
+// closed. rusage's maxrss would include the Go parent's pages from before
+// exec; VmHWM starts afresh with the new program.
+func watchHWM(pid int, stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		var peak int64
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+				for _, l := range strings.Split(string(b), "\n") {
+					var v int64
+					if _, err := fmt.Sscanf(l, "VmHWM: %d kB", &v); err == nil && v > peak {
+						peak = v
+					}
+				}
+			}
+			select {
+			case <-stop:
+				out <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return out
+}
+
 // Run runs c to completion and returns its stdout (empty when Lines is set).
 func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	notify(c.Name, c.Args)
@@ -135,12 +205,21 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 		cmd.Stdout = &stdout
 	}
 	err := cmd.Start()
+	var hwm <-chan int64
+	stopHWM := make(chan struct{})
+	if err == nil && observingExits() {
+		hwm = watchHWM(cmd.Process.Pid, stopHWM)
+	}
 	if err == nil {
 		err = cmd.Wait()
 	}
+	close(stopHWM)
 	if lines != nil {
 		lines.Close()
 		<-done
+	}
+	if hwm != nil {
+		notifyExit(c.Name, <-hwm)
 	}
 	if err != nil {
 		// Make sure nothing of the group survives, even if the leader exited.

@@ -1,0 +1,3 @@
+# Import an output written by vmconv by its absolute path. The report
+# vmconv writes beside it (web.qcow2.vmconv.json) supplies the rest.
+terraform import vmconv_disk_conversion.web /var/lib/vmconv/web.qcow2
