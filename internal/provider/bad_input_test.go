@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -145,5 +146,47 @@ resource "vmconv_disk_conversion" "web" {
 				return testimg.NewExpected(8*mib, baseLayer, snap1).Compare(data)
 			},
 		}},
+	})
+}
+
+// TestAccDiskConversion_twoResourcesOneOutput declares two conversions of
+// one output path. The second must fail clearly and leave the first's
+// output intact. The order is fixed with depends_on so the test is
+// deterministic; concurrent writers are covered by the engine's lock test.
+func TestAccDiskConversion_twoResourcesOneOutput(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	head := chainIn(t, src)[0]
+	outPath := filepath.Join(out, "web.qcow2")
+	cfg := fmt.Sprintf(`
+resource "vmconv_disk_conversion" "a" {
+  source = { path = %[1]s }
+  output = { path = %[2]s }
+}
+resource "vmconv_disk_conversion" "b" {
+  source     = { path = %[1]s }
+  output     = { path = %[2]s }
+  depends_on = [vmconv_disk_conversion.a]
+}`, acctest.HCLString(head), acctest.HCLString(outPath))
+	checkIntact := func(*terraform.State) error {
+		data, err := testimg.ReadQcow2(outPath)
+		if err != nil {
+			return err
+		}
+		return testimg.NewExpected(8*mib, baseLayer, snap1, snap2).Compare(data)
+	}
+	// The first one is kept in the second step.
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg,
+				ExpectError: wrapTolerant(`(?s)Output File Already Exists.*with vmconv_disk_conversion\.b`),
+			},
+			{
+				Config: cfg[:strings.Index(cfg, `resource "vmconv_disk_conversion" "b"`)],
+				Check:  checkIntact,
+			},
+		},
 	})
 }

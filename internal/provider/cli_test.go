@@ -52,8 +52,17 @@ resource "vmconv_disk_conversion" "web" {
 	if _, err := os.Stat(outPath); err == nil {
 		t.Fatal("a refused apply wrote the output")
 	}
-	// A fresh plan picks the change up and applies cleanly.
+	// A fresh plan picks the change up and applies cleanly, and the
+	// engine's stage events reach terraform's log through tflog.
+	logPath := filepath.Join(t.TempDir(), "tf.log")
+	cli.Env = append(cli.Env, "TF_LOG_PROVIDER=INFO", "TF_LOG_PATH="+logPath)
 	cli.MustRun("apply", "-input=false", "-auto-approve")
+	logText, _ := os.ReadFile(logPath)
+	for _, want := range []string{`stage=flatten`, `stage=convert`, `event=stage_started`, `event=stage_skipped`, `output written`} {
+		if !strings.Contains(string(logText), want) {
+			t.Errorf("provider log lacks %q", want)
+		}
+	}
 	data, err := testimg.ReadQcow2(outPath)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,8 +170,14 @@ func watchHWM(pid int, stop <-chan struct{}) <-chan int64 {
 // Run runs c to completion and returns its stdout (empty when Lines is set).
 func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	notify(c.Name, c.Args)
+	// Pdeathsig kills the tool if this process dies (say, a SIGKILLed
+	// terraform), so no qemu-img outlives us writing a temporary file. The
+	// signal follows the thread that started the child, so that thread is
+	// held for the command's lifetime.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error {
 		// Signal the whole group: qemu-img and anything it started.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
