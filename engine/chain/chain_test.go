@@ -13,14 +13,14 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
-const mib = 1 << 20
+const mib = testimg.MiB
 
 // Layers with disjoint and overlapping writes: the base's data must survive
 // where no snapshot wrote, and the newest layer must win where all did.
 var (
-	baseLayer = testimg.Layer{{Offset: 0, Length: mib, Byte: 0xb0}, {Offset: 4 * mib, Length: mib, Byte: 0xb1}, {Offset: 7 * mib, Length: mib, Byte: 0xb7}}
-	snap1     = testimg.Layer{{Offset: 4 * mib, Length: 64 << 10, Byte: 0x51}, {Offset: 2 * mib, Length: mib, Byte: 0x52}}
-	snap2     = testimg.Layer{{Offset: 4 * mib, Length: 4096, Byte: 0x61}, {Offset: 6 * mib, Length: 128 << 10, Byte: 0x62}}
+	baseLayer = testimg.BaseLayer
+	snap1     = testimg.Snap1
+	snap2     = testimg.Snap2
 )
 
 func requireTool(t *testing.T, name string) {

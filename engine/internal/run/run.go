@@ -67,75 +67,61 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-// Observer sees every command the engine starts; tests use it to scan argv
-// for secrets.
-var (
-	obsMu     sync.Mutex
-	observers []func(name string, args []string)
-)
+// registry is a set of callbacks that can be removed again.
+type registry[F any] struct {
+	mu  sync.Mutex
+	fns []*F
+}
 
-// Observe registers f to be called with each command's name and args.
-// It returns a function that removes it.
-func Observe(f func(name string, args []string)) func() {
-	obsMu.Lock()
-	defer obsMu.Unlock()
-	observers = append(observers, f)
-	i := len(observers) - 1
+func (r *registry[F]) add(f F) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := &f
+	r.fns = append(r.fns, p)
 	return func() {
-		obsMu.Lock()
-		defer obsMu.Unlock()
-		observers[i] = nil
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for i, q := range r.fns {
+			if q == p {
+				r.fns = append(r.fns[:i], r.fns[i+1:]...)
+				return
+			}
+		}
 	}
 }
+
+func (r *registry[F]) each(call func(F)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.fns {
+		call(*f)
+	}
+}
+
+func (r *registry[F]) empty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.fns) == 0
+}
+
+var (
+	starts registry[func(name string, args []string)]
+	exits  registry[func(name string, maxRSSKiB int64)]
+)
+
+// Observe registers f to see every command's name and args when it starts
+// (tests scan argv for secrets). It returns a function that removes it.
+func Observe(f func(name string, args []string)) func() { return starts.add(f) }
+
+// ObserveExit registers f to see each command's peak memory when it ends.
+func ObserveExit(f func(name string, maxRSSKiB int64)) func() { return exits.add(f) }
 
 func notify(name string, args []string) {
-	obsMu.Lock()
-	defer obsMu.Unlock()
-	for _, f := range observers {
-		if f != nil {
-			f(name, args)
-		}
-	}
-}
-
-// ExitObserver sees each finished command's peak memory, for benchmarks.
-var (
-	exitMu        sync.Mutex
-	exitObservers []func(name string, maxRSSKiB int64)
-)
-
-// ObserveExit registers f to be called when a command ends.
-func ObserveExit(f func(name string, maxRSSKiB int64)) func() {
-	exitMu.Lock()
-	defer exitMu.Unlock()
-	exitObservers = append(exitObservers, f)
-	i := len(exitObservers) - 1
-	return func() {
-		exitMu.Lock()
-		defer exitMu.Unlock()
-		exitObservers[i] = nil
-	}
-}
-
-func observingExits() bool {
-	exitMu.Lock()
-	defer exitMu.Unlock()
-	for _, f := range exitObservers {
-		if f != nil {
-			return true
-		}
-	}
-	return false
+	starts.each(func(f func(string, []string)) { f(name, args) })
 }
 
 func notifyExit(name string, hwmKiB int64) {
-	exitMu.Lock()
-	defer exitMu.Unlock()
-	for _, f := range exitObservers {
-		if f != nil {
-			f(name, hwmKiB)
-		}
-	}
+	exits.each(func(f func(string, int64)) { f(name, hwmKiB) })
 }
 
 // watchHWM samples the process's peak resident set (VmHWM) until stop is
@@ -214,7 +200,7 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 	err := cmd.Start()
 	var hwm <-chan int64
 	stopHWM := make(chan struct{})
-	if err == nil && observingExits() {
+	if err == nil && !exits.empty() {
 		hwm = watchHWM(cmd.Process.Pid, stopHWM)
 	}
 	if err == nil {
