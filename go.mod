@@ -88,6 +88,7 @@ require (
 	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/yaml.v2 v2.3.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
+	libguestfs.org/guestfs v0.0.0-00010101000000-000000000000
 )
 
 tool (

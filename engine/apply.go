@@ -15,8 +15,11 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
 
 // StageResult records what a stage did.
@@ -39,9 +42,12 @@ type OutputResult struct {
 
 // Result is what Apply did.
 type Result struct {
-	Output   OutputResult  `json:"output"`
-	Stages   []StageResult `json:"stages"`
-	Warnings []string      `json:"warnings"`
+	Output   OutputResult     `json:"output"`
+	Stages   []StageResult    `json:"stages"`
+	Guest    *guest.Info      `json:"guest,omitempty"`
+	Fixes    *fix.Result      `json:"fixes,omitempty"`
+	BootTest *validate.Result `json:"boot_test,omitempty"`
+	Warnings []string         `json:"warnings"`
 }
 
 // Report is the JSON document written beside the output.
@@ -71,7 +77,15 @@ type job struct {
 	input, inputDriver string // what CONVERT reads
 	tmp                string // CONVERT's output before it is committed
 	res                *Result
+
+	session guest.Session // the appliance, from INSPECT through FIX
+	accel   string
 }
+
+// skip is returned by a stage that decides at run time not to run.
+type skip struct{ reason string }
+
+func (s skip) Error() string { return s.reason }
 
 func (j *job) emit(kind EventKind, stage StageName, msg string, fields map[string]any) {
 	j.sink.Event(Event{Time: time.Now(), Kind: kind, Stage: stage, Message: msg, Fields: fields})
@@ -126,7 +140,8 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 		}
 	}()
 
-	stages := []stage{fetchStage{}, flattenStage{}, skippedStage{StageInspect}, skippedStage{StageFix}, convertStage{}, skippedStage{StageValidate}}
+	defer j.closeSession()
+	stages := []stage{fetchStage{}, flattenStage{}, inspectStage{}, fixStage{}, convertStage{}, validateStage{}}
 	for _, s := range stages {
 		sp := p.Stage(s.name())
 		if !sp.Run {
@@ -137,7 +152,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 		j.emit(EventStageStarted, s.name(), sp.Reason, nil)
 		start := time.Now()
 		if err := s.run(ctx, j); err != nil {
-			return nil, stageError(ctx, s.name(), p.Output.Path, err)
+			if sk, ok := err.(skip); ok {
+				j.emit(EventStageSkipped, s.name(), sk.reason, nil)
+				j.res.Stages = append(j.res.Stages, StageResult{Name: s.name(), Status: "skipped", Reason: sk.reason})
+				continue
+			}
+			return j.res, stageError(ctx, s.name(), p.Output.Path, err)
 		}
 		d := time.Since(start)
 		j.res.Stages = append(j.res.Stages, StageResult{Name: s.name(), Status: "ran", Reason: sp.Reason, DurationMS: d.Milliseconds()})
@@ -239,11 +259,6 @@ func ReadReport(outputPath string) (*Report, error) {
 	}
 	return &r, nil
 }
-
-type skippedStage struct{ n StageName }
-
-func (s skippedStage) name() StageName                 { return s.n }
-func (s skippedStage) run(context.Context, *job) error { return nil }
 
 type fetchStage struct{}
 

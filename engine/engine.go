@@ -14,7 +14,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -33,6 +35,12 @@ type Config struct {
 	MaxParallel int
 	// QemuImg is the qemu-img binary.
 	QemuImg string
+	// Qemu is the system emulator used for boot tests and the appliance.
+	Qemu string
+	// Accel is auto (probe), kvm or tcg.
+	Accel string
+	// FirmwareDir holds the OVMF UEFI firmware.
+	FirmwareDir string
 }
 
 // DefaultMaxParallel is the default number of concurrent conversions: half
@@ -47,6 +55,18 @@ type Engine struct {
 	cfg  Config
 	qemu qemuimg.Tool
 	sem  chan struct{}
+
+	accelOnce sync.Once
+	accelRes  accel.Result
+	accelErr  error
+}
+
+// Accel resolves (once) whether guests run under KVM or TCG.
+func (e *Engine) Accel(ctx context.Context) (accel.Result, error) {
+	e.accelOnce.Do(func() {
+		e.accelRes, e.accelErr = accel.Resolve(ctx, e.cfg.Accel, accel.Options{Qemu: e.cfg.Qemu, CacheDir: e.cfg.CacheDir})
+	})
+	return e.accelRes, e.accelErr
 }
 
 // New returns an Engine. It checks the tools it needs are installed.
@@ -141,12 +161,47 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	p.Stages = []StagePlan{
 		{StageFetch, false, "the source is a local file; nothing to fetch"},
 		{StageFlatten, true, flattenReason(c)},
-		{StageInspect, false, "guest inspection is not built yet"},
-		{StageFix, false, "guest fixes are not built yet"},
+		inspectStagePlan(req),
+		fixStagePlan(req),
 		{StageConvert, true, convertReason(p)},
-		{StageValidate, false, "the boot test is not built yet"},
+		bootStagePlan(req),
 	}
 	return p, nil
+}
+
+func inspectStagePlan(req Request) StagePlan {
+	if !req.Fixes.Enabled && !req.BootTest.Enabled {
+		return StagePlan{StageInspect, false, "fixes and boot test are off: nothing needs the guest inspected"}
+	}
+	return StagePlan{StageInspect, true, "find the guest operating system with libguestfs, in the appliance the fixes then use"}
+}
+
+func fixStagePlan(req Request) StagePlan {
+	switch {
+	case !req.Fixes.Enabled:
+		return StagePlan{StageFix, false, "fixes.enabled is false"}
+	case req.Fixes.DryRun:
+		return StagePlan{StageFix, true, "dry run: record the fixes the guest needs without writing them"}
+	}
+	return StagePlan{StageFix, true, "fix the guest offline, in an overlay, so it boots on KVM"}
+}
+
+func bootStagePlan(req Request) StagePlan {
+	b := req.BootTest
+	switch {
+	case !b.Enabled:
+		return StagePlan{StageValidate, false, "boot_test.enabled is false"}
+	case req.Fixes.Enabled && req.Fixes.DryRun:
+		return StagePlan{StageValidate, false, "fixes.dry_run: the output is not fixed, so a boot test would only show that"}
+	}
+	bus, nic := b.DiskBus, b.NICModel
+	if bus == "" {
+		bus = "virtio"
+	}
+	if nic == "" {
+		nic = "virtio"
+	}
+	return StagePlan{StageValidate, true, fmt.Sprintf("boot a throwaway overlay of the output under QEMU on a %s disk with a %s NIC", bus, nic)}
 }
 
 func flattenReason(c *chain.Chain) string {
@@ -244,6 +299,9 @@ func normalize(req Request) (Request, error) {
 	}
 	if req.Source.Format != "" && !slices.Contains(diskformat.Inputs, diskformat.Format(req.Source.Format)) {
 		return req, fault.New(fault.InvalidRequest, req.Source.Path, "source format %q is not supported", req.Source.Format)
+	}
+	if err := req.Fixes.Options.Validate(); err != nil {
+		return req, err
 	}
 	return req, nil
 }

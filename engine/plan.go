@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
 
 // PlanFormatVersion is bumped when the plan's JSON changes incompatibly.
@@ -24,10 +26,32 @@ const (
 // Stages lists the pipeline in order.
 var Stages = []StageName{StageFetch, StageFlatten, StageInspect, StageFix, StageConvert, StageValidate}
 
-// Request is what a user asks for: one source disk, one output image.
+// Request is what a user asks for: one source disk, one output image, and
+// how to fix and test the guest on it.
 type Request struct {
-	Source SourceSpec `json:"source"`
-	Output OutputSpec `json:"output"`
+	Source   SourceSpec   `json:"source"`
+	Output   OutputSpec   `json:"output"`
+	Inspect  InspectSpec  `json:"inspect"`
+	Fixes    FixSpec      `json:"fixes"`
+	BootTest BootTestSpec `json:"boot_test"`
+}
+
+// InspectSpec tunes inspection.
+type InspectSpec struct {
+	// Root chooses the operating system when the disk holds several.
+	Root string `json:"root,omitempty"`
+}
+
+// FixSpec turns the offline fixes on or off and tunes them.
+type FixSpec struct {
+	Enabled bool `json:"enabled"`
+	fix.Options
+}
+
+// BootTestSpec turns the boot test on or off and tunes it.
+type BootTestSpec struct {
+	Enabled bool `json:"enabled"`
+	validate.Options
 }
 
 // SourceSpec names the source disk.

@@ -26,6 +26,9 @@ const ReportSuffix = ".vmconv.json"
 // ReportPath is where the report of the output at path lives.
 func ReportPath(path string) string { return path + ReportSuffix }
 
+// BootLogPath is where the console log of the output's boot test is kept.
+func BootLogPath(path string) string { return path + ".boot-test.log" }
+
 func lockPath(path string) string {
 	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmconv.lock")
 }

@@ -1,0 +1,93 @@
+// Package guest defines what the engine needs from an offline guest: the
+// inspection result, the narrow file system interface inspection and fixes
+// work through, and the record of every change made. The libguestfs
+// implementation lives in engine/internal/guestfs (cgo); tests of pure
+// logic use the in-memory one in guesttest.
+package guest
+
+import (
+	"context"
+	"io/fs"
+)
+
+// FS is a mounted guest file system. Paths are absolute guest paths.
+type FS interface {
+	ReadFile(path string) ([]byte, error)
+	WriteFile(path string, data []byte, mode fs.FileMode) error
+	Remove(path string) error
+	Exists(path string) bool
+	IsFile(path string) bool
+	IsDir(path string) bool
+	// Glob expands a shell pattern in the guest.
+	Glob(pattern string) ([]string, error)
+	// Readlink returns a symlink's target, or an error if path is not one.
+	Readlink(path string) (string, error)
+	Symlink(target, path string) error
+	Mkdir(path string, mode fs.FileMode) error
+	// Command runs argv inside the guest (chroot), for package managers and
+	// initramfs tools.
+	Command(ctx context.Context, argv ...string) (string, error)
+}
+
+// Filesystem is a file system found on the disk.
+type Filesystem struct {
+	Device     string `json:"device"`
+	Type       string `json:"type"`
+	UUID       string `json:"uuid,omitempty"`
+	Label      string `json:"label,omitempty"`
+	PartUUID   string `json:"partuuid,omitempty"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+}
+
+// Disk is the block-level view inspection needs besides files.
+type Disk interface {
+	// Roots lists the devices holding an operating system.
+	Roots() ([]string, error)
+	// Filesystems lists every file system, LVM volumes included.
+	Filesystems() ([]Filesystem, error)
+	// OSInfo returns libguestfs' facts for a root.
+	OSInfo(root string) (OSInfo, error)
+	// MountRoot mounts a root and the file systems its fstab names.
+	MountRoot(root string) error
+	// PartitionTable returns "gpt", "msdos" or "" for the first disk.
+	PartitionTable() (string, error)
+	// PartitionType returns the GPT type GUID (or MBR id) of a partition.
+	PartitionType(device string) (string, error)
+	// LVs lists logical volumes.
+	LVs() ([]string, error)
+	// PartitionInfo locates a partition on its disk.
+	PartitionInfo(device string) (Partition, error)
+	// Sync flushes writes to the disk image.
+	Sync() error
+}
+
+// Session is an open guest: its disk and, once a root is mounted, its
+// file system.
+type Session interface {
+	Disk
+	FS
+	Close() error
+}
+
+// OSInfo is what libguestfs' inspection reports for one root.
+type OSInfo struct {
+	Type        string // linux, windows
+	Distro      string
+	Major       int
+	Minor       int
+	ProductName string
+	Arch        string
+	Hostname    string
+	// Mountpoints maps mount points to devices, from the guest's fstab.
+	Mountpoints map[string]string
+	// PackageFormat is deb, rpm...
+	PackageFormat string
+}
+
+// Partition is a partition's place on its disk.
+type Partition struct {
+	Number int
+	Start  int64 // bytes
+	Size   int64 // bytes
+	GUID   string
+}

@@ -1,0 +1,59 @@
+package guest
+
+// Info is what the INSPECT stage found in a guest.
+type Info struct {
+	// OS is "linux", "windows" or "none" for a disk without an operating
+	// system (a data disk).
+	OS              string       `json:"os"`
+	Distro          string       `json:"distro,omitempty"`
+	Version         string       `json:"version,omitempty"`
+	ProductName     string       `json:"product_name,omitempty"`
+	Arch            string       `json:"arch,omitempty"`
+	Hostname        string       `json:"hostname,omitempty"`
+	Root            string       `json:"root,omitempty"`
+	Filesystems     []Filesystem `json:"filesystems,omitempty"`
+	LVM             []string     `json:"lvm,omitempty"`
+	Firmware        string       `json:"firmware,omitempty"` // bios, uefi
+	Bootloader      string       `json:"bootloader,omitempty"`
+	InitramfsTool   string       `json:"initramfs_tool,omitempty"` // initramfs-tools, dracut
+	NetworkStacks   []string     `json:"network_stacks,omitempty"`
+	HypervisorTools []string     `json:"hypervisor_tools,omitempty"`
+	Kernels         []Kernel     `json:"kernels,omitempty"`
+	SELinux         string       `json:"selinux,omitempty"` // enforcing, permissive, disabled, ""
+	PackageFormat   string       `json:"package_format,omitempty"`
+	// KernelArgs are the kernel command line arguments of the default boot
+	// entry, where they could be read.
+	KernelArgs string   `json:"kernel_args,omitempty"`
+	Encrypted  []string `json:"encrypted,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
+}
+
+// Kernel is an installed kernel and its initramfs.
+type Kernel struct {
+	Version   string `json:"version"`
+	Image     string `json:"image"`
+	Initramfs string `json:"initramfs,omitempty"`
+}
+
+// HasOS reports whether the disk holds an operating system.
+func (i *Info) HasOS() bool { return i != nil && i.OS != "" && i.OS != "none" }
+
+// FilesystemBy finds a file system by device.
+func (i *Info) FilesystemBy(device string) (Filesystem, bool) {
+	for _, f := range i.Filesystems {
+		if f.Device == device {
+			return f, true
+		}
+	}
+	return Filesystem{}, false
+}
+
+// Has reports whether a list holds s.
+func Has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
