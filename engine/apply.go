@@ -247,6 +247,18 @@ func (e *Engine) publish(j *job) error {
 	return nil
 }
 
+// QemuFormat is the qemu driver of an output format name.
+func QemuFormat(f string) string { return diskformatDriver(f) }
+
+// WriteReport rewrites the report beside an output.
+func WriteReport(outputPath string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return output.WriteAtomic(output.ReportPath(outputPath), b, 0o644)
+}
+
 // ReadReport loads the report written beside an output.
 func ReadReport(outputPath string) (*Report, error) {
 	b, err := os.ReadFile(output.ReportPath(outputPath))
@@ -293,6 +305,11 @@ type convertStage struct{}
 func (convertStage) name() StageName { return StageConvert }
 
 func (convertStage) run(ctx context.Context, j *job) error {
+	// The appliance holds the overlay's write lock; with fixes off it is
+	// still open here.
+	if err := j.closeSession(); err != nil {
+		return fault.Wrap(fault.InspectionFailed, "", err, "cannot release the guest appliance")
+	}
 	p := j.plan
 	j.tmp = j.lock.TempPath()
 	last := -10.0

@@ -124,7 +124,7 @@ func (validateStage) run(ctx context.Context, j *job) error {
 		return err
 	}
 	if !res.Passed() {
-		return bootFailure(res, j.plan.Request.BootTest.Options)
+		return BootTestError(res)
 	}
 	j.emit(EventInfo, StageValidate, "boot test passed: "+res.Detail, map[string]any{"duration_ms": res.DurationMS, "accel": res.Accel})
 	return nil
@@ -185,7 +185,9 @@ func (e *Engine) bootTest(ctx context.Context, image, format string, info *guest
 	return validate.Boot(ctx, m, overlay, work, consoleLog, nonce, o)
 }
 
-func bootFailure(r *validate.Result, o validate.Options) error {
+// BootTestError turns a failed boot test into a diagnostic-ready error
+// with the console's last lines.
+func BootTestError(r *validate.Result) error {
 	tailText := consoleTail(r.ConsoleLog, 25)
 	fe := fault.New(fault.BootTestFailed, r.ConsoleLog, "the converted guest did not boot: %s", r.Detail).
 		WithFact("Reason", r.Reason).

@@ -25,7 +25,10 @@ import (
 // Marker is the prefix of the line the planted unit prints.
 const Marker = "VMCONV-BOOT-MARKER"
 
-const consoleArgs = "console=tty0 console=ttyS0,115200n8"
+// consoleArgs adds the serial console and shortens dracut's wait for a root
+// that will not appear (180 s by default) so that failure shows in a
+// minute; initramfs-tools ignores rd.* options and waits 30 s anyway.
+const consoleArgs = "console=tty0 console=ttyS0,115200n8 rd.retry=60"
 
 var linuxLine = regexp.MustCompile(`(?m)^(\s*(?:linux|linux16|linuxefi)\s+\S+)(.*)$`)
 

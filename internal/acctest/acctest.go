@@ -3,6 +3,7 @@
 package acctest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider"
 )
 
@@ -42,7 +44,8 @@ func PreCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal("the terraform CLI is required (see README: Getting terraform)")
 		}
-		t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+		// Process-wide on purpose: parallel tests may not use t.Setenv.
+		os.Setenv("TF_ACC_TERRAFORM_PATH", p)
 	}
 }
 
@@ -87,4 +90,38 @@ func DirSums(dir string) (string, error) {
 		fmt.Fprintf(&b, "%s %s\n", s, n)
 	}
 	return b.String(), nil
+}
+
+// SharedTempDir returns a test folder QEMU can read when libvirt runs it as
+// another user: under /var/tmp, world-readable, removed after the test.
+func SharedTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/var/tmp", "vmconv-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(d, 0o755)
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// GuestFile reads one file from a guest image through libguestfs (guestfish
+// in read-only mode), for checks that must not trust vmconv's own code.
+func GuestFile(image, path string) (string, error) {
+	cmd := exec.Command("guestfish", "--ro", "-a", image, "-i", "cat", path)
+	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
+	if accelIsTCG() {
+		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("guestfish cat %s: %v: %s", path, err, out)
+	}
+	return string(out), nil
+}
+
+func accelIsTCG() bool {
+	cache, _ := os.UserCacheDir()
+	r, err := accel.Resolve(context.Background(), os.Getenv("VMCONV_ACCEL"), accel.Options{CacheDir: filepath.Join(cache, "vmconv")})
+	return err != nil || r.Mode != accel.KVM
 }

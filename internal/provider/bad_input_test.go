@@ -137,7 +137,7 @@ func TestAccDiskConversion_allowParentCIDMismatch(t *testing.T) {
 resource "vmconv_disk_conversion" "web" {
   source = { path = %s, allow_parent_cid_mismatch = true }
   output = { path = %s }
-}`, acctest.HCLString(p), acctest.HCLString(outPath)),
+%s}`, acctest.HCLString(p), acctest.HCLString(outPath), dataPlaneOnly),
 			Check: func(s *terraform.State) error {
 				data, err := testimg.ReadQcow2(outPath)
 				if err != nil {
@@ -161,12 +161,12 @@ func TestAccDiskConversion_twoResourcesOneOutput(t *testing.T) {
 resource "vmconv_disk_conversion" "a" {
   source = { path = %[1]s }
   output = { path = %[2]s }
-}
+%[3]s}
 resource "vmconv_disk_conversion" "b" {
   source     = { path = %[1]s }
   output     = { path = %[2]s }
   depends_on = [vmconv_disk_conversion.a]
-}`, acctest.HCLString(head), acctest.HCLString(outPath))
+%[3]s}`, acctest.HCLString(head), acctest.HCLString(outPath), dataPlaneOnly)
 	checkIntact := func(*terraform.State) error {
 		data, err := testimg.ReadQcow2(outPath)
 		if err != nil {

@@ -33,6 +33,8 @@ terraform {
 resource "vmconv_disk_conversion" "web" {
   source = { path = %q }
   output = { path = %q }
+  fixes     = { enabled = false }
+  boot_test = { enabled = false }
 }
 `, head, outPath))
 	cli.MustRun("plan", "-input=false", "-out=tfplan")

@@ -12,16 +12,23 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -32,7 +39,10 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
 var (
@@ -63,6 +73,75 @@ type diskConversionModel struct {
 	OutputSHA256      types.String   `tfsdk:"output_sha256"`
 	SourceFingerprint types.String   `tfsdk:"source_fingerprint"`
 	ReportPath        types.String   `tfsdk:"report_path"`
+	Fixes             *fixesModel    `tfsdk:"fixes"`
+	Inspect           *inspectModel  `tfsdk:"inspect"`
+	BootTest          *bootTestModel `tfsdk:"boot_test"`
+	FixesApplied      types.List     `tfsdk:"fixes_applied"`
+	BootTestResult    types.Object   `tfsdk:"boot_test_result"`
+	Guest             types.Object   `tfsdk:"guest"`
+}
+
+type fixesModel struct {
+	Enabled             types.Bool   `tfsdk:"enabled"`
+	DryRun              types.Bool   `tfsdk:"dry_run"`
+	Disabled            types.Set    `tfsdk:"disabled"`
+	FstabMode           types.String `tfsdk:"fstab_mode"`
+	KeepNetworkIdentity types.Bool   `tfsdk:"keep_network_identity"`
+	KeepVMwareTools     types.Bool   `tfsdk:"keep_vmware_tools"`
+}
+
+type inspectModel struct {
+	Root types.String `tfsdk:"root"`
+}
+
+type bootTestModel struct {
+	Enabled           types.Bool   `tfsdk:"enabled"`
+	Timeout           types.String `tfsdk:"timeout"`
+	Memory            types.Int64  `tfsdk:"memory"`
+	CPUs              types.Int64  `tfsdk:"cpus"`
+	SuccessPattern    types.String `tfsdk:"success_pattern"`
+	DiskBus           types.String `tfsdk:"disk_bus"`
+	NICModel          types.String `tfsdk:"nic_model"`
+	MAC               types.String `tfsdk:"mac"`
+	RequireNetwork    types.Bool   `tfsdk:"require_network"`
+	FirmwareBootEntry types.String `tfsdk:"firmware_boot_entry"`
+}
+
+func (b *bootTestModel) equal(o *bootTestModel) bool {
+	if b == nil || o == nil {
+		return b == o
+	}
+	return b.Enabled.Equal(o.Enabled) && b.Timeout.Equal(o.Timeout) && b.Memory.Equal(o.Memory) && b.CPUs.Equal(o.CPUs) &&
+		b.SuccessPattern.Equal(o.SuccessPattern) && b.DiskBus.Equal(o.DiskBus) && b.NICModel.Equal(o.NICModel) &&
+		b.MAC.Equal(o.MAC) && b.RequireNetwork.Equal(o.RequireNetwork) && b.FirmwareBootEntry.Equal(o.FirmwareBootEntry)
+}
+
+var (
+	fixesAttrTypes = map[string]attr.Type{
+		"enabled": types.BoolType, "dry_run": types.BoolType, "disabled": types.SetType{ElemType: types.StringType},
+		"fstab_mode": types.StringType, "keep_network_identity": types.BoolType, "keep_vmware_tools": types.BoolType,
+	}
+	bootTestAttrTypes = map[string]attr.Type{
+		"enabled": types.BoolType, "timeout": types.StringType, "memory": types.Int64Type, "cpus": types.Int64Type,
+		"success_pattern": types.StringType, "disk_bus": types.StringType, "nic_model": types.StringType,
+		"mac": types.StringType, "require_network": types.BoolType, "firmware_boot_entry": types.StringType,
+	}
+)
+
+func defaultFixes() types.Object {
+	return types.ObjectValueMust(fixesAttrTypes, map[string]attr.Value{
+		"enabled": types.BoolValue(true), "dry_run": types.BoolValue(false),
+		"disabled": types.SetValueMust(types.StringType, []attr.Value{}), "fstab_mode": types.StringValue(fix.FstabStabilizeAll),
+		"keep_network_identity": types.BoolValue(false), "keep_vmware_tools": types.BoolValue(false),
+	})
+}
+
+func defaultBootTest() types.Object {
+	return types.ObjectValueMust(bootTestAttrTypes, map[string]attr.Value{
+		"enabled": types.BoolValue(true), "timeout": types.StringNull(), "memory": types.Int64Value(1024), "cpus": types.Int64Value(2),
+		"success_pattern": types.StringNull(), "disk_bus": types.StringValue("virtio"), "nic_model": types.StringValue("virtio"),
+		"mac": types.StringNull(), "require_network": types.BoolValue(true), "firmware_boot_entry": types.StringNull(),
+	})
 }
 
 type sourceModel struct {
@@ -175,6 +254,67 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 				},
 			},
 			// Optional
+			"fixes": schema.SingleNestedAttribute{
+				Optional: true, Computed: true, Default: objectdefault.StaticValue(defaultFixes()),
+				MarkdownDescription: "Offline fixes that make the guest boot on KVM, applied to an overlay of the source, never to the source. " +
+					"Every change is reported in `fixes_applied` and in the report. Changing any of these replaces the output. The fixes, in order: " +
+					fixList() + ".",
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+				Attributes: map[string]schema.Attribute{
+					"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+						MarkdownDescription: "Run the fixes. Default `true`. With `false` the guest is converted as it is."},
+					"dry_run": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Report the changes the fixes would make without writing them. The output is the unfixed guest and the boot test is skipped."},
+					"disabled": schema.SetAttribute{Optional: true, Computed: true, ElementType: types.StringType,
+						Default:             setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{})),
+						MarkdownDescription: "Fixes to turn off, by name: " + backticked(fix.Names()) + ".",
+						Validators:          []validator.Set{setvalidator.ValueStringsAre(stringvalidator.OneOf(fix.Names()...))}},
+					"fstab_mode": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(fix.FstabStabilizeAll),
+						MarkdownDescription: "Which fstab entries to rewrite to `UUID=` (or `PARTUUID=`, `LABEL=`): `stabilize-all` (every controller-dependent name: /dev/sdX, by-path, by-id), `bypath-only`, or `none`.",
+						Validators:          []validator.String{stringvalidator.OneOf(fix.FstabStabilizeAll, fix.FstabByPathOnly, fix.FstabNone)}},
+					"keep_network_identity": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Keep the source's MAC pinning and NIC names, for domains that carry the source MAC over. By default they are removed so the NIC comes up under its KVM name."},
+					"keep_vmware_tools": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+						MarkdownDescription: "Leave VMware tools installed. By default they are removed."},
+				},
+			},
+			"inspect": schema.SingleNestedAttribute{
+				Optional:            true,
+				MarkdownDescription: "Inspection settings.",
+				PlanModifiers:       []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+				Attributes: map[string]schema.Attribute{
+					"root": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "The root device of the operating system to convert, when the disk holds more than one (for example `/dev/sda2`). The diagnostic lists the roots found."},
+				},
+			},
+			"boot_test": schema.SingleNestedAttribute{
+				Optional: true, Computed: true, Default: objectdefault.StaticValue(defaultBootTest()),
+				MarkdownDescription: "Boot the converted image under QEMU before publishing it, on a throwaway overlay, so the test never changes the output. " +
+					"The test adds a serial console and a marker unit to the overlay; it passes when the marker reports the guest at multi-user with an IPv4 address. " +
+					"Changing these settings re-runs the test on the existing output; it does not replace it. Skipped for disks without an operating system.",
+				Attributes: map[string]schema.Attribute{
+					"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "Run the boot test. Default `true`."},
+					"timeout": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "How long the guest has to boot, as a duration (`\"10m\"`). Default: 5 minutes under KVM, 15 under software emulation.",
+						Validators:          []validator.String{validators.Duration(10*time.Second, 2*time.Hour)}},
+					"memory": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1024),
+						MarkdownDescription: "Guest memory in MiB. Default 1024.", Validators: []validator.Int64{int64validator.Between(128, 65536)}},
+					"cpus": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(2),
+						MarkdownDescription: "Guest vCPUs. Default 2.", Validators: []validator.Int64{int64validator.Between(1, 64)}},
+					"success_pattern": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "A regular expression that counts as success on the serial console, instead of the marker (which also checks the network)."},
+					"disk_bus": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
+						MarkdownDescription: "Disk bus: `virtio` (default), `sata` or `scsi` (virtio-scsi).", Validators: []validator.String{stringvalidator.OneOf("virtio", "sata", "scsi")}},
+					"nic_model": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
+						MarkdownDescription: "NIC model: `virtio` (default), `e1000` or `vmxnet3`.", Validators: []validator.String{stringvalidator.OneOf("virtio", "e1000", "vmxnet3")}},
+					"mac": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "The NIC's MAC address. Give the source's MAC to boot the way the source VM did."},
+					"require_network": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+						MarkdownDescription: "Fail the test when no interface gets an IPv4 address. Default `true`."},
+					"firmware_boot_entry": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "For UEFI guests: give the test VM an NVRAM boot entry for this loader (for example `\\EFI\\debian\\grubx64.efi`), as the source VM's NVRAM had. A converted guest boots without it; this reproduces the source's environment for a control boot."},
+				},
+			},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
 			// Computed
 			"id": schema.StringAttribute{
@@ -209,10 +349,69 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"report_path": schema.StringAttribute{
-				Computed: true, MarkdownDescription: "Path of the JSON report written beside the output: the plan that was applied and what each stage did.",
+				Computed: true, MarkdownDescription: "Path of the JSON report written beside the output: the plan that was applied, what each stage did, every change with its content before and after, and the boot test.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
+			"fixes_applied": schema.ListNestedAttribute{
+				Computed: true, MarkdownDescription: "Every change the fixes made to the guest (in a dry run: would make), in order. The report holds each file's content before and after.",
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"fix":           schema.StringAttribute{Computed: true, MarkdownDescription: "The fix that made the change."},
+					"action":        schema.StringAttribute{Computed: true, MarkdownDescription: "`modified`, `created`, `deleted` or `command`."},
+					"path":          schema.StringAttribute{Computed: true, MarkdownDescription: "The guest file changed."},
+					"command":       schema.StringAttribute{Computed: true, MarkdownDescription: "The command run in the guest, for `command`."},
+					"reason":        schema.StringAttribute{Computed: true, MarkdownDescription: "Why."},
+					"before_sha256": schema.StringAttribute{Computed: true, MarkdownDescription: "The file's SHA-256 before."},
+					"after_sha256":  schema.StringAttribute{Computed: true, MarkdownDescription: "The file's SHA-256 after."},
+				}},
+			},
+			"boot_test_result": schema.SingleNestedAttribute{
+				Computed: true, MarkdownDescription: "The outcome of the last boot test.",
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes: map[string]schema.Attribute{
+					"status":           schema.StringAttribute{Computed: true, MarkdownDescription: "`passed` or `failed`."},
+					"reason":           schema.StringAttribute{Computed: true, MarkdownDescription: "`success`, or why it failed: `root_not_found`, `kernel_panic`, `emergency_mode`, `no_bootloader`, `network_down`, `timeout`."},
+					"detail":           schema.StringAttribute{Computed: true, MarkdownDescription: "What was seen."},
+					"duration_seconds": schema.Float64Attribute{Computed: true, MarkdownDescription: "How long the boot took."},
+					"console_log":      schema.StringAttribute{Computed: true, MarkdownDescription: "Path of the serial console log, kept beside the output."},
+					"ip_addresses":     schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The guest's IPv4 addresses, as `interface=address/prefix`."},
+					"accel":            schema.StringAttribute{Computed: true, MarkdownDescription: "`kvm` or `tcg` (software emulation)."},
+					"disk_bus":         schema.StringAttribute{Computed: true, MarkdownDescription: "The disk bus booted."},
+					"nic_model":        schema.StringAttribute{Computed: true, MarkdownDescription: "The NIC model booted."},
+					"firmware":         schema.StringAttribute{Computed: true, MarkdownDescription: "`bios` or `uefi`."},
+				},
+			},
+			"guest": schema.SingleNestedAttribute{
+				Computed: true, MarkdownDescription: "What inspection found in the guest (null when neither fixes nor boot test ran).",
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes:    guestSchemaAttributes(),
+			},
 		},
+	}
+}
+
+func fixList() string {
+	var parts []string
+	for _, f := range fix.All() {
+		parts = append(parts, "`"+f.Name()+"` ("+f.Summary()+")")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// guestSchemaAttributes describes the guest object, shared with data sources.
+func guestSchemaAttributes() map[string]schema.Attribute {
+	str := func(d string) schema.Attribute { return schema.StringAttribute{Computed: true, MarkdownDescription: d} }
+	list := func(d string) schema.Attribute {
+		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: d}
+	}
+	return map[string]schema.Attribute{
+		"os": str("`linux`, `windows`, or `none` for a disk without an operating system."), "distro": str("Distribution."),
+		"version": str("Version, major.minor."), "product_name": str("Product name."), "arch": str("Architecture."),
+		"hostname": str("Host name."), "root": str("Root device."), "firmware": str("`bios` or `uefi`."),
+		"bootloader": str("Boot loader."), "initramfs_tool": str("`initramfs-tools` or `dracut`."),
+		"network_stacks": list("Network configuration systems in use."), "hypervisor_tools": list("Hypervisor tools installed."),
+		"kernels": list("Installed kernel versions."), "filesystems": list("File systems: device, type and mount point."),
+		"lvm": list("LVM logical volumes."), "selinux": str("SELinux mode, if configured."),
 	}
 }
 
@@ -274,6 +473,10 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 		setPlanned(ctx, &plan, ep, &resp.Diagnostics)
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
+	}
+	if !plan.BootTest.equal(state.BootTest) {
+		// Update re-runs the boot test on the existing output.
+		plan.BootTestResult = types.ObjectUnknown(bootResultAttrTypes)
 	}
 	if drift, _ := req.Private.GetKey(ctx, privDrift); len(drift) > 0 {
 		resp.Diagnostics.AddAttributeWarning(path.Root("output").AtName("path"), summaryOutputDrift,
@@ -392,14 +595,58 @@ func (r *diskConversionResource) Read(ctx context.Context, req resource.ReadRequ
 
 func (r *diskConversionResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	// Only settings that do not change the output's bytes reach Update
-	// (overwrite, allow_parent_cid_mismatch, timeouts); everything else
-	// replaces the resource.
-	var plan diskConversionModel
+	// (overwrite, allow_parent_cid_mismatch, boot_test, timeouts); the rest
+	// replaces the resource. A changed boot test runs again on the output.
+	var plan, state diskConversionModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if !plan.BootTest.equal(state.BootTest) {
+		if r.data == nil {
+			resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("updating a conversion"))
+			return
+		}
+		timeout, d := plan.Timeouts.Update(ctx, defaultCreateTimeout)
+		resp.Diagnostics.Append(d...)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		res, err := r.rerunBootTest(ctx, &plan)
+		if err != nil {
+			addFault(&resp.Diagnostics, "Running the boot test again", err)
+			return
+		}
+		plan.BootTestResult = bootResultValue(res)
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+// rerunBootTest boots the existing output with the planned settings.
+func (r *diskConversionResource) rerunBootTest(ctx context.Context, m *diskConversionModel) (*validate.Result, error) {
+	if m.BootTest == nil || !m.BootTest.Enabled.ValueBool() {
+		return nil, nil
+	}
+	out := toRequest(m).Output
+	rep, err := engine.ReadReport(out.Path)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, output.ReportPath(out.Path), err, "the boot test needs the report written beside the output")
+	}
+	if !rep.Result.Guest.HasOS() {
+		return nil, nil
+	}
+	res, err := r.data.engine.BootTest(ctx, out.Path, engine.QemuFormat(out.Format), rep.Result.Guest, bootOptions(m.BootTest), output.BootLogPath(out.Path))
+	if err != nil {
+		return nil, err
+	}
+	if !res.Passed() {
+		return nil, engine.BootTestError(res)
+	}
+	rep.Result.BootTest = res
+	if err := engine.WriteReport(out.Path, rep); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 func (r *diskConversionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -412,7 +659,7 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 	if abs, err := filepath.Abs(outPath); err == nil {
 		outPath = abs
 	}
-	for _, p := range []string{outPath, output.ReportPath(outPath)} {
+	for _, p := range []string{outPath, output.ReportPath(outPath), output.BootLogPath(outPath)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			resp.Diagnostics.AddError("Cannot Delete Output", fmt.Sprintf("Removing a file of the conversion failed.\n\nFile: %s\nError: %v", p, err))
 			return
@@ -434,7 +681,11 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source == nil || m.Output == nil {
 		return false
 	}
-	for _, v := range []attr.Value{m.Source.Path, m.Source.Format, m.Source.AllowParentCIDMismatch, m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite} {
+	vals := []attr.Value{m.Source.Path, m.Source.Format, m.Source.AllowParentCIDMismatch, m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
+	if m.Fixes != nil {
+		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
+	}
+	for _, v := range vals {
 		if v.IsUnknown() {
 			return false
 		}
@@ -447,7 +698,7 @@ func toRequest(m *diskConversionModel) engine.Request {
 	if abs, err := filepath.Abs(out); err == nil {
 		out = abs
 	}
-	return engine.Request{
+	req := engine.Request{
 		Source: engine.SourceSpec{
 			Path:                   m.Source.Path.ValueString(),
 			Format:                 m.Source.Format.ValueString(),
@@ -460,6 +711,35 @@ func toRequest(m *diskConversionModel) engine.Request {
 			Overwrite:   m.Output.Overwrite.ValueBool(),
 		},
 	}
+	if f := m.Fixes; f != nil {
+		req.Fixes.Enabled = f.Enabled.ValueBool()
+		req.Fixes.DryRun = f.DryRun.ValueBool()
+		var d diag.Diagnostics
+		req.Fixes.Disabled = setToStrings(context.Background(), f.Disabled, &d)
+		req.Fixes.FstabMode = f.FstabMode.ValueString()
+		req.Fixes.KeepNetworkIdentity = f.KeepNetworkIdentity.ValueBool()
+		req.Fixes.KeepVMwareTools = f.KeepVMwareTools.ValueBool()
+	}
+	if m.Inspect != nil {
+		req.Inspect.Root = m.Inspect.Root.ValueString()
+	}
+	if b := m.BootTest; b != nil {
+		req.BootTest.Enabled = b.Enabled.ValueBool()
+		req.BootTest.Options = bootOptions(b)
+	}
+	return req
+}
+
+func bootOptions(b *bootTestModel) validate.Options {
+	o := validate.Options{
+		MemoryMiB: int(b.Memory.ValueInt64()), CPUs: int(b.CPUs.ValueInt64()),
+		SuccessPattern: b.SuccessPattern.ValueString(), DiskBus: b.DiskBus.ValueString(), NICModel: b.NICModel.ValueString(),
+		MAC: b.MAC.ValueString(), RequireNetwork: b.RequireNetwork.ValueBool(), FirmwareBootEntry: b.FirmwareBootEntry.ValueString(),
+	}
+	if d, err := time.ParseDuration(b.Timeout.ValueString()); err == nil {
+		o.Timeout = d
+	}
+	return o
 }
 
 // setPlanned fills the attributes the engine's plan determines.
@@ -478,6 +758,9 @@ func setApplied(m *diskConversionModel, r *engine.Result) {
 	m.OutputSize = types.Int64Value(r.Output.Size)
 	m.OutputSHA256 = types.StringValue(r.Output.SHA256)
 	m.ReportPath = types.StringValue(r.Output.ReportPath)
+	m.FixesApplied = changesValue(r.Fixes)
+	m.BootTestResult = bootResultValue(r.BootTest)
+	m.Guest = guestValue(r.Guest)
 }
 
 type privateSetter interface {
@@ -505,11 +788,63 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 		Compression: types.BoolValue(req.Output.Compression),
 		Overwrite:   types.BoolValue(req.Output.Overwrite),
 	}
+	m.Fixes = &fixesModel{
+		Enabled: types.BoolValue(req.Fixes.Enabled), DryRun: types.BoolValue(req.Fixes.DryRun),
+		Disabled: setOf(req.Fixes.Disabled), FstabMode: types.StringValue(orDefault(req.Fixes.FstabMode, fix.FstabStabilizeAll)),
+		KeepNetworkIdentity: types.BoolValue(req.Fixes.KeepNetworkIdentity), KeepVMwareTools: types.BoolValue(req.Fixes.KeepVMwareTools),
+	}
+	if req.Inspect.Root != "" {
+		m.Inspect = &inspectModel{Root: types.StringValue(req.Inspect.Root)}
+	}
+	b := req.BootTest
+	m.BootTest = &bootTestModel{
+		Enabled: types.BoolValue(b.Enabled), Timeout: nullIfEmpty(durationString(b.Timeout)),
+		Memory: types.Int64Value(int64(orInt(b.MemoryMiB, 1024))), CPUs: types.Int64Value(int64(orInt(b.CPUs, 2))),
+		SuccessPattern: nullIfEmpty(b.SuccessPattern), DiskBus: types.StringValue(orDefault(b.DiskBus, "virtio")),
+		NICModel: types.StringValue(orDefault(b.NICModel, "virtio")), MAC: nullIfEmpty(b.MAC),
+		RequireNetwork: types.BoolValue(b.RequireNetwork), FirmwareBootEntry: nullIfEmpty(b.FirmwareBootEntry),
+	}
 	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
 		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
 	})}
 	setPlanned(ctx, m, rep.Plan, diags)
 	setApplied(m, rep.Result)
+}
+
+func setOf(xs []string) types.Set {
+	vals := make([]attr.Value, len(xs))
+	for i, x := range xs {
+		vals[i] = types.StringValue(x)
+	}
+	return types.SetValueMust(types.StringType, vals)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func orInt(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func nullIfEmpty(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 func hasReport(outputPath string) bool {

@@ -35,8 +35,8 @@ resource "vmconv_disk_conversion" "web" {
     compression = false
     %s
   }
-}
-`, acctest.HCLString(src), acctest.HCLString(out), extraOutput)
+%s}
+`, acctest.HCLString(src), acctest.HCLString(out), extraOutput, dataPlaneOnly)
 }
 
 // checkOutput verifies the output's bytes in Go and that output_sha256 is

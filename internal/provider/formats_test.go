@@ -124,8 +124,8 @@ resource "vmconv_disk_conversion" %q {
     %s
   }
   output = { path = %s, format = "raw" }
-}
-`, n, acctest.HCLString(c.head), declared, acctest.HCLString(out))
+%s}
+`, n, acctest.HCLString(c.head), declared, acctest.HCLString(out), dataPlaneOnly)
 		addr := "vmconv_disk_conversion." + n
 		checks = append(checks,
 			statecheck.ExpectKnownValue(addr, tfjsonpath.New("source_format"), knownvalue.StringExact(c.format)),

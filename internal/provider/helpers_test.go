@@ -12,3 +12,10 @@ func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
 func wrapTolerant(pattern string) *regexp.Regexp {
 	return regexp.MustCompile(strings.ReplaceAll(pattern, " ", `\s+`))
 }
+
+// dataPlaneOnly turns off the guest work for tests of the data plane alone:
+// their disks hold patterns, not operating systems.
+const dataPlaneOnly = `
+  fixes     = { enabled = false }
+  boot_test = { enabled = false }
+`

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
@@ -37,6 +38,8 @@ type vmconvProviderModel struct {
 	MaxParallelConversions types.Int64  `tfsdk:"max_parallel_conversions"`
 	WorkDir                types.String `tfsdk:"work_dir"`
 	CacheDir               types.String `tfsdk:"cache_dir"`
+	Accel                  types.String `tfsdk:"accel"`
+	FirmwareDir            types.String `tfsdk:"firmware_dir"`
 }
 
 // providerData is what resources receive from Configure.
@@ -49,6 +52,8 @@ const (
 	envMaxParallel = "VMCONV_MAX_PARALLEL_CONVERSIONS"
 	envWorkDir     = "VMCONV_WORK_DIR"
 	envCacheDir    = "VMCONV_CACHE_DIR"
+	envAccel       = "VMCONV_ACCEL"
+	envFirmwareDir = "VMCONV_FIRMWARE_DIR"
 )
 
 func (p *vmconvProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -75,7 +80,18 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 			},
 			"cache_dir": schema.StringAttribute{
 				Optional:            true,
-				MarkdownDescription: "Folder for results kept between runs. Default: `vmconv` under the user cache folder. Environment: `" + envCacheDir + "`.",
+				MarkdownDescription: "Folder for results kept between runs (the KVM probe's verdict, inspections). Default: `vmconv` under the user cache folder. Environment: `" + envCacheDir + "`.",
+			},
+			"accel": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "How guests run for inspection, fixes and boot tests: `kvm`, `tcg` (software emulation) or `auto` (default). " +
+					"`auto` boots a kernel under KVM with a deadline and uses KVM only if it works: where nested KVM hangs guests, opening /dev/kvm succeeds but guests never boot. " +
+					"The verdict is cached. Environment: `" + envAccel + "`.",
+				Validators: []validator.String{stringvalidator.OneOf("auto", "kvm", "tcg")},
+			},
+			"firmware_dir": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Folder holding the OVMF UEFI firmware (`OVMF_CODE_4M.fd` and `OVMF_VARS_4M.fd`, or the 2 MiB pair). Default `/usr/share/OVMF`. Environment: `" + envFirmwareDir + "`.",
 			},
 		},
 	}
@@ -88,8 +104,14 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 		return
 	}
 	ec := engine.Config{
-		WorkDir:  stringSetting(cfg.WorkDir, envWorkDir),
-		CacheDir: stringSetting(cfg.CacheDir, envCacheDir),
+		WorkDir:     stringSetting(cfg.WorkDir, envWorkDir),
+		CacheDir:    stringSetting(cfg.CacheDir, envCacheDir),
+		Accel:       stringSetting(cfg.Accel, envAccel),
+		FirmwareDir: stringSetting(cfg.FirmwareDir, envFirmwareDir),
+	}
+	if a := ec.Accel; a != "" && a != "auto" && a != "kvm" && a != "tcg" {
+		resp.Diagnostics.AddAttributeError(path.Root("accel"), "Invalid Environment Setting", envAccel+" must be auto, kvm or tcg, got "+strconv.Quote(a)+".")
+		return
 	}
 	switch {
 	case !cfg.MaxParallelConversions.IsNull() && !cfg.MaxParallelConversions.IsUnknown():
@@ -110,7 +132,7 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	}
 	eff := e.Config()
 	tflog.Info(ctx, "vmconv engine ready", map[string]any{
-		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir,
+		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir, "accel": eff.Accel,
 	})
 	data := &providerData{engine: e}
 	resp.ResourceData = data
