@@ -19,6 +19,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
@@ -41,6 +42,10 @@ type Config struct {
 	Accel string
 	// FirmwareDir holds the OVMF UEFI firmware.
 	FirmwareDir string
+	// LibvirtURI is where domains are defined (default qemu:///system).
+	LibvirtURI string
+	// DomainDir holds domains' own disks (default /var/lib/vmconv/domains).
+	DomainDir string
 }
 
 // DefaultMaxParallel is the default number of concurrent conversions: half
@@ -59,6 +64,9 @@ type Engine struct {
 	accelOnce sync.Once
 	accelRes  accel.Result
 	accelErr  error
+
+	hvMu sync.Mutex
+	hv   domain.Hypervisor
 }
 
 // Accel resolves (once) whether guests run under KVM or TCG.

@@ -128,20 +128,16 @@ func NewNonce() string {
 // Boot boots image (a qcow2 overlay) and watches its serial console.
 func Boot(ctx context.Context, m Machine, image, workDir, consoleLog, nonce string, o Options) (*Result, error) {
 	o = withDefaults(o, m.Accel)
-	res := &Result{ConsoleLog: consoleLog, Accel: m.Accel, DiskBus: o.DiskBus, NICModel: o.NICModel, Firmware: o.Firmware}
 	args, err := qemuArgs(m, image, workDir, consoleLog, o)
 	if err != nil {
 		return nil, err
 	}
-	os.Remove(consoleLog)
-	success := regexp.MustCompile(regexp.QuoteMeta(Marker + " " + nonce))
 	if o.SuccessPattern != "" {
-		if success, err = regexp.Compile(o.SuccessPattern); err != nil {
+		if _, err := regexp.Compile(o.SuccessPattern); err != nil {
 			return nil, fault.Wrap(fault.InvalidRequest, "", err, "boot_test.success_pattern is not a valid regular expression")
 		}
 	}
-	markerRE := regexp.MustCompile(regexp.QuoteMeta(Marker+" "+nonce) + ` ip=(.*)$`)
-
+	os.Remove(consoleLog)
 	bctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	qemu := m.Qemu
@@ -153,25 +149,56 @@ func Boot(ctx context.Context, m Machine, image, workDir, consoleLog, nonce stri
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fault.Wrap(fault.HypervisorFailed, qemu, err, "cannot start QEMU for the boot test")
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	defer func() { cancel(); <-exited }()
+	alive := func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("QEMU exited before the guest booted: %s", strings.TrimSpace(lastN(stderr.String(), 500)))
+		default:
+			return nil
+		}
+	}
+	res, err := Watch(bctx, consoleLog, nonce, o, alive)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if res != nil {
+		res.Accel, res.DiskBus, res.NICModel, res.Firmware = m.Accel, o.DiskBus, o.NICModel, o.Firmware
+	}
+	return res, err
+}
 
+// Watch follows a guest's serial console log until the success signal, a
+// failure signature, the VM stopping (alive returns an error) or the
+// context's deadline. QEMU runs and libvirt domains are judged alike.
+func Watch(ctx context.Context, consoleLog, nonce string, o Options, alive func() error) (*Result, error) {
+	res := &Result{ConsoleLog: consoleLog}
+	success := regexp.MustCompile(regexp.QuoteMeta(Marker + " " + nonce))
+	if o.SuccessPattern != "" {
+		var err error
+		if success, err = regexp.Compile(o.SuccessPattern); err != nil {
+			return nil, fault.Wrap(fault.InvalidRequest, "", err, "boot_test.success_pattern is not a valid regular expression")
+		}
+	}
+	markerRE := regexp.MustCompile(regexp.QuoteMeta(Marker+" "+nonce) + ` ip=(.*)$`)
+	start := time.Now()
 	lines := make(chan string, 256)
 	stopTail := make(chan struct{})
 	go tail(consoleLog, lines, stopTail)
 	defer close(stopTail)
-
 	finish := func(status, reason, detail, matched string) *Result {
 		res.Status, res.Reason, res.Detail, res.Matched = status, reason, detail, matched
 		res.DurationMS = time.Since(start).Milliseconds()
-		cancel()
-		<-exited
 		return res
 	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case l := <-lines:
@@ -193,19 +220,16 @@ func Boot(ctx context.Context, m Machine, image, workDir, consoleLog, nonce stri
 					return finish("failed", f.reason, describe(f.reason), l), nil
 				}
 			}
-		case err := <-exited:
-			exited <- err
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+		case <-tick.C:
+			if err := alive(); err != nil {
+				drain(lines, res, success, markerRE)
+				if res.Status != "" {
+					return res, nil
+				}
+				return finish("failed", ReasonHypervisor, err.Error(), ""), nil
 			}
-			if bctx.Err() != nil {
-				return finish("failed", ReasonTimeout, fmt.Sprintf("no success signal within %s", o.Timeout), ""), nil
-			}
-			drain(lines, res, success, markerRE)
-			if res.Status != "" {
-				return res, nil
-			}
-			return finish("failed", ReasonHypervisor, "QEMU exited before the guest booted: "+strings.TrimSpace(lastN(stderr.String(), 500)), ""), nil
+		case <-ctx.Done():
+			return finish("failed", ReasonTimeout, fmt.Sprintf("no success signal within %s", o.Timeout), ""), nil
 		}
 	}
 }
@@ -304,6 +328,9 @@ func tail(path string, out chan<- string, stop <-chan struct{}) {
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]`)
 
 func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+
+// WithDefaults fills unset options the way Boot does.
+func WithDefaults(o Options, accel string) Options { return withDefaults(o, accel) }
 
 func withDefaults(o Options, accel string) Options {
 	if o.Timeout == 0 {

@@ -33,7 +33,7 @@ const consoleArgs = "console=tty0 console=ttyS0,115200n8 rd.retry=60"
 var linuxLine = regexp.MustCompile(`(?m)^(\s*(?:linux|linux16|linuxefi)\s+\S+)(.*)$`)
 
 const markerScript = `#!/bin/sh
-# Planted by vmconv's boot test in a throwaway overlay; never in the output.
+# Planted by vmconv's boot test. %s
 n=0
 ips=""
 while [ "$n" -lt 60 ]; do
@@ -43,7 +43,7 @@ while [ "$n" -lt 60 ]; do
   sleep 1
 done
 echo "%s %s ip=${ips:-none}" > /dev/ttyS0
-`
+%s`
 
 const markerUnit = `[Unit]
 Description=vmconv boot test marker
@@ -58,58 +58,96 @@ ExecStart=/bin/sh /usr/local/sbin/vmconv-boot-marker
 WantedBy=multi-user.target
 `
 
-// Instrument prepares a mounted guest for the boot test: a serial console
-// on every kernel command line and the marker unit.
-func Instrument(fs guest.FS, nonce string) error {
-	var consoles int
-	for _, p := range []string{"/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"} {
+const (
+	markerPath = "/usr/local/sbin/vmconv-boot-marker"
+	unitPath   = "/etc/systemd/system/vmconv-boot-marker.service"
+	wantsPath  = "/etc/systemd/system/multi-user.target.wants/vmconv-boot-marker.service"
+	origSuffix = ".vmconv-orig"
+)
+
+// Instrument prepares a mounted throwaway overlay for the boot test: a
+// serial console on every kernel command line and the marker unit. The
+// overlay is discarded afterwards.
+func Instrument(fs guest.FS, nonce string) error { return instrument(fs, nonce, false) }
+
+// InstrumentOnce prepares a guest's real disk (a domain's) for one boot
+// test: every file changed is backed up, and once the marker has reported
+// it restores them and deletes itself, so nothing of the test stays.
+func InstrumentOnce(fs guest.FS, nonce string) error { return instrument(fs, nonce, true) }
+
+func instrument(fs guest.FS, nonce string, once bool) error {
+	var changed []string
+	edit := func(p string, edit func(string) (string, bool)) error {
 		b, err := fs.ReadFile(p)
 		if err != nil {
-			continue
+			return nil
 		}
-		out := linuxLine.ReplaceAllStringFunc(string(b), func(l string) string {
+		out, ok := edit(string(b))
+		if !ok || out == string(b) {
+			return nil
+		}
+		if once {
+			if err := fs.WriteFile(p+origSuffix, b, 0o644); err != nil {
+				return err
+			}
+		}
+		changed = append(changed, p)
+		return fs.WriteFile(p, []byte(out), 0o644)
+	}
+	withConsole := func(s string) (string, bool) {
+		return linuxLine.ReplaceAllStringFunc(s, func(l string) string {
 			if strings.Contains(l, "console=ttyS0") {
 				return l
 			}
-			consoles++
 			return l + " " + consoleArgs
-		})
-		if err := fs.WriteFile(p, []byte(out), 0o644); err != nil {
+		}), true
+	}
+	for _, p := range []string{"/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"} {
+		if err := edit(p, withConsole); err != nil {
 			return fmt.Errorf("instrument %s: %w", p, err)
 		}
 	}
 	bls, _ := fs.Glob("/boot/loader/entries/*.conf")
 	for _, p := range bls {
-		b, err := fs.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		out := regexp.MustCompile(`(?m)^(options\s.*)$`).ReplaceAllString(string(b), "$1 "+consoleArgs)
-		consoles++
-		if err := fs.WriteFile(p, []byte(out), 0o644); err != nil {
+		if err := edit(p, func(s string) (string, bool) {
+			return regexp.MustCompile(`(?m)^(options\s.*)$`).ReplaceAllString(s, "$1 "+consoleArgs), true
+		}); err != nil {
 			return err
 		}
 	}
-	if b, err := fs.ReadFile("/boot/grub2/grubenv"); err == nil && strings.Contains(string(b), "kernelopts=") {
-		// grubenv is a fixed 1024-byte block padded with '#': what the
-		// edit adds comes off the padding.
-		s := regexp.MustCompile(`(?m)^(kernelopts=.*)$`).ReplaceAllString(string(b), "$1 "+consoleArgs)
-		if extra := len(s) - len(b); extra > 0 && strings.HasSuffix(s, strings.Repeat("#", extra)) {
-			s = s[:len(s)-extra]
-			if err := fs.WriteFile("/boot/grub2/grubenv", []byte(s), 0o644); err != nil {
-				return err
-			}
-			consoles++
+	// grubenv is a fixed 1024-byte block padded with '#': what the edit
+	// adds comes off the padding.
+	if err := edit("/boot/grub2/grubenv", func(s string) (string, bool) {
+		if !strings.Contains(s, "kernelopts=") {
+			return s, false
 		}
+		out := regexp.MustCompile(`(?m)^(kernelopts=.*)$`).ReplaceAllString(s, "$1 "+consoleArgs)
+		extra := len(out) - len(s)
+		if extra <= 0 || !strings.HasSuffix(out, strings.Repeat("#", extra)) {
+			return s, false
+		}
+		return out[:len(out)-extra], true
+	}); err != nil {
+		return err
 	}
-	if consoles == 0 {
+	if len(changed) == 0 {
 		return fmt.Errorf("instrument: no kernel command line found to add a serial console to")
 	}
-	if err := fs.WriteFile("/usr/local/sbin/vmconv-boot-marker", []byte(fmt.Sprintf(markerScript, Marker, nonce)), 0o755); err != nil {
+	note, cleanup := "It runs in a throwaway overlay and never reaches the output.", ""
+	if once {
+		note = "It restores the boot configuration and removes itself after reporting."
+		var b strings.Builder
+		for _, p := range changed {
+			fmt.Fprintf(&b, "mv -f %s%s %s\n", p, origSuffix, p)
+		}
+		fmt.Fprintf(&b, "rm -f %s %s \"$0\"\nsync\n", wantsPath, unitPath)
+		cleanup = b.String()
+	}
+	if err := fs.WriteFile(markerPath, []byte(fmt.Sprintf(markerScript, note, Marker, nonce, cleanup)), 0o755); err != nil {
 		return err
 	}
-	if err := fs.WriteFile("/etc/systemd/system/vmconv-boot-marker.service", []byte(markerUnit), 0o644); err != nil {
+	if err := fs.WriteFile(unitPath, []byte(markerUnit), 0o644); err != nil {
 		return err
 	}
-	return fs.Symlink("/etc/systemd/system/vmconv-boot-marker.service", "/etc/systemd/system/multi-user.target.wants/vmconv-boot-marker.service")
+	return fs.Symlink(unitPath, wantsPath)
 }

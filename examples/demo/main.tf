@@ -5,7 +5,7 @@ terraform {
 }
 
 variable "source_path" {
-  description = "Newest layer of the VMware snapshot chain to convert."
+  description = "Newest layer of the VMware snapshot chain to migrate."
   type        = string
 }
 
@@ -23,16 +23,22 @@ resource "vmconv_disk_conversion" "web" {
     format      = "qcow2"
     compression = false
   }
+  # fixes and boot_test are on by default: the guest is fixed offline and
+  # must boot on virtio with its network up before the output appears.
 }
 
 output "web_disk" {
   value = vmconv_disk_conversion.web.output_sha256
 }
 
-output "chain" {
-  value = vmconv_disk_conversion.web.chain
+output "guest" {
+  value = vmconv_disk_conversion.web.guest
 }
 
-output "report" {
-  value = vmconv_disk_conversion.web.report_path
+output "fixes_applied" {
+  value = [for c in vmconv_disk_conversion.web.fixes_applied : "${c.fix}: ${c.action} ${c.path}${c.command}"]
+}
+
+output "boot_test" {
+  value = vmconv_disk_conversion.web.boot_test_result
 }

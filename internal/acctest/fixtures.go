@@ -52,7 +52,7 @@ func RepoRoot() string {
 // GuestFixtures builds the guest fixtures, or finds them in the cache,
 // and describes them. Building needs root (debootstrap, chroot); make test
 // builds them before the tests run.
-func GuestFixtures(t *testing.T) *Fixtures {
+func GuestFixtures(t testing.TB) *Fixtures {
 	t.Helper()
 	fxOnce.Do(func() {
 		cmd := exec.Command(filepath.Join(RepoRoot(), "tools", "guests", "build"))

@@ -659,6 +659,12 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 	if abs, err := filepath.Abs(outPath); err == nil {
 		outPath = abs
 	}
+	if holders, err := engine.DiskHolders(outPath); err == nil && len(holders) > 0 {
+		addFaultAt(&resp.Diagnostics, path.Root("output").AtName("path"), "Deleting the converted disk",
+			fault.New(fault.DiskInUse, outPath, "the disk is in use by domain %s, which runs on an overlay of it", strings.Join(holders, ", ")).
+				WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's output.path). A disk a running guest depends on is never deleted under it."))
+		return
+	}
 	for _, p := range []string{outPath, output.ReportPath(outPath), output.BootLogPath(outPath)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			resp.Diagnostics.AddError("Cannot Delete Output", fmt.Sprintf("Removing a file of the conversion failed.\n\nFile: %s\nError: %v", p, err))

@@ -40,6 +40,8 @@ type vmconvProviderModel struct {
 	CacheDir               types.String `tfsdk:"cache_dir"`
 	Accel                  types.String `tfsdk:"accel"`
 	FirmwareDir            types.String `tfsdk:"firmware_dir"`
+	URI                    types.String `tfsdk:"uri"`
+	DomainDir              types.String `tfsdk:"domain_dir"`
 }
 
 // providerData is what resources receive from Configure.
@@ -54,6 +56,8 @@ const (
 	envCacheDir    = "VMCONV_CACHE_DIR"
 	envAccel       = "VMCONV_ACCEL"
 	envFirmwareDir = "VMCONV_FIRMWARE_DIR"
+	envLibvirtURI  = "LIBVIRT_DEFAULT_URI"
+	envDomainDir   = "VMCONV_DOMAIN_DIR"
 )
 
 func (p *vmconvProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -89,6 +93,16 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 					"The verdict is cached. Environment: `" + envAccel + "`.",
 				Validators: []validator.String{stringvalidator.OneOf("auto", "kvm", "tcg")},
 			},
+			"uri": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "libvirt connection URI for `vmconv_kvm_domain`. Default `" + engine.DefaultLibvirtURI + "`. Environment: `" + envLibvirtURI + "`. " +
+					"The provider connects only when a domain resource first needs libvirt, so converting disks needs no libvirtd.",
+			},
+			"domain_dir": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Folder for the disks domains own (an overlay on each converted image). It must be readable by the user libvirt runs QEMU as. " +
+					"Default `" + engine.DefaultDomainDir + "`. Environment: `" + envDomainDir + "`.",
+			},
 			"firmware_dir": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "Folder holding the OVMF UEFI firmware (`OVMF_CODE_4M.fd` and `OVMF_VARS_4M.fd`, or the 2 MiB pair). Default `/usr/share/OVMF`. Environment: `" + envFirmwareDir + "`.",
@@ -108,6 +122,8 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 		CacheDir:    stringSetting(cfg.CacheDir, envCacheDir),
 		Accel:       stringSetting(cfg.Accel, envAccel),
 		FirmwareDir: stringSetting(cfg.FirmwareDir, envFirmwareDir),
+		LibvirtURI:  stringSetting(cfg.URI, envLibvirtURI),
+		DomainDir:   stringSetting(cfg.DomainDir, envDomainDir),
 	}
 	if a := ec.Accel; a != "" && a != "auto" && a != "kvm" && a != "tcg" {
 		resp.Diagnostics.AddAttributeError(path.Root("accel"), "Invalid Environment Setting", envAccel+" must be auto, kvm or tcg, got "+strconv.Quote(a)+".")
@@ -149,6 +165,7 @@ func stringSetting(v types.String, env string) string {
 func (p *vmconvProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewDiskConversionResource,
+		NewKVMDomainResource,
 	}
 }
 

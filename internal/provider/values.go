@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
@@ -108,3 +109,6 @@ func setToStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []s
 	diags.Append(s.ElementsAs(ctx, &out, false)...)
 	return out
 }
+
+// objectAsOptions lets nested objects with unknown parts convert.
+var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, UnhandledUnknownAsEmpty: true}

@@ -1,0 +1,107 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+)
+
+// BenchmarkVirtV2V converts the plain fixture guest (a Debian 12 guest in
+// the state VMware leaves it) with vmconv and with virt-v2v -i disk -o
+// local -of qcow2, in the same run, and reports each tool's conversion time
+// without a boot test. Then both outputs are booted the same way (vmconv's
+// harness: virtio-blk disk, virtio NIC, serial marker) and the benchmark
+// reports whether each reached multi-user with its network up.
+func BenchmarkVirtV2V(b *testing.B) {
+	if _, err := exec.LookPath("virt-v2v"); err != nil {
+		b.Fatal("virt-v2v is required (tools/setup installs it with nbdkit and libnbd-bin)")
+	}
+	fx := acctest.GuestFixtures(b)
+	src := fx.Path(fx.Variants["plain"].Disk)
+	work := filepath.Join(fixtureDir(b), "v2v")
+	os.RemoveAll(work)
+	os.MkdirAll(work, 0o755)
+	e, err := engine.New(engine.Config{WorkDir: filepath.Join(work, "scratch"), CacheDir: filepath.Join(os.TempDir(), "vmconv-bench-cache")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := e.Accel(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// vmconv: inspect, fix, convert; no boot test.
+		vOut := filepath.Join(work, fmt.Sprintf("vmconv-%d.qcow2", i))
+		req := engine.Request{Source: engine.SourceSpec{Path: src}, Output: engine.OutputSpec{Path: vOut}}
+		req.Fixes.Enabled = true
+		start := time.Now()
+		p, err := e.Plan(context.Background(), req, engine.PlanOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		vTime := time.Since(start)
+
+		// virt-v2v, under the same accelerator choice for its appliance.
+		v2vDir := filepath.Join(work, fmt.Sprintf("v2v-%d", i))
+		os.MkdirAll(v2vDir, 0o755)
+		cmd := exec.Command("virt-v2v", "-i", "disk", src, "-o", "local", "-os", v2vDir, "-of", "qcow2", "-on", "web")
+		cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
+		cmd.Env = append(cmd.Env, accel.GuestfsEnv(a.Mode)...)
+		start = time.Now()
+		out, err := cmd.CombinedOutput()
+		v2vTime := time.Since(start)
+		if err != nil {
+			b.Fatalf("virt-v2v: %v\n%s", err, tail(out))
+		}
+		v2vOut := filepath.Join(v2vDir, "web-sda")
+
+		b.StopTimer()
+		boot := func(image, format, name string) *validate.Result {
+			r, err := e.BootTest(context.Background(), image, format, res.Guest,
+				validate.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true, CPUs: 2},
+				filepath.Join(work, name+".boot-test.log"))
+			if err != nil {
+				b.Fatalf("boot %s: %v", name, err)
+			}
+			return r
+		}
+		vBoot := boot(vOut, "qcow2", "vmconv")
+		v2vBoot := boot(v2vOut, "qcow2", "virt-v2v")
+		b.StartTimer()
+
+		b.ReportMetric(vTime.Seconds(), "vmconv-convert-s")
+		b.ReportMetric(v2vTime.Seconds(), "virtv2v-convert-s")
+		b.ReportMetric(boolMetric(vBoot.Passed()), "vmconv-boots")
+		b.ReportMetric(boolMetric(v2vBoot.Passed()), "virtv2v-boots")
+		b.Logf("accel %s; vmconv %.0fs, boot %s (%s: %s); virt-v2v %.0fs, boot %s (%s: %s)", a.Mode,
+			vTime.Seconds(), vBoot.Status, vBoot.Reason, vBoot.Detail, v2vTime.Seconds(), v2vBoot.Status, v2vBoot.Reason, v2vBoot.Detail)
+	}
+}
+
+func boolMetric(ok bool) float64 {
+	if ok {
+		return 1
+	}
+	return 0
+}
+
+func tail(b []byte) string {
+	if len(b) > 3000 {
+		return string(b[len(b)-3000:])
+	}
+	return string(b)
+}

@@ -1,0 +1,491 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
+)
+
+var (
+	_ resource.Resource                = &kvmDomainResource{}
+	_ resource.ResourceWithConfigure   = &kvmDomainResource{}
+	_ resource.ResourceWithModifyPlan  = &kvmDomainResource{}
+	_ resource.ResourceWithImportState = &kvmDomainResource{}
+)
+
+// NewKVMDomainResource is the vmconv_kvm_domain constructor.
+func NewKVMDomainResource() resource.Resource {
+	return &kvmDomainResource{}
+}
+
+type kvmDomainResource struct {
+	data *providerData
+}
+
+type kvmDomainModel struct {
+	ID                types.String   `tfsdk:"id"`
+	Name              types.String   `tfsdk:"name"`
+	Memory            types.Int64    `tfsdk:"memory"`
+	VCPUs             types.Int64    `tfsdk:"vcpus"`
+	Firmware          types.String   `tfsdk:"firmware"`
+	Disks             []domainDisk   `tfsdk:"disks"`
+	NetworkInterfaces []domainNIC    `tfsdk:"network_interfaces"`
+	Running           types.Bool     `tfsdk:"running"`
+	BootTest          types.Object   `tfsdk:"boot_test"`
+	InitialBootBus    types.String   `tfsdk:"initial_boot_bus"`
+	ShutdownTimeout   types.String   `tfsdk:"shutdown_timeout"`
+	Timeouts          timeouts.Value `tfsdk:"timeouts"`
+	UUID              types.String   `tfsdk:"uuid"`
+	MACAddresses      types.List     `tfsdk:"mac_addresses"`
+	ConsoleLog        types.String   `tfsdk:"console_log"`
+	XML               types.String   `tfsdk:"xml"`
+	BootTestResult    types.Object   `tfsdk:"boot_test_result"`
+	BootPhases        types.List     `tfsdk:"boot_phases"`
+}
+
+type domainDisk struct {
+	Path    types.String `tfsdk:"path"`
+	Bus     types.String `tfsdk:"bus"`
+	Overlay types.String `tfsdk:"overlay"`
+}
+
+type domainNIC struct {
+	Network types.String `tfsdk:"network"`
+	User    types.Bool   `tfsdk:"user"`
+	Model   types.String `tfsdk:"model"`
+	MAC     types.String `tfsdk:"mac"`
+}
+
+type domainBootTest struct {
+	Enabled        types.Bool   `tfsdk:"enabled"`
+	Timeout        types.String `tfsdk:"timeout"`
+	SuccessPattern types.String `tfsdk:"success_pattern"`
+	RequireNetwork types.Bool   `tfsdk:"require_network"`
+}
+
+var (
+	domainBootAttrTypes = map[string]attr.Type{
+		"enabled": types.BoolType, "timeout": types.StringType, "success_pattern": types.StringType, "require_network": types.BoolType,
+	}
+	phaseAttrTypes = map[string]attr.Type{
+		"disk_bus": types.StringType, "status": types.StringType, "reason": types.StringType, "duration_seconds": types.Float64Type,
+	}
+	domainName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$`)
+)
+
+const (
+	defaultDomainCreateTimeout = 60 * time.Minute
+	defaultDomainUpdateTimeout = 30 * time.Minute
+	defaultDomainDeleteTimeout = 10 * time.Minute
+)
+
+func (r *kvmDomainResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_kvm_domain"
+}
+
+func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A KVM domain, defined and started in libvirt, for migrated disks. Each disk is attached as a qcow2 overlay the domain owns, " +
+			"backed by the converted image: the guest never writes the converted image, so running it never makes Terraform rebuild the conversion, " +
+			"and the conversion refuses to be destroyed while a domain uses it. With a boot test, the apply waits until the guest reaches multi-user with its network up.",
+		Attributes: map[string]schema.Attribute{
+			// Required
+			"name": schema.StringAttribute{
+				Required: true, MarkdownDescription: "Domain name. Changing it replaces the domain.",
+				Validators:    []validator.String{stringvalidator.RegexMatches(domainName, "must be 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit")},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"disks": schema.ListNestedAttribute{
+				Required: true, MarkdownDescription: "Disks, in boot order. Changing them replaces the domain.",
+				Validators:    []validator.List{listvalidator.SizeAtLeast(1)},
+				PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"path": schema.StringAttribute{Required: true, MarkdownDescription: "A converted image, typically `vmconv_disk_conversion.<name>.output.path`."},
+					"bus": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
+						MarkdownDescription: "`virtio` (default), `sata` or `scsi` (virtio-scsi).", Validators: []validator.String{stringvalidator.OneOf("virtio", "sata", "scsi")}},
+					"overlay": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's own disk: a qcow2 overlay on `path`.",
+						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+				}},
+			},
+			// Optional
+			"memory": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1024),
+				MarkdownDescription: "Memory in MiB. Default 1024. Changing it shuts the guest down gracefully and starts it again.",
+				Validators:          []validator.Int64{int64validator.Between(128, 4*1024*1024)}},
+			"vcpus": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1),
+				MarkdownDescription: "Virtual CPUs. Default 1. Changed like memory.", Validators: []validator.Int64{int64validator.Between(1, 512)}},
+			"firmware": schema.StringAttribute{Optional: true, Computed: true,
+				MarkdownDescription: "`bios` or `uefi` (OVMF). Default: what inspection found in the first disk's conversion, else `bios`. Changing it replaces the domain.",
+				Validators:          []validator.String{stringvalidator.OneOf("bios", "uefi")},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace(), stringplanmodifier.UseStateForUnknown()}},
+			"network_interfaces": schema.ListNestedAttribute{Optional: true,
+				MarkdownDescription: "NICs. Each is on a libvirt `network`, or `user = true` for user-mode networking (no host services needed). Changing them replaces the domain.",
+				PlanModifiers:       []planmodifier.List{listplanmodifier.RequiresReplace()},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"network": schema.StringAttribute{Optional: true, MarkdownDescription: "A libvirt network, such as `default`."},
+					"user":    schema.BoolAttribute{Optional: true, MarkdownDescription: "User-mode networking instead of a libvirt network."},
+					"model": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
+						MarkdownDescription: "`virtio` (default), `e1000`, `vmxnet3` or `rtl8139`.", Validators: []validator.String{stringvalidator.OneOf("virtio", "e1000", "vmxnet3", "rtl8139")}},
+					"mac": schema.StringAttribute{Optional: true, Computed: true,
+						MarkdownDescription: "MAC address; generated (52:54:00:…) when not set. Set it to the source's to carry the MAC over (with the conversion's `fixes.keep_network_identity`).",
+						Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "must be a MAC address like 52:54:00:12:34:56")},
+						PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+				}},
+			},
+			"running": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+				MarkdownDescription: "Keep the domain running. Default `true`; `false` shuts it down gracefully."},
+			"boot_test": schema.SingleNestedAttribute{Optional: true, Computed: true,
+				Default: objectdefault.StaticValue(types.ObjectValueMust(domainBootAttrTypes, map[string]attr.Value{
+					"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(true),
+				})),
+				MarkdownDescription: "At creation, wait until the guest reaches multi-user with its network up, judged like the conversion's boot test. " +
+					"A one-shot marker unit is planted on the domain's disk for that boot; it restores the boot configuration and removes itself after reporting.",
+				Attributes: map[string]schema.Attribute{
+					"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "Default `true`."},
+					"timeout": schema.StringAttribute{Optional: true, MarkdownDescription: "Duration. Default 5 minutes under KVM, 15 under software emulation.",
+						Validators: []validator.String{validators.Duration(10*time.Second, 2*time.Hour)}},
+					"success_pattern": schema.StringAttribute{Optional: true, MarkdownDescription: "A regular expression on the serial console that counts as success instead of the marker."},
+					"require_network": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "Default `true`."},
+				},
+			},
+			"initial_boot_bus": schema.StringAttribute{Optional: true,
+				MarkdownDescription: "Boot first with every disk on this bus (`sata`), wait for the guest, shut it down, then boot on the disks' own bus: " +
+					"for guests that need one boot on an emulated controller to install the drivers for virtio (Windows). Each phase is reported in `boot_phases`.",
+				Validators:    []validator.String{stringvalidator.OneOf("sata")},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+			"shutdown_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("3m"),
+				MarkdownDescription: "How long a graceful (ACPI) shutdown may take before the domain is forced off. Default `3m`.",
+				Validators:          []validator.String{validators.Duration(time.Second, time.Hour)}},
+			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			// Computed
+			"id":   schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"uuid": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"mac_addresses": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "The NICs' MAC addresses, in order.",
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()}},
+			"console_log": schema.StringAttribute{Computed: true, MarkdownDescription: "Path of the serial console log.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"xml": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's libvirt definition."},
+			"boot_test_result": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The boot test at creation (the last phase).",
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes:    bootResultSchemaAttributes()},
+			"boot_phases": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "Each boot at creation: one, or two with `initial_boot_bus`.",
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"disk_bus":         schema.StringAttribute{Computed: true, MarkdownDescription: "Bus the disks were on."},
+					"status":           schema.StringAttribute{Computed: true, MarkdownDescription: "`passed` or `failed`."},
+					"reason":           schema.StringAttribute{Computed: true, MarkdownDescription: "As in `boot_test_result`."},
+					"duration_seconds": schema.Float64Attribute{Computed: true, MarkdownDescription: "How long the phase took."},
+				}}},
+		},
+	}
+}
+
+func bootResultSchemaAttributes() map[string]schema.Attribute {
+	str := func(d string) schema.Attribute { return schema.StringAttribute{Computed: true, MarkdownDescription: d} }
+	return map[string]schema.Attribute{
+		"status": str("`passed` or `failed`."), "reason": str("`success` or why it failed."), "detail": str("What was seen."),
+		"duration_seconds": schema.Float64Attribute{Computed: true, MarkdownDescription: "How long the boot took."},
+		"console_log":      str("Serial console log."),
+		"ip_addresses":     schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "IPv4 addresses."},
+		"accel":            str("`kvm` or `tcg`."), "disk_bus": str("Disk bus."), "nic_model": str("NIC model."), "firmware": str("`bios` or `uefi`."),
+	}
+}
+
+func (r *kvmDomainResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	data, ok := req.ProviderData.(*providerData)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected Provider Data", fmt.Sprintf("Expected *providerData, got %T. This is a bug in the provider.", req.ProviderData))
+		return
+	}
+	r.data = data
+}
+
+func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.data == nil {
+		return
+	}
+	var plan kvmDomainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || plan.Name.IsUnknown() {
+		return
+	}
+	for _, d := range plan.Disks {
+		if d.Path.IsUnknown() {
+			return // decided at apply
+		}
+	}
+	dreq := r.toRequest(ctx, &plan)
+	if plan.Firmware.IsUnknown() {
+		plan.Firmware = types.StringValue(r.data.engine.DomainFirmware(dreq))
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	}
+	if !req.State.Raw.IsNull() {
+		return
+	}
+	dreq.Firmware = plan.Firmware.ValueString()
+	if err := r.data.engine.CheckDomain(ctx, dreq, false); err != nil {
+		addFaultAt(&resp.Diagnostics, attrForDomainFault(err), "Planning the domain", err)
+	}
+}
+
+func (r *kvmDomainResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if r.data == nil {
+		resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("creating a domain"))
+		return
+	}
+	var plan kvmDomainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultDomainCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dreq := r.toRequest(ctx, &plan)
+	st, err := r.data.engine.CreateDomain(ctx, dreq, newLogSink(ctx, "vmconv_kvm_domain", dreq.Name))
+	if err != nil {
+		addFaultAt(&resp.Diagnostics, attrForDomainFault(err), "Creating the domain", err)
+		return
+	}
+	r.fromState(&plan, st)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	if r.data == nil {
+		return
+	}
+	var state kvmDomainModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	key := state.UUID.ValueString()
+	if key == "" {
+		key = state.ID.ValueString() // after import: a name or UUID
+	}
+	info, ok, err := r.data.engine.LookupDomain(key)
+	if err != nil {
+		addFault(&resp.Diagnostics, "Reading the domain", err)
+		return
+	}
+	if !ok {
+		resp.State.RemoveResource(ctx) // deleted outside Terraform: recreated on the next apply
+		return
+	}
+	obs, err := domain.Observe(info.XML)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot Read Domain Definition", fmt.Sprintf("The domain's XML did not parse.\n\nDomain: %s\nError: %v", info.Name, err))
+		return
+	}
+	state.ID, state.UUID, state.Name = types.StringValue(info.UUID), types.StringValue(info.UUID), types.StringValue(info.Name)
+	state.Memory, state.VCPUs = types.Int64Value(int64(obs.MemoryMiB)), types.Int64Value(int64(obs.VCPUs))
+	state.Firmware = types.StringValue(obs.Firmware)
+	state.Running = types.BoolValue(info.State == domain.StateRunning)
+	state.XML = types.StringValue(info.XML)
+	state.MACAddresses = strList(obs.MACs)
+	if state.Disks == nil {
+		state.fillImported(info.XML, obs)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// fillImported rebuilds the configuration side of an imported domain from
+// its definition: a vmconv overlay's backing file is the converted image.
+func (m *kvmDomainModel) fillImported(xml string, obs domain.Observed) {
+	x, _ := domain.ObserveDisks(xml)
+	for _, d := range x {
+		path := d.Path
+		if out, err := exec.Command("qemu-img", "info", "--output=json", "-U", d.Path).Output(); err == nil {
+			var info struct {
+				Backing string `json:"full-backing-filename"`
+			}
+			if json.Unmarshal(out, &info) == nil && info.Backing != "" {
+				path = info.Backing
+			}
+		}
+		m.Disks = append(m.Disks, domainDisk{Path: types.StringValue(path), Bus: types.StringValue(d.Bus), Overlay: types.StringValue(d.Path)})
+	}
+	for i, n := range domain.ObserveNICs(xml) {
+		nic := domainNIC{Model: types.StringValue(n.Model), MAC: types.StringValue(obs.MACs[i]), Network: types.StringNull(), User: types.BoolNull()}
+		if n.User {
+			nic.User = types.BoolValue(true)
+		} else {
+			nic.Network = types.StringValue(n.Network)
+		}
+		m.NetworkInterfaces = append(m.NetworkInterfaces, nic)
+	}
+	m.BootTest = types.ObjectValueMust(domainBootAttrTypes, map[string]attr.Value{
+		"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(true),
+	})
+	m.ShutdownTimeout = types.StringValue("3m")
+	m.InitialBootBus = types.StringNull()
+	m.BootTestResult = types.ObjectNull(bootResultAttrTypes)
+	m.BootPhases = types.ListValueMust(types.ObjectType{AttrTypes: phaseAttrTypes}, []attr.Value{})
+	m.ConsoleLog = types.StringValue(domain.ObserveConsoleLog(xml))
+	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
+		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
+	})}
+}
+
+func (r *kvmDomainResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	if r.data == nil {
+		resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("updating a domain"))
+		return
+	}
+	var plan, state kvmDomainModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Update(ctx, defaultDomainUpdateTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dreq := r.toRequest(ctx, &plan)
+	st := r.engineState(&state)
+	if err := r.data.engine.UpdateDomain(ctx, dreq, st); err != nil {
+		addFault(&resp.Diagnostics, "Updating the domain", err)
+		return
+	}
+	plan.XML = types.StringValue(st.XML)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *kvmDomainResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	if r.data == nil {
+		resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("deleting a domain"))
+		return
+	}
+	var state kvmDomainModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := state.Timeouts.Delete(ctx, defaultDomainDeleteTimeout)
+	resp.Diagnostics.Append(d...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var disks, overlays []string
+	for _, dd := range state.Disks {
+		disks, overlays = append(disks, dd.Path.ValueString()), append(overlays, dd.Overlay.ValueString())
+	}
+	if err := r.data.engine.DeleteDomain(ctx, state.Name.ValueString(), disks, overlays); err != nil {
+		addFault(&resp.Diagnostics, "Deleting the domain", err)
+	}
+}
+
+func (r *kvmDomainResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+func (r *kvmDomainResource) toRequest(ctx context.Context, m *kvmDomainModel) engine.DomainRequest {
+	d := engine.DomainRequest{
+		Name: m.Name.ValueString(), MemoryMiB: int(m.Memory.ValueInt64()), VCPUs: int(m.VCPUs.ValueInt64()),
+		Running: m.Running.ValueBool(), InitialBootBus: m.InitialBootBus.ValueString(),
+	}
+	if !m.Firmware.IsUnknown() {
+		d.Firmware = m.Firmware.ValueString()
+	}
+	if t, err := time.ParseDuration(m.ShutdownTimeout.ValueString()); err == nil {
+		d.ShutdownTimeout = t
+	}
+	for _, disk := range m.Disks {
+		d.Disks = append(d.Disks, engine.DomainDisk{Source: disk.Path.ValueString(), Bus: disk.Bus.ValueString()})
+	}
+	for _, n := range m.NetworkInterfaces {
+		nic := domain.NIC{Network: n.Network.ValueString(), User: n.User.ValueBool(), Model: n.Model.ValueString()}
+		if !n.MAC.IsUnknown() {
+			nic.MAC = n.MAC.ValueString()
+		}
+		d.NICs = append(d.NICs, nic)
+	}
+	var bt domainBootTest
+	if !m.BootTest.IsNull() && !m.BootTest.IsUnknown() {
+		m.BootTest.As(ctx, &bt, objectAsOptions)
+		d.BootTest.Enabled = bt.Enabled.ValueBool()
+		d.BootTest.SuccessPattern = bt.SuccessPattern.ValueString()
+		d.BootTest.RequireNetwork = bt.RequireNetwork.ValueBool()
+		if t, err := time.ParseDuration(bt.Timeout.ValueString()); err == nil {
+			d.BootTest.Timeout = t
+		}
+	}
+	return d
+}
+
+func (r *kvmDomainResource) fromState(m *kvmDomainModel, st *engine.DomainState) {
+	m.ID, m.UUID = types.StringValue(st.UUID), types.StringValue(st.UUID)
+	m.Firmware = types.StringValue(st.Firmware)
+	m.XML, m.ConsoleLog = types.StringValue(st.XML), types.StringValue(st.ConsoleLog)
+	m.MACAddresses = strList(st.MACs)
+	for i := range m.Disks {
+		m.Disks[i].Overlay = types.StringValue(st.Overlays[i])
+	}
+	for i := range m.NetworkInterfaces {
+		m.NetworkInterfaces[i].MAC = types.StringValue(st.MACs[i])
+	}
+	m.BootTestResult = bootResultValue(st.BootTest)
+	var phases []attr.Value
+	for _, p := range st.Phases {
+		phases = append(phases, types.ObjectValueMust(phaseAttrTypes, map[string]attr.Value{
+			"disk_bus": types.StringValue(p.DiskBus), "status": types.StringValue(p.Status), "reason": types.StringValue(p.Reason),
+			"duration_seconds": types.Float64Value(float64(p.DurationMS) / 1000),
+		}))
+	}
+	m.BootPhases = types.ListValueMust(types.ObjectType{AttrTypes: phaseAttrTypes}, phases)
+}
+
+func (r *kvmDomainResource) engineState(m *kvmDomainModel) *engine.DomainState {
+	st := &engine.DomainState{UUID: m.UUID.ValueString(), Firmware: m.Firmware.ValueString(), ConsoleLog: m.ConsoleLog.ValueString()}
+	for _, d := range m.Disks {
+		st.Overlays = append(st.Overlays, d.Overlay.ValueString())
+	}
+	for _, n := range m.NetworkInterfaces {
+		st.MACs = append(st.MACs, n.MAC.ValueString())
+	}
+	return st
+}
+
+func attrForDomainFault(err error) path.Path {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "already exists"):
+		return path.Root("name")
+	case strings.Contains(msg, "OVMF"):
+		return path.Root("firmware")
+	case strings.Contains(msg, "disk"):
+		return path.Root("disks")
+	}
+	return path.Root("name")
+}
