@@ -123,6 +123,10 @@ func (e *Engine) DomainFirmware(req DomainRequest) string {
 // CheckDomain checks what can be checked before anything is defined: the
 // name is free (unless the caller manages it), the firmware exists.
 func (e *Engine) CheckDomain(ctx context.Context, req DomainRequest, managed bool) error {
+	// A disk that does not exist yet may be a conversion in the same plan.
+	if err := checkDomainDisks(req, true); err != nil {
+		return err
+	}
 	if e.DomainFirmware(req) == "uefi" {
 		if _, _, err := (validate.Firmware{Dir: e.cfg.FirmwareDir}).Paths(); err != nil {
 			return err
@@ -205,6 +209,9 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 	if err := e.CheckDomain(ctx, req, false); err != nil {
 		return nil, err
 	}
+	if err := checkDomainDisks(req, false); err != nil {
+		return nil, err
+	}
 	hv, _ := e.hypervisor()
 	dir := e.domainDir(req.Name)
 	st := &DomainState{Firmware: e.DomainFirmware(req), ConsoleLog: filepath.Join(dir, "console.log")}
@@ -228,14 +235,7 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 	}
 	os.Chmod(dir, 0o755) // libvirt runs QEMU as another user
 	for i, d := range req.Disks {
-		if _, err := os.Stat(d.Source); err != nil {
-			return nil, fault.New(fault.SourceMissing, d.Source, "disk %d of the domain does not exist", i).
-				WithHint("Point disks[%d].path at a converted image (vmconv_disk_conversion.<name>.output.path).", i)
-		}
-		f, ok, _ := detectFormat(d.Source)
-		if !ok {
-			return nil, fault.New(fault.UnknownFormat, d.Source, "disk %d is not a recognisable image", i)
-		}
+		f, _, _ := detectFormat(d.Source)
 		ov := filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", i))
 		if err := e.qemu.CreateOverlay(ctx, ov, d.Source, f.QemuDriver()); err != nil {
 			return nil, toolFault(ctx, err, d.Source, "cannot create the domain's overlay on the disk")
@@ -262,9 +262,9 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 	}
 	a, _ := e.Accel(ctx)
 	opts := validate.WithDefaults(req.BootTest.Options, string(a.Mode))
-	phase := func(bus string) (*validate.Result, error) {
+	phase := func(bus string, last bool) (*validate.Result, error) {
 		nonce := validate.NewNonce()
-		if err := e.instrumentOnce(ctx, st.Overlays[0], info, nonce); err != nil {
+		if err := e.instrumentOnce(ctx, st.Overlays[0], info, nonce, !last); err != nil {
 			return nil, err
 		}
 		s, err := e.spec(ctx, req, st, bus)
@@ -307,7 +307,7 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 
 	if test && req.InitialBootBus != "" {
 		emit(fmt.Sprintf("phase 1: booting on %s until the guest is up", req.InitialBootBus), nil)
-		r, err := phase(req.InitialBootBus)
+		r, err := phase(req.InitialBootBus, false)
 		if err != nil {
 			return nil, err
 		}
@@ -315,16 +315,24 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 		if !r.Passed() {
 			return nil, BootTestError(r)
 		}
+		// The guest powers itself off after the first boot's marker; the
+		// power button and then the plug are only for a guest that does not.
 		sctx, cancel := context.WithTimeout(ctx, shutdownTimeout(req))
-		err = hv.Shutdown(sctx, req.Name)
+		stopped := waitShutOff(sctx, hv, req.Name)
 		cancel()
-		if err != nil {
-			return nil, fault.Wrap(fault.HypervisorFailed, req.Name, err, "the domain did not stop after its first boot")
+		if !stopped {
+			emit("the guest did not power off after its first boot; pressing the power button", nil)
+			sctx, cancel := context.WithTimeout(ctx, shutdownTimeout(req))
+			err = hv.Shutdown(sctx, req.Name)
+			cancel()
+			if err != nil {
+				return nil, fault.Wrap(fault.HypervisorFailed, req.Name, err, "the domain did not stop after its first boot")
+			}
 		}
 		emit("phase 2: booting on the disks' own bus", nil)
 	}
 	if test {
-		r, err := phase("")
+		r, err := phase("", true)
 		if err != nil {
 			return nil, err
 		}
@@ -379,6 +387,28 @@ func shutdownTimeout(req DomainRequest) time.Duration {
 	return 3 * time.Minute
 }
 
+// checkDomainDisks refuses disks that are missing or not images, before
+// anything is defined.
+func checkDomainDisks(req DomainRequest, missingOK bool) error {
+	if len(req.Disks) == 0 {
+		return fault.New(fault.InvalidRequest, req.Name, "the domain has no disks").WithHint("Give it at least one entry in disks.")
+	}
+	for i, d := range req.Disks {
+		if _, err := os.Stat(d.Source); err != nil {
+			if missingOK {
+				continue
+			}
+			return fault.New(fault.SourceMissing, d.Source, "disk %d of the domain does not exist", i).
+				WithHint("Point disks[%d].path at a converted image (vmconv_disk_conversion.<name>.output.path).", i)
+		}
+		if _, ok, _ := detectFormat(d.Source); !ok {
+			return fault.New(fault.UnknownFormat, d.Source, "disk %d of the domain is not a recognisable disk image", i).
+				WithHint("Point disks[%d].path at a converted image (vmconv_disk_conversion.<name>.output.path).", i)
+		}
+	}
+	return nil
+}
+
 func detectFormat(path string) (diskformat.Format, bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -408,8 +438,25 @@ func (e *Engine) domainGuest(ctx context.Context, req DomainRequest, st *DomainS
 	return inspect.Inspect(s, inspect.Options{})
 }
 
-// instrumentOnce plants the self-removing boot marker on a domain's disk.
-func (e *Engine) instrumentOnce(ctx context.Context, overlay string, info *guest.Info, nonce string) error {
+// waitShutOff waits until the domain is shut off or ctx ends.
+func waitShutOff(ctx context.Context, hv domain.Hypervisor, name string) bool {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if i, ok, err := hv.Lookup(name); err == nil && ok && i.State == domain.StateShutOff {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// instrumentOnce plants the self-removing boot marker on a domain's disk;
+// with poweroff the guest also shuts itself down after reporting.
+func (e *Engine) instrumentOnce(ctx context.Context, overlay string, info *guest.Info, nonce string, poweroff bool) error {
 	work, err := e.scratch("instrument-")
 	if err != nil {
 		return err
@@ -423,7 +470,11 @@ func (e *Engine) instrumentOnce(ctx context.Context, overlay string, info *guest
 	if err := s.MountRoot(info.Root); err != nil {
 		return fault.Wrap(fault.BootTestFailed, overlay, err, "cannot mount the guest to prepare its boot test")
 	}
-	if err := validate.InstrumentOnce(s, nonce); err != nil {
+	plant := validate.InstrumentOnce
+	if poweroff {
+		plant = validate.InstrumentPhase
+	}
+	if err := plant(s, nonce); err != nil {
 		return fault.Wrap(fault.BootTestFailed, overlay, err, "cannot prepare the guest for its boot test")
 	}
 	return s.Sync()

@@ -67,6 +67,17 @@ type Engine struct {
 
 	hvMu sync.Mutex
 	hv   domain.Hypervisor
+
+	// inspecting deduplicates concurrent plan-time inspections of one
+	// source: Terraform plans many resources at once.
+	inspectMu  sync.Mutex
+	inspecting map[string]*inflight
+}
+
+type inflight struct {
+	done chan struct{}
+	g    *GuestPlan
+	err  error
 }
 
 // Accel resolves (once) whether guests run under KVM or TCG.
@@ -108,6 +119,10 @@ type PlanOptions struct {
 	// ManagedOutput says the file at the output path belongs to the caller
 	// (a previous apply of the same resource), so it may be replaced.
 	ManagedOutput bool
+	// Inspect lets the plan launch the libguestfs appliance to inspect the
+	// guest and dry-run the fixes, once per source fingerprint (cached).
+	// Without it the plan decides from metadata alone.
+	Inspect bool
 }
 
 // Plan decides what Apply will do. It reads the source's metadata, never
@@ -173,6 +188,29 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		fixStagePlan(req),
 		{StageConvert, true, convertReason(p)},
 		bootStagePlan(req),
+	}
+	if p.Stage(StageInspect).Run {
+		if !opts.Inspect {
+			p.Guest = &GuestPlan{How: "skipped", Reason: "plan-time inspection is off (provider plan_inspection = false): the guest is inspected at apply"}
+		} else {
+			g, err := e.planGuest(ctx, c, fp, req)
+			if err != nil {
+				return nil, err
+			}
+			p.Guest = g
+			p.Warnings = append(p.Warnings, g.Warnings...)
+			for i := range p.Stages {
+				if p.Stages[i].Name == StageFix && p.Stages[i].Run {
+					if names := g.PlannedFixes(); len(names) > 0 {
+						p.Stages[i].Reason += ": " + strings.Join(names, ", ")
+					} else if g.Reason != "" {
+						p.Stages[i].Reason = g.Reason
+					} else {
+						p.Stages[i].Reason = "the guest needs no fixes"
+					}
+				}
+			}
+		}
 	}
 	return p, nil
 }

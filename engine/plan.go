@@ -124,7 +124,18 @@ type Plan struct {
 	Source        SourcePlan  `json:"source"`
 	Output        OutputPlan  `json:"output"`
 	Stages        []StagePlan `json:"stages"`
-	Warnings      []string    `json:"warnings"`
+	// Guest is the plan-time inspection and the fixes' dry run; nil when
+	// no stage needs the guest.
+	Guest    *GuestPlan `json:"guest,omitempty"`
+	Warnings []string   `json:"warnings"`
+}
+
+// Firmware is the guest's firmware as inspected at plan time, or "".
+func (p *Plan) Firmware() string {
+	if p.Guest == nil || p.Guest.Guest == nil {
+		return ""
+	}
+	return p.Guest.Guest.Firmware
 }
 
 // Stage returns the plan for one stage.

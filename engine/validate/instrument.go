@@ -68,14 +68,21 @@ const (
 // Instrument prepares a mounted throwaway overlay for the boot test: a
 // serial console on every kernel command line and the marker unit. The
 // overlay is discarded afterwards.
-func Instrument(fs guest.FS, nonce string) error { return instrument(fs, nonce, false) }
+func Instrument(fs guest.FS, nonce string) error { return instrument(fs, nonce, false, false) }
 
 // InstrumentOnce prepares a guest's real disk (a domain's) for one boot
 // test: every file changed is backed up, and once the marker has reported
 // it restores them and deletes itself, so nothing of the test stays.
-func InstrumentOnce(fs guest.FS, nonce string) error { return instrument(fs, nonce, true) }
+func InstrumentOnce(fs guest.FS, nonce string) error { return instrument(fs, nonce, true, false) }
 
-func instrument(fs guest.FS, nonce string, once bool) error {
+// InstrumentPhase is InstrumentOnce for the first boot of a sequenced boot:
+// after reporting, the guest also powers itself off, cleanly, so the phase
+// ends without relying on the guest honouring an ACPI power button (a
+// guest without logind ignores it) and without pulling the plug on a guest
+// that is still activating drivers.
+func InstrumentPhase(fs guest.FS, nonce string) error { return instrument(fs, nonce, true, true) }
+
+func instrument(fs guest.FS, nonce string, once, poweroff bool) error {
 	var changed []string
 	edit := func(p string, edit func(string) (string, bool)) error {
 		b, err := fs.ReadFile(p)
@@ -141,6 +148,9 @@ func instrument(fs guest.FS, nonce string, once bool) error {
 			fmt.Fprintf(&b, "mv -f %s%s %s\n", p, origSuffix, p)
 		}
 		fmt.Fprintf(&b, "rm -f %s %s \"$0\"\nsync\n", wantsPath, unitPath)
+		if poweroff {
+			b.WriteString("systemctl --no-block poweroff\n")
+		}
 		cleanup = b.String()
 	}
 	if err := fs.WriteFile(markerPath, []byte(fmt.Sprintf(markerScript, note, Marker, nonce, cleanup)), 0o755); err != nil {

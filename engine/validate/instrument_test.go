@@ -55,3 +55,24 @@ func TestInstrumentNeedsAKernelLine(t *testing.T) {
 		t.Fatal("instrumented a guest with no boot configuration")
 	}
 }
+
+func TestInstrumentPhasePowersOffAfterRestoring(t *testing.T) {
+	for _, tc := range []struct {
+		plant    func(*guesttest.MemFS, string) error
+		poweroff bool
+	}{{func(m *guesttest.MemFS, n string) error { return InstrumentOnce(m, n) }, false}, {func(m *guesttest.MemFS, n string) error { return InstrumentPhase(m, n) }, true}} {
+		m := guesttest.New(map[string]string{"/boot/grub/grub.cfg": debianGrub})
+		if err := tc.plant(m, "n0nce"); err != nil {
+			t.Fatal(err)
+		}
+		script := string(m.Files[markerPath])
+		off := strings.Index(script, "systemctl --no-block poweroff")
+		if (off >= 0) != tc.poweroff {
+			t.Fatalf("poweroff in script = %v, want %v:\n%s", off >= 0, tc.poweroff, script)
+		}
+		// The guest restores its boot configuration before it goes down.
+		if tc.poweroff && off < strings.Index(script, "mv -f /boot/grub/grub.cfg"+origSuffix) {
+			t.Errorf("powers off before restoring:\n%s", script)
+		}
+	}
+}

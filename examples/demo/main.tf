@@ -14,6 +14,12 @@ variable "output_dir" {
   type        = string
 }
 
+variable "domain_name" {
+  description = "Name of the libvirt domain."
+  type        = string
+  default     = "vmconv-demo-web"
+}
+
 provider "vmconv" {}
 
 resource "vmconv_disk_conversion" "web" {
@@ -25,6 +31,20 @@ resource "vmconv_disk_conversion" "web" {
   }
   # fixes and boot_test are on by default: the guest is fixed offline and
   # must boot on virtio with its network up before the output appears.
+}
+
+# The migrated VM, running under libvirt. It boots on its own overlay of the
+# converted image, so the guest's writes never touch what the conversion
+# made, and the apply waits until the guest is up with its network.
+resource "vmconv_kvm_domain" "web" {
+  name   = var.domain_name
+  memory = 1024
+  vcpus  = 1
+  disks  = [{ path = vmconv_disk_conversion.web.output.path, bus = "virtio" }]
+  # User-mode networking needs no libvirt network; use
+  # { network = "default" } where libvirt's NAT network runs.
+  network_interfaces = [{ user = true, model = "virtio" }]
+  boot_test          = { timeout = "20m" }
 }
 
 output "web_disk" {
@@ -41,4 +61,13 @@ output "fixes_applied" {
 
 output "boot_test" {
   value = vmconv_disk_conversion.web.boot_test_result
+}
+
+output "domain" {
+  value = {
+    name        = vmconv_kvm_domain.web.name
+    uuid        = vmconv_kvm_domain.web.uuid
+    console_log = vmconv_kvm_domain.web.console_log
+    boot_test   = vmconv_kvm_domain.web.boot_test_result
+  }
 }

@@ -125,3 +125,43 @@ func accelIsTCG() bool {
 	r, err := accel.Resolve(context.Background(), os.Getenv("VMCONV_ACCEL"), accel.Options{CacheDir: filepath.Join(cache, "vmconv")})
 	return err != nil || r.Mode != accel.KVM
 }
+
+// GuestChecksums returns the sha256 of each regular file in paths inside a
+// guest image, "" for a path that is not a regular file, from one read-only
+// guestfish session.
+func GuestChecksums(image string, paths []string) (map[string]string, error) {
+	var script strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&script, "is-file %q\n-checksum sha256 %q\n", p, p)
+	}
+	cmd := exec.Command("guestfish", "--ro", "-a", image, "-i")
+	cmd.Stdin = strings.NewReader(script.String())
+	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
+	if accelIsTCG() {
+		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("guestfish: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	sums := map[string]string{}
+	i := 0
+	for _, p := range paths {
+		if i >= len(lines) {
+			return nil, fmt.Errorf("guestfish output ended early at %s:\n%s", p, out)
+		}
+		isFile := lines[i] == "true"
+		i++
+		if isFile {
+			if i >= len(lines) {
+				return nil, fmt.Errorf("no checksum for %s", p)
+			}
+			sums[p] = lines[i]
+			i++
+		} else {
+			sums[p] = ""
+		}
+	}
+	return sums, nil
+}

@@ -40,6 +40,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
@@ -79,6 +80,12 @@ type diskConversionModel struct {
 	FixesApplied      types.List     `tfsdk:"fixes_applied"`
 	BootTestResult    types.Object   `tfsdk:"boot_test_result"`
 	Guest             types.Object   `tfsdk:"guest"`
+	PlanPath          types.String   `tfsdk:"plan_path"`
+	EstimatedSize     types.Int64    `tfsdk:"estimated_output_size"`
+	PlannedStages     types.List     `tfsdk:"planned_stages"`
+	PlannedFixes      types.List     `tfsdk:"planned_fixes"`
+	PlannedFirmware   types.String   `tfsdk:"planned_firmware"`
+	PlanWarnings      types.List     `tfsdk:"plan_warnings"`
 }
 
 type fixesModel struct {
@@ -316,6 +323,45 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 				},
 			},
 			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			"plan_path": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Write the engine's plan here as JSON at every plan that computes it (and again at apply), for review in CI: " +
+					"the source and its chain, the output estimate, the stages, the inspected guest and the fixes' dry run. Changing it does not touch the output.",
+			},
+			// Plan-time previews: known after terraform plan, before a byte moves.
+			"estimated_output_size": schema.Int64Attribute{
+				Computed: true,
+				MarkdownDescription: "The output's size estimated at plan time: exact for `raw` (its virtual size; the file is sparse), and for `qcow2` the " +
+					"`qemu-img measure` upper bound, which the output never exceeds (compressed outputs are smaller still).",
+				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
+			},
+			"planned_stages": schema.ListAttribute{
+				Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "The pipeline stages that will run, in order, each with its reason (`stage: reason`).",
+				PlanModifiers:       []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+			},
+			"planned_fixes": schema.ListNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "The changes the fixes will make, from the guest's plan-time inspection and a dry run of the fixes (null when the plan did not inspect: " +
+					"provider `plan_inspection = false`, or fixes and boot test off). `fixes_applied` records what apply then did.",
+				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"fix":     schema.StringAttribute{Computed: true, MarkdownDescription: "The fix."},
+					"action":  schema.StringAttribute{Computed: true, MarkdownDescription: "`write`, `remove` or `run`."},
+					"path":    schema.StringAttribute{Computed: true, MarkdownDescription: "The guest file changed."},
+					"command": schema.StringAttribute{Computed: true, MarkdownDescription: "The command run in the guest."},
+					"reason":  schema.StringAttribute{Computed: true, MarkdownDescription: "Why."},
+				}},
+			},
+			"planned_firmware": schema.StringAttribute{
+				Computed: true, MarkdownDescription: "`bios` or `uefi`, as inspected at plan time (null when the plan did not inspect).",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"plan_warnings": schema.ListAttribute{
+				Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "Warnings found at plan time (the chain, the guest, the fixes' dry run).",
+				PlanModifiers:       []planmodifier.List{listplanmodifier.UseStateForUnknown()},
+			},
 			// Computed
 			"id": schema.StringAttribute{
 				Computed: true, MarkdownDescription: "The absolute output path.",
@@ -444,13 +490,13 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	e := r.data.engine
 	ereq := toRequest(&plan)
 	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path)
-	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed})
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection})
 	if state == nil && fault.Is(err, fault.OutputExists) && hasReport(ereq.Output.Path) {
 		// A replacement re-plans with no prior state while the old output is
 		// still there. A vmconv output may be this resource's; Create refuses
 		// it if it is not.
 		tflog.Debug(ctx, "existing vmconv output at the output path; Create decides", map[string]any{"path": ereq.Output.Path})
-		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true})
+		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true, Inspect: r.data.planInspection})
 	}
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
@@ -470,6 +516,7 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	}
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
+		writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
 		setPlanned(ctx, &plan, ep, &resp.Diagnostics)
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
@@ -492,6 +539,7 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 		plan.OutputSHA256, plan.OutputSize = types.StringUnknown(), types.Int64Unknown()
 		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("source_fingerprint"))
 	}
+	writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
@@ -515,7 +563,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 
 	e := r.data.engine
 	ereq := toRequest(&plan)
-	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{})
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection})
 	if err != nil {
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 		return
@@ -533,7 +581,18 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 		return
 	}
+	// What the plan showed stays what state says was planned (Terraform
+	// requires it); the re-plan above fills what the plan left unknown.
+	planned := plan
 	setPlanned(ctx, &plan, ep, &resp.Diagnostics)
+	keepKnown(&plan.EstimatedSize, planned.EstimatedSize)
+	keepKnownList(&plan.PlannedStages, planned.PlannedStages)
+	keepKnownList(&plan.PlannedFixes, planned.PlannedFixes)
+	keepKnownList(&plan.PlanWarnings, planned.PlanWarnings)
+	if !planned.PlannedFirmware.IsUnknown() {
+		plan.PlannedFirmware = planned.PlannedFirmware
+	}
+	writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
 	setApplied(&plan, res)
 	for _, w := range res.Warnings {
 		resp.Diagnostics.AddWarning("Conversion Warning", w)
@@ -758,6 +817,55 @@ func setPlanned(ctx context.Context, m *diskConversionModel, p *engine.Plan, dia
 	m.VirtualSize = types.Int64Value(p.Source.VirtualSize)
 	m.SourceFingerprint = types.StringValue(p.Source.Fingerprint)
 	m.ReportPath = types.StringValue(output.ReportPath(p.Output.Path))
+	m.EstimatedSize = types.Int64Value(p.Output.EstimatedSize)
+	var stages []string
+	for _, st := range p.Stages {
+		if st.Run {
+			stages = append(stages, string(st.Name)+": "+st.Reason)
+		}
+	}
+	m.PlannedStages = strList(stages)
+	m.PlanWarnings = strList(p.Warnings)
+	m.PlannedFixes, m.PlannedFirmware = types.ListNull(types.ObjectType{AttrTypes: plannedFixAttrTypes}), types.StringNull()
+	if g := p.Guest; g != nil && g.How != "skipped" {
+		m.PlannedFixes = plannedFixesValue(g.Changes)
+		if f := p.Firmware(); f != "" {
+			m.PlannedFirmware = types.StringValue(f)
+		}
+	}
+}
+
+var plannedFixAttrTypes = map[string]attr.Type{
+	"fix": types.StringType, "action": types.StringType, "path": types.StringType, "command": types.StringType, "reason": types.StringType,
+}
+
+func plannedFixesValue(cs []guest.Change) types.List {
+	elem := types.ObjectType{AttrTypes: plannedFixAttrTypes}
+	vals := make([]attr.Value, 0, len(cs))
+	for _, c := range cs {
+		vals = append(vals, types.ObjectValueMust(plannedFixAttrTypes, map[string]attr.Value{
+			"fix": types.StringValue(c.Fix), "action": types.StringValue(c.Action), "path": types.StringValue(c.Path),
+			"command": types.StringValue(c.Command), "reason": types.StringValue(c.Reason),
+		}))
+	}
+	return types.ListValueMust(elem, vals)
+}
+
+// writePlanFile writes the engine's plan where plan_path asks.
+func writePlanFile(ctx context.Context, m *diskConversionModel, p *engine.Plan, diags *diag.Diagnostics) {
+	if m.PlanPath.IsNull() || m.PlanPath.IsUnknown() || m.PlanPath.ValueString() == "" {
+		return
+	}
+	b, err := p.JSON()
+	if err == nil {
+		err = output.WriteAtomic(m.PlanPath.ValueString(), append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		diags.AddAttributeWarning(path.Root("plan_path"), "Cannot Write The Plan File",
+			fmt.Sprintf("The engine's plan could not be written.\n\nFile: %s\nError: %v", m.PlanPath.ValueString(), err))
+		return
+	}
+	tflog.Info(ctx, "wrote the engine plan", map[string]any{"path": m.PlanPath.ValueString()})
 }
 
 func setApplied(m *diskConversionModel, r *engine.Result) {
@@ -896,4 +1004,16 @@ func chainChange(state *diskConversionModel, p *engine.Plan) string {
 	}
 	return fmt.Sprintf("A file of the chain was modified (content or modification time).\n\nPrevious fingerprint: %s\nCurrent fingerprint: %s",
 		state.SourceFingerprint.ValueString(), p.Source.Fingerprint)
+}
+
+func keepKnown(dst *types.Int64, planned types.Int64) {
+	if !planned.IsUnknown() {
+		*dst = planned
+	}
+}
+
+func keepKnownList(dst *types.List, planned types.List) {
+	if !planned.IsUnknown() {
+		*dst = planned
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
@@ -106,6 +109,13 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 						knownvalue.StringExact(paths[0]), knownvalue.StringExact(paths[1]), knownvalue.StringExact(paths[2]),
 					})),
 					plancheck.ExpectUnknownValue(name, tfjsonpath.New("output_sha256")),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("estimated_output_size"), knownvalue.NotNull()),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_stages"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringRegexp(regexpMust(`^flatten: 3 layers merged newest first`)),
+						knownvalue.StringRegexp(regexpMust(`^convert: write qcow2 to `)),
+					})),
+					// Fixes and boot test are off: nothing to inspect.
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_fixes"), knownvalue.Null()),
 				}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(name, tfjsonpath.New("id"), knownvalue.StringExact(out)),
@@ -113,7 +123,16 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 					statecheck.ExpectKnownValue(name, tfjsonpath.New("source_fingerprint"), knownvalue.StringRegexp(regexpMust(`^v1:[0-9a-f]{64}$`))),
 					statecheck.ExpectKnownValue(name, tfjsonpath.New("report_path"), knownvalue.StringExact(out+".vmconv.json")),
 				},
-				Check: resource.ComposeAggregateTestCheckFunc(checkOutput(out, want), checkSourceUntouched(srcDir, &before)),
+				Check: resource.ComposeAggregateTestCheckFunc(checkOutput(out, want), checkSourceUntouched(srcDir, &before),
+					func(s *terraform.State) error {
+						a := s.RootModule().Resources[name].Primary.Attributes
+						est, _ := strconv.ParseInt(a["estimated_output_size"], 10, 64)
+						got, _ := strconv.ParseInt(a["output_size"], 10, 64)
+						if got == 0 || got > est {
+							return fmt.Errorf("output %d bytes exceeds the estimate %d", got, est)
+						}
+						return nil
+					}),
 			},
 			{
 				// Nothing changed: refresh and plan show no drift.
@@ -176,5 +195,51 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 			}
 			return nil
 		},
+	})
+}
+
+// TestAccDiskConversion_planFile: the engine's plan is written where
+// plan_path says at plan time, as JSON with the facts the plan shows.
+func TestAccDiskConversion_planFile(t *testing.T) {
+	srcDir, outDir := t.TempDir(), t.TempDir()
+	paths, err := testimg.VMDKChain(srcDir, "web", "monolithicSparse", 8*mib, baseLayer, snap1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, planFile := filepath.Join(outDir, "web.qcow2"), filepath.Join(outDir, "web.plan.json")
+	cfg := strings.Replace(conversionConfig(paths[0], out, ""), "source =", fmt.Sprintf("plan_path = %q\n  source =", planFile), 1)
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config:             cfg,
+			PlanOnly:           true,
+			ExpectNonEmptyPlan: true,
+		}, {
+			PreConfig: func() {
+				b, err := os.ReadFile(planFile)
+				if err != nil {
+					t.Fatalf("plan -out wrote no plan file: %v", err)
+				}
+				p, err := engine.ParsePlan(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.Source.Format != "vmdk" || len(p.Source.Chain) != 2 || p.Output.Path != out || p.Output.EstimatedSize == 0 || len(p.Stages) != 6 {
+					t.Errorf("plan file: %s", b)
+				}
+				if _, err := os.Stat(out); err == nil {
+					t.Error("planning wrote the output")
+				}
+			},
+			Config: cfg,
+			Check: resource.TestCheckResourceAttrWith("vmconv_disk_conversion.web", "source_fingerprint", func(v string) error {
+				b, _ := os.ReadFile(planFile)
+				if !strings.Contains(string(b), v) {
+					return fmt.Errorf("the plan file does not carry the applied fingerprint %s", v)
+				}
+				return nil
+			}),
+		}},
 	})
 }

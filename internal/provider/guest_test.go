@@ -10,7 +10,10 @@ import (
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
@@ -128,7 +131,7 @@ const kvmBoot = `boot_test = {
 // testGuestVariant is the test each variant gets: the unconverted guest
 // boots the way VMware ran it (the harness works), fails on virtio with the
 // specific reason, and boots on virtio with its network once fixed.
-func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, fixes ...string) {
+func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, readBack bool, fixes ...string) {
 	t.Parallel()
 	fx := acctest.GuestFixtures(t)
 	v := fx.Variants[name]
@@ -154,8 +157,23 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, f
 				ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + unfixedReason + `.*Console log`),
 			},
 			{
+				// The plan previews the firmware, the fixes and the size
+				// before a byte moves; the apply must then do exactly that.
 				Config: guestConversion(src, out, kvmBoot),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_firmware"), knownvalue.StringExact(v.Firmware)),
+					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_fixes"), knownvalue.NotNull()),
+					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("estimated_output_size"), knownvalue.NotNull()),
+					plancheck.ExpectUnknownValue(guestAddr, tfjsonpath.New("fixes_applied")),
+				}},
 				Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes(fixes...), checkOutputUntouched(out),
+					checkPlannedIsApplied(), checkWithinEstimate(),
+					func(s *terraform.State) error {
+						if !readBack {
+							return nil
+						}
+						return checkChangesReadBack(out)(s)
+					},
 					resource.TestCheckResourceAttr(guestAddr, "guest.firmware", v.Firmware),
 					resource.TestCheckResourceAttr(guestAddr, "guest.initramfs_tool", v.Initramfs),
 					resource.TestCheckResourceAttr(guestAddr, "guest.hostname", hostname),
@@ -169,23 +187,23 @@ func TestAccGuest_plainSnapshotChain(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
 	// The plain guest as a two-snapshot chain: the newest layer set the
 	// host name, which must be what inspection finds.
-	testGuestVariant(t, "plain", fx.Path(fx.Chain[0]), "web", "root_not_found", "vmware-tools", "network", "fstab", "grub", "initramfs")
+	testGuestVariant(t, "plain", fx.Path(fx.Chain[0]), "web", "root_not_found", true, "vmware-tools", "network", "fstab", "grub", "initramfs")
 }
 
 func TestAccGuest_lvm(t *testing.T) {
-	testGuestVariant(t, "lvm", "", "vmware-guest", "root_not_found", "network", "fstab", "grub", "initramfs")
+	testGuestVariant(t, "lvm", "", "vmware-guest", "root_not_found", false, "network", "fstab", "grub", "initramfs")
 }
 
 func TestAccGuest_networkd(t *testing.T) {
-	testGuestVariant(t, "networkd", "", "vmware-guest", "root_not_found", "network", "fstab", "grub", "initramfs")
+	testGuestVariant(t, "networkd", "", "vmware-guest", "root_not_found", false, "network", "fstab", "grub", "initramfs")
 }
 
 func TestAccGuest_dracut(t *testing.T) {
-	testGuestVariant(t, "dracut", "", "vmware-guest", "root_not_found", "network", "fstab", "grub", "initramfs")
+	testGuestVariant(t, "dracut", "", "vmware-guest", "root_not_found", false, "network", "fstab", "grub", "initramfs")
 }
 
 func TestAccGuest_uefi(t *testing.T) {
-	testGuestVariant(t, "uefi", "", "vmware-guest", "no_bootloader", "uefi-fallback", "network", "fstab", "grub", "initramfs")
+	testGuestVariant(t, "uefi", "", "vmware-guest", "no_bootloader", false, "uefi-fallback", "network", "fstab", "grub", "initramfs")
 }
 
 // TestAccGuest_eachFixMatters turns the fixes off one at a time on the LVM
@@ -304,4 +322,88 @@ func TestAccGuest_badGuests(t *testing.T) {
 			},
 		},
 	})
+}
+
+// checkPlannedIsApplied asserts the apply made exactly the changes the
+// plan previewed, in order.
+func checkPlannedIsApplied() resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		a, err := attrs(s)
+		if err != nil {
+			return err
+		}
+		n, _ := strconv.Atoi(a["planned_fixes.#"])
+		m, _ := strconv.Atoi(a["fixes_applied.#"])
+		var diffs []string
+		for i := 0; i < max(n, m); i++ {
+			for _, k := range []string{"fix", "action", "path", "command"} {
+				p, q := a[fmt.Sprintf("planned_fixes.%d.%s", i, k)], a[fmt.Sprintf("fixes_applied.%d.%s", i, k)]
+				if p != q {
+					diffs = append(diffs, fmt.Sprintf("change %d %s: planned %q, applied %q", i, k, p, q))
+				}
+			}
+		}
+		if n == 0 || len(diffs) > 0 {
+			return fmt.Errorf("%d changes planned, %d applied:\n%s", n, m, strings.Join(diffs, "\n"))
+		}
+		return nil
+	}
+}
+
+// checkWithinEstimate asserts the qcow2 output is no larger than the plan's
+// estimate (qemu-img measure's upper bound).
+func checkWithinEstimate() resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		a, err := attrs(s)
+		if err != nil {
+			return err
+		}
+		est, _ := strconv.ParseInt(a["estimated_output_size"], 10, 64)
+		got, _ := strconv.ParseInt(a["output_size"], 10, 64)
+		if est == 0 || got == 0 || got > est {
+			return fmt.Errorf("output %d bytes, estimate %d bytes: the estimate must bound the output", got, est)
+		}
+		return nil
+	}
+}
+
+// checkChangesReadBack reads every file the fixes wrote back from the
+// output, with guestfish rather than vmconv's own code: each holds what the
+// last change to it recorded, and each removed file is gone.
+func checkChangesReadBack(out string) resource.TestCheckFunc {
+	return func(s *terraform.State) error {
+		a, err := attrs(s)
+		if err != nil {
+			return err
+		}
+		want := map[string]string{} // path -> sha256, "" for removed
+		n, _ := strconv.Atoi(a["fixes_applied.#"])
+		for i := 0; i < n; i++ {
+			p := a[fmt.Sprintf("fixes_applied.%d.path", i)]
+			switch a[fmt.Sprintf("fixes_applied.%d.action", i)] {
+			case "write":
+				want[p] = a[fmt.Sprintf("fixes_applied.%d.after_sha256", i)]
+			case "remove":
+				want[p] = ""
+			}
+		}
+		var paths []string
+		for p := range want {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		got, err := acctest.GuestChecksums(out, paths)
+		if err != nil {
+			return err
+		}
+		if len(paths) < 3 {
+			return fmt.Errorf("only %d files changed: %v", len(paths), paths)
+		}
+		for _, p := range paths {
+			if got[p] != want[p] {
+				return fmt.Errorf("%s in the output: sha256 %q, the change recorded %q", p, got[p], want[p])
+			}
+		}
+		return nil
+	}
 }

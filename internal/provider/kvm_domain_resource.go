@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
@@ -478,13 +478,10 @@ func (r *kvmDomainResource) engineState(m *kvmDomainModel) *engine.DomainState {
 }
 
 func attrForDomainFault(err error) path.Path {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "already exists"):
-		return path.Root("name")
-	case strings.Contains(msg, "OVMF"):
+	switch fault.CodeOf(err) {
+	case fault.FirmwareMissing:
 		return path.Root("firmware")
-	case strings.Contains(msg, "disk"):
+	case fault.SourceMissing, fault.UnknownFormat, fault.InvalidRequest:
 		return path.Root("disks")
 	}
 	return path.Root("name")

@@ -42,11 +42,14 @@ type vmconvProviderModel struct {
 	FirmwareDir            types.String `tfsdk:"firmware_dir"`
 	URI                    types.String `tfsdk:"uri"`
 	DomainDir              types.String `tfsdk:"domain_dir"`
+	PlanInspection         types.Bool   `tfsdk:"plan_inspection"`
 }
 
 // providerData is what resources receive from Configure.
 type providerData struct {
 	engine *engine.Engine
+	// planInspection lets plans launch the appliance to preview fixes.
+	planInspection bool
 }
 
 // Environment variables read when an attribute is not set.
@@ -58,6 +61,7 @@ const (
 	envFirmwareDir = "VMCONV_FIRMWARE_DIR"
 	envLibvirtURI  = "LIBVIRT_DEFAULT_URI"
 	envDomainDir   = "VMCONV_DOMAIN_DIR"
+	envPlanInspect = "VMCONV_PLAN_INSPECTION"
 )
 
 func (p *vmconvProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -102,6 +106,12 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 				Optional: true,
 				MarkdownDescription: "Folder for the disks domains own (an overlay on each converted image). It must be readable by the user libvirt runs QEMU as. " +
 					"Default `" + engine.DefaultDomainDir + "`. Environment: `" + envDomainDir + "`.",
+			},
+			"plan_inspection": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Whether `terraform plan` may inspect guests (a libguestfs appliance launch, about 15-30 seconds) to preview the firmware and the fixes " +
+					"(`planned_fixes`). Each inspection is cached by the source's fingerprint and the fix options, so later plans are fast. " +
+					"With `false`, plans decide from metadata alone and the guest is inspected at apply. Default `true`. Environment: `" + envPlanInspect + "`.",
 			},
 			"firmware_dir": schema.StringAttribute{
 				Optional:            true,
@@ -150,7 +160,19 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	tflog.Info(ctx, "vmconv engine ready", map[string]any{
 		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir, "accel": eff.Accel,
 	})
-	data := &providerData{engine: e}
+	data := &providerData{engine: e, planInspection: true}
+	switch {
+	case !cfg.PlanInspection.IsNull() && !cfg.PlanInspection.IsUnknown():
+		data.planInspection = cfg.PlanInspection.ValueBool()
+	case os.Getenv(envPlanInspect) != "":
+		b, err := strconv.ParseBool(os.Getenv(envPlanInspect))
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("plan_inspection"), "Invalid Environment Setting",
+				envPlanInspect+" must be true or false, got "+strconv.Quote(os.Getenv(envPlanInspect))+".")
+			return
+		}
+		data.planInspection = b
+	}
 	resp.ResourceData = data
 	resp.DataSourceData = data
 }
@@ -170,5 +192,7 @@ func (p *vmconvProvider) Resources(_ context.Context) []func() resource.Resource
 }
 
 func (p *vmconvProvider) DataSources(_ context.Context) []func() datasource.DataSource {
-	return nil
+	return []func() datasource.DataSource{
+		NewDiskInfoDataSource,
+	}
 }

@@ -2,7 +2,7 @@
 
 SUITE=bookworm
 MIRROR=${VMCONV_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,grub2-common,initramfs-tools,systemd-sysv,udev,ifupdown,isc-dhcp-client,lvm2,open-vm-tools,iproute2,kmod,netbase,e2fsprogs,dosfstools,zstd
+PACKAGES=linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,grub2-common,initramfs-tools,systemd-sysv,dbus,udev,ifupdown,isc-dhcp-client,lvm2,open-vm-tools,iproute2,kmod,netbase,e2fsprogs,dosfstools,zstd
 VMWARE_MAC=00:50:56:8a:3c:1e
 DISK_SIZE=4G
 

@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/inspect"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+)
+
+// planGuestVersion is part of the cache key: bump it when inspection or the
+// fixes change what they find, so stale previews are not reused.
+const planGuestVersion = 1
+
+// GuestPlan is what plan-time inspection found and what the fixes would
+// change: a dry run of INSPECT and FIX on a throwaway overlay.
+type GuestPlan struct {
+	// How is "inspected", "cached" or "skipped".
+	How      string         `json:"how"`
+	Reason   string         `json:"reason,omitempty"`
+	Guest    *guest.Info    `json:"guest,omitempty"`
+	Outcomes []fix.Outcome  `json:"fix_outcomes,omitempty"`
+	Changes  []guest.Change `json:"fix_changes,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// PlannedFixes lists the fixes that would change the guest, in order.
+func (g *GuestPlan) PlannedFixes() []string {
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for _, o := range g.Outcomes {
+		if o.Status == fix.StatusPlanned {
+			out = append(out, o.Name)
+		}
+	}
+	return out
+}
+
+func (e *Engine) planCacheDir() string {
+	if e.cfg.CacheDir != "" {
+		return filepath.Join(e.cfg.CacheDir, "inspections")
+	}
+	return filepath.Join(e.cfg.WorkDir, "inspections")
+}
+
+// planGuestKey keys a preview by everything that decides it: the source's
+// fingerprint, the chosen root and the fix options.
+func planGuestKey(fp string, req Request) string {
+	b, _ := json.Marshal(struct {
+		V     int
+		FP    string
+		Root  string
+		Fixes FixSpec
+	}{planGuestVersion, fp, req.Inspect.Root, req.Fixes})
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
+}
+
+// CachedGuestPlan returns a cached preview without launching anything.
+func (e *Engine) cachedGuestPlan(key string) (*GuestPlan, bool) {
+	b, err := os.ReadFile(filepath.Join(e.planCacheDir(), key+".json"))
+	if err != nil {
+		return nil, false
+	}
+	var g GuestPlan
+	if json.Unmarshal(b, &g) != nil {
+		return nil, false
+	}
+	g.How = "cached"
+	return &g, true
+}
+
+// planGuest inspects the guest and dry-runs the fixes, once per source
+// fingerprint and options: the result is cached, so the next plan is fast.
+func (e *Engine) planGuest(ctx context.Context, c *chain.Chain, fp string, req Request) (*GuestPlan, error) {
+	key := planGuestKey(fp, req)
+	if g, ok := e.cachedGuestPlan(key); ok {
+		return g, nil
+	}
+	e.inspectMu.Lock()
+	if f, ok := e.inspecting[key]; ok {
+		e.inspectMu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, f.err
+		}
+		g := *f.g
+		g.How = "cached"
+		return &g, nil
+	}
+	if e.inspecting == nil {
+		e.inspecting = map[string]*inflight{}
+	}
+	f := &inflight{done: make(chan struct{})}
+	e.inspecting[key] = f
+	e.inspectMu.Unlock()
+	defer func() {
+		e.inspectMu.Lock()
+		delete(e.inspecting, key)
+		e.inspectMu.Unlock()
+		close(f.done)
+	}()
+	// Appliances count against the conversions' limit: each takes over a
+	// GiB of memory.
+	select {
+	case e.sem <- struct{}{}:
+		defer func() { <-e.sem }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f.g, f.err = e.inspectGuest(ctx, c, key, req)
+	return f.g, f.err
+}
+
+func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, req Request) (*GuestPlan, error) {
+	work, err := e.scratch("plan-guest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	top, driver, err := c.Materialize(filepath.Join(work, "shadow"))
+	if err != nil {
+		return nil, err
+	}
+	// The dry run reads the guest through a throwaway overlay: the source
+	// is opened read-only and nothing the appliance does reaches it.
+	overlay := filepath.Join(work, "overlay.qcow2")
+	if err := e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
+		return nil, toolFault(ctx, err, c.Head().Path, "qemu-img cannot open the source chain")
+	}
+	s, _, err := e.openAppliance(ctx, overlay, "qcow2", filepath.Join(work, "appliance"))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	info, err := inspect.Inspect(s, inspect.Options{Root: req.Inspect.Root})
+	if err != nil {
+		return nil, err
+	}
+	g := &GuestPlan{How: "inspected", Guest: info, Warnings: info.Warnings}
+	switch {
+	case !info.HasOS():
+		g.Reason = "no operating system on the disk (a data disk): nothing to fix"
+	case info.OS != "linux":
+		g.Reason = "offline fixes for " + info.OS + " guests are not built yet"
+	case !req.Fixes.Enabled:
+		g.Reason = "fixes.enabled is false"
+	default:
+		o := req.Fixes.Options
+		o.DryRun = true
+		res, err := fix.Run(ctx, info, s, o)
+		if err != nil {
+			return nil, fault.Wrap(fault.FixFailed, c.Head().Path, err, "the fixes' dry run failed at plan time")
+		}
+		g.Outcomes, g.Changes = res.Outcomes, res.Changes
+		g.Warnings = append(g.Warnings, res.Warnings...)
+	}
+	if err := e.storeGuestPlan(key, g); err != nil {
+		g.Warnings = append(g.Warnings, fmt.Sprintf("the inspection could not be cached: %v", err))
+	}
+	return g, nil
+}
+
+func (e *Engine) storeGuestPlan(key string, g *GuestPlan) error {
+	if err := os.MkdirAll(e.planCacheDir(), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return err
+	}
+	return output.WriteAtomic(filepath.Join(e.planCacheDir(), key+".json"), b, 0o644)
+}
