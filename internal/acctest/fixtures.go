@@ -54,6 +54,11 @@ func RepoRoot() string {
 // builds them before the tests run.
 func GuestFixtures(t testing.TB) *Fixtures {
 	t.Helper()
+	if _, isTest := t.(*testing.T); isTest && os.Getenv("TF_ACC") == "" {
+		// As resource.Test does: acceptance tests run with TF_ACC set
+		// (make test sets it), and the fixtures are theirs.
+		t.Skip("TF_ACC is not set: acceptance tests skipped (make test sets it)")
+	}
 	fxOnce.Do(func() {
 		cmd := exec.Command(filepath.Join(RepoRoot(), "tools", "guests", "build"))
 		cmd.Stderr = os.Stderr
