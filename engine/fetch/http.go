@@ -1,0 +1,343 @@
+// Package fetch is the FETCH stage's transports: it brings a remote source
+// to a local file that the rest of the pipeline treats like any other.
+//
+// Downloads are resumable. Bytes land in <dest>.part, with what is known
+// about the remote object (length, ETag, Last-Modified) in <dest>.part.json;
+// an interrupted download continues from the end of the .part file with a
+// Range request guarded by If-Range, so a changed object restarts instead
+// of being spliced. Only a complete, verified download is renamed to dest.
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+)
+
+// Logger receives the transport's messages. URLs in them are redacted
+// (no query, no user info): either may carry a token.
+type Logger interface {
+	Log(level, msg string, fields map[string]any)
+}
+
+// HTTPOptions tunes an HTTP(S) download.
+type HTTPOptions struct {
+	// Headers are sent with every request. Their values may be secrets
+	// and are never logged.
+	Headers map[string]string
+	// SHA256, when set, must match the whole download.
+	SHA256 string
+	// Attempts bounds how many times a download is (re)started or
+	// resumed after a dropped connection. Default 8.
+	Attempts int
+	// RetryMax bounds retries of one request on 5xx and connection
+	// errors (go-retryablehttp). Default 4.
+	RetryMax         int
+	RetryWaitMin     time.Duration
+	RetryWaitMax     time.Duration
+	Logger           Logger
+	HTTPClient       *http.Client
+	InsecureNoVerify bool
+}
+
+// Result says how a download went.
+type Result struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Reused is set when a previous complete download was verified and
+	// kept; Resumed when this one continued a partial download.
+	Reused   bool `json:"reused"`
+	Resumed  bool `json:"resumed"`
+	Restarts int  `json:"restarts"`
+	Requests int  `json:"requests"`
+}
+
+type partMeta struct {
+	URL          string `json:"url"` // redacted
+	Length       int64  `json:"length"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	SHA256       string `json:"sha256,omitempty"` // set once complete
+}
+
+// Redact strips what may be secret from a URL for logs and reports.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	u.Fragment = ""
+	return u.String()
+}
+
+// HTTP downloads rawURL to dest.
+func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, error) {
+	if o.Attempts <= 0 {
+		o.Attempts = 8
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 4
+	}
+	if o.RetryWaitMin <= 0 {
+		o.RetryWaitMin = 200 * time.Millisecond
+	}
+	if o.RetryWaitMax <= 0 {
+		o.RetryWaitMax = 5 * time.Second
+	}
+	red := Redact(rawURL)
+	log := func(level, msg string, f map[string]any) {
+		if o.Logger != nil {
+			if f == nil {
+				f = map[string]any{}
+			}
+			f["url"] = red
+			o.Logger.Log(level, msg, f)
+		}
+	}
+	res := &Result{Path: dest}
+	metaPath, part := dest+".json", dest+".part"
+
+	// A complete earlier download is kept if it still verifies.
+	if m, ok := readMeta(metaPath); ok && m.SHA256 != "" {
+		if sum, size, err := hashFile(dest); err == nil && sum == m.SHA256 && (o.SHA256 == "" || strings.EqualFold(o.SHA256, sum)) {
+			res.Reused, res.Size, res.SHA256 = true, size, sum
+			log("info", "reusing the verified download", map[string]any{"size": size})
+			return res, nil
+		}
+	}
+
+	c := retryablehttp.NewClient()
+	c.RetryMax, c.RetryWaitMin, c.RetryWaitMax = o.RetryMax, o.RetryWaitMin, o.RetryWaitMax
+	c.Logger = nil
+	if o.HTTPClient != nil {
+		c.HTTPClient = o.HTTPClient
+	}
+	c.RequestLogHook = func(_ retryablehttp.Logger, r *http.Request, attempt int) {
+		res.Requests++
+		if attempt > 0 {
+			log("warn", "retrying the request", map[string]any{"attempt": attempt, "range": r.Header.Get("Range")})
+		}
+	}
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+
+	meta, _ := readPartMeta(metaPath + ".part")
+	var lastErr error
+	for attempt := 0; attempt < o.Attempts; attempt++ {
+		if ctx.Err() != nil {
+			return nil, fault.Wrap(fault.Cancelled, red, ctx.Err(), "the download was interrupted").
+				WithHint("Run terraform apply again: the download resumes where it stopped.")
+		}
+		have := int64(0)
+		if fi, err := os.Stat(part); err == nil && meta.Length > 0 {
+			have = fi.Size()
+		}
+		done, err := fetchOnce(ctx, c, rawURL, part, have, &meta, o, res, log)
+		writeJSON(metaPath+".part", meta)
+		if err == nil && done {
+			break
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return nil, perm.err
+		}
+		lastErr = err
+		log("warn", "the download stopped early; resuming", map[string]any{"error": err.Error(), "have": have})
+		if attempt == o.Attempts-1 {
+			return nil, fault.Wrap(fault.FetchFailed, red, lastErr, "the download did not complete after %d attempts", o.Attempts).
+				WithHint("Check the server and the network, then run terraform apply again: the download resumes where it stopped.")
+		}
+	}
+
+	sum, size, err := hashFile(part)
+	if err != nil {
+		return nil, fault.Wrap(fault.FetchFailed, red, err, "cannot read the download back")
+	}
+	if meta.Length > 0 && size != meta.Length {
+		os.Remove(part)
+		os.Remove(metaPath + ".part")
+		return nil, fault.New(fault.FetchFailed, red, "the server sent %d bytes but announced %d", size, meta.Length).
+			WithHint("The server's Content-Length or Content-Range is wrong; the partial file was discarded.")
+	}
+	if o.SHA256 != "" && !strings.EqualFold(o.SHA256, sum) {
+		os.Remove(part)
+		os.Remove(metaPath + ".part")
+		return nil, fault.New(fault.ChecksumMismatch, red, "the download's SHA-256 is %s, not the expected %s", sum, strings.ToLower(o.SHA256)).
+			WithHint("The file on the server is not the one the sha256 names: check the URL and the checksum. Nothing was kept.")
+	}
+	if err := os.Rename(part, dest); err != nil {
+		return nil, fault.Wrap(fault.OutputNotWritable, dest, err, "cannot move the finished download into place")
+	}
+	meta.SHA256 = sum
+	writeJSON(metaPath, meta)
+	os.Remove(metaPath + ".part")
+	res.Size, res.SHA256 = size, sum
+	log("info", "download complete", map[string]any{"size": size, "resumed": res.Resumed, "restarts": res.Restarts, "requests": res.Requests})
+	return res, nil
+}
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+
+// fetchOnce sends one (ranged) GET and appends its body to part. It
+// returns done when part holds the whole object.
+func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part string, have int64, meta *partMeta, o HTTPOptions, res *Result,
+	log func(string, string, map[string]any)) (bool, error) {
+	red := Redact(rawURL)
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return false, &permanentError{fault.Wrap(fault.InvalidRequest, red, err, "invalid URL")}
+	}
+	for k, v := range o.Headers {
+		req.Header.Set(k, v)
+	}
+	if have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
+		// If the object changed, the server sends all of it (200) rather
+		// than a range of the new object spliced onto the old.
+		if meta.ETag != "" {
+			req.Header.Set("If-Range", meta.ETag)
+		} else if meta.LastModified != "" {
+			req.Header.Set("If-Range", meta.LastModified)
+		}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+
+	var f *os.File
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+		start, total, ok := contentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != have {
+			return false, fmt.Errorf("the server answered a range from %d with %q", have, resp.Header.Get("Content-Range"))
+		}
+		if total > 0 {
+			meta.Length = total
+		}
+		if f, err = os.OpenFile(part, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			return false, &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot continue the partial download")}
+		}
+		res.Resumed = true
+		log("info", "resuming the download", map[string]any{"from": have})
+	case resp.StatusCode == http.StatusOK:
+		if have > 0 {
+			res.Restarts++
+			log("warn", "the server sent the whole object again (it ignores ranges, or the object changed): restarting", map[string]any{"had": have})
+		}
+		meta.Length = resp.ContentLength
+		meta.ETag, meta.LastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+		meta.URL = red
+		if meta.Length <= 0 {
+			meta.Length = -1 // unknown: trust the end of the body
+		}
+		if f, err = os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			return false, &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
+		}
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && have > 0 && have == meta.Length:
+		return true, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return false, &permanentError{fault.New(fault.RemoteNotFound, red, "the server has no such file (HTTP %d)", resp.StatusCode).
+			WithHint("Check source.url.href.")}
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return false, &permanentError{fault.New(fault.AuthFailed, red, "the server refused access (HTTP %d)", resp.StatusCode).
+			WithHint("Check the credentials in source.url.headers.")}
+	default:
+		return false, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	defer f.Close()
+	n, copyErr := io.Copy(f, resp.Body)
+	if err := f.Sync(); err != nil && copyErr == nil {
+		copyErr = err
+	}
+	if copyErr != nil {
+		return false, fmt.Errorf("connection dropped after %d bytes: %w", n, copyErr)
+	}
+	if meta.Length < 0 {
+		fi, _ := f.Stat()
+		meta.Length = fi.Size()
+		return true, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	if fi.Size() < meta.Length {
+		return false, fmt.Errorf("the body ended at %d of %d bytes", fi.Size(), meta.Length)
+	}
+	return true, nil
+}
+
+// contentRange parses "bytes start-end/total" (total may be "*").
+func contentRange(h string) (start, total int64, ok bool) {
+	h = strings.TrimPrefix(h, "bytes ")
+	slash := strings.IndexByte(h, '/')
+	dash := strings.IndexByte(h, '-')
+	if slash < 0 || dash < 0 || dash > slash {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(h[:dash], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if t := h[slash+1:]; t != "*" {
+		if total, err = strconv.ParseInt(t, 10, 64); err != nil {
+			return 0, 0, false
+		}
+	}
+	return start, total, true
+}
+
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+func readMeta(p string) (partMeta, bool) {
+	m, err := readPartMeta(p)
+	return m, err == nil
+}
+
+func readPartMeta(p string) (partMeta, error) {
+	var m partMeta
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+func writeJSON(p string, v any) {
+	b, _ := json.Marshal(v)
+	tmp := p + ".tmp"
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		os.Rename(tmp, p)
+	}
+}
