@@ -15,7 +15,7 @@ require (
 	libvirt.org/go/libvirtxml v1.11006.0
 )
 
-require github.com/vmware/govmomi v0.56.0 // indirect
+require github.com/vmware/govmomi v0.56.0
 
 require (
 	github.com/BurntSushi/toml v1.2.1 // indirect
