@@ -315,6 +315,9 @@ resource "vmconv_kvm_domain" "held" {
 // half-defined is left in libvirt or on disk.
 func TestAccKVMDomain_badInput(t *testing.T) {
 	t.Parallel()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC is not set: acceptance tests skipped (make test sets it)")
+	}
 	acctest.PreCheck(t)
 	dir := acctest.SharedTempDir(t)
 	domains := filepath.Join(dir, "domains")
