@@ -171,6 +171,13 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	if err := e.estimate(ctx, c, p); err != nil {
 		return nil, err
 	}
+	if req.Fixes.Enabled && !req.Fixes.DryRun && p.Output.Format != string(diskformat.Raw) {
+		// The fixes write into the guest (a new initramfs above all), and
+		// those blocks end up in the output on top of the source's.
+		p.Output.FixAllowance, p.Output.baseEstimate = FixAllowance, p.Output.EstimatedSize
+		p.Output.EstimatedSize = min(p.Output.EstimatedSize+FixAllowance, max(p.Output.fullyAllocated, p.Output.EstimatedSize))
+		p.Output.RequiredSpace += FixAllowance
+	}
 	need := p.Output.RequiredSpace
 	if p.Output.Replaces {
 		if fi, err := os.Stat(req.Output.Path); err == nil {
@@ -199,6 +206,12 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 			}
 			p.Guest = g
 			p.Warnings = append(p.Warnings, g.Warnings...)
+			if g.Guest != nil && !g.Guest.HasOS() {
+				// A data disk: nothing will be written to it.
+				p.Output.EstimatedSize = p.Output.baseEstimate
+				p.Output.RequiredSpace -= p.Output.FixAllowance
+				p.Output.FixAllowance = 0
+			}
 			for i := range p.Stages {
 				if p.Stages[i].Name == StageFix && p.Stages[i].Run {
 					if names := g.PlannedFixes(); len(names) > 0 {
@@ -289,6 +302,7 @@ func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
 		return toolFault(ctx, err, c.Head().Path, "qemu-img cannot measure the source")
 	}
 	p.Output.RequiredSpace = m.Required
+	p.Output.fullyAllocated = m.FullyAllocated
 	switch p.Output.Format {
 	case "raw":
 		p.Output.EstimatedSize = c.VirtualSize()

@@ -112,9 +112,18 @@ type OutputPlan struct {
 	EstimatedSize int64 `json:"estimated_size"`
 	// RequiredSpace is the free space the conversion needs.
 	RequiredSpace int64 `json:"required_space"`
+	// FixAllowance is the part of the estimate kept for what the fixes
+	// write into the guest (FixAllowance bytes when they run).
+	FixAllowance int64 `json:"fix_allowance,omitempty"`
+	// fullyAllocated caps the estimate: a qcow2 never exceeds it.
+	fullyAllocated, baseEstimate int64
 	// Replaces is set when an existing file will be overwritten.
 	Replaces bool `json:"replaces"`
 }
+
+// FixAllowance is what the estimate adds when the fixes run: a regenerated
+// initramfs per kernel (tens of MiB each) and the edited files.
+const FixAllowance int64 = 256 << 20
 
 // Plan is the engine's decision: everything Apply will do, made before a
 // byte moves. It is plain data and round-trips through JSON.

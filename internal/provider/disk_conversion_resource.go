@@ -332,7 +332,8 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 			"estimated_output_size": schema.Int64Attribute{
 				Computed: true,
 				MarkdownDescription: "The output's size estimated at plan time: exact for `raw` (its virtual size; the file is sparse), and for `qcow2` the " +
-					"`qemu-img measure` upper bound, which the output never exceeds (compressed outputs are smaller still).",
+					"`qemu-img measure` of the source plus, when fixes will write into the guest, a fixed 256 MiB allowance for what they write " +
+					"(a regenerated initramfs above all): an upper bound the output does not exceed (compressed outputs are smaller still).",
 				PlanModifiers: []planmodifier.Int64{int64planmodifier.UseStateForUnknown()},
 			},
 			"planned_stages": schema.ListAttribute{
