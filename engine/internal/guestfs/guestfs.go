@@ -77,7 +77,14 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	wrapper := filepath.Join(o.WorkDir, "guestfs-hv")
 	pidFile := filepath.Join(o.WorkDir, "guestfs-hv.pid")
 	os.Remove(pidFile)
-	script := fmt.Sprintf("#!/bin/sh\necho $$ > %q\nexec %q \"$@\"\n", pidFile, qemu)
+	// The appliance dies with the process that started it: a provider
+	// killed mid-apply must not leave a 1.5 GiB qemu behind (setpriv is
+	// util-linux's, on every Debian and Ubuntu).
+	deathsig := ""
+	if p, err := lookPath("setpriv"); err == nil {
+		deathsig = p + " --pdeathsig KILL -- "
+	}
+	script := fmt.Sprintf("#!/bin/sh\necho $$ > %q\nexec %s%q \"$@\"\n", pidFile, deathsig, qemu)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		return nil, err
 	}
