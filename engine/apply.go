@@ -125,7 +125,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if removed, _ := lock.CleanStale(); len(removed) > 0 {
 		j.emit(EventInfo, "", fmt.Sprintf("removed %d temporary file(s) left by an interrupted run", len(removed)), map[string]any{"files": removed})
 	}
-	if err := e.recheck(j, opts); err != nil {
+	if err := e.recheck(ctx, j, opts); err != nil {
 		return nil, err
 	}
 	work, err := e.scratch("apply-")
@@ -170,22 +170,15 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 }
 
 // recheck repeats the plan's checks against the world as it is now.
-func (e *Engine) recheck(j *job, opts ApplyOptions) error {
+func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	p := j.plan
 	req := p.Request
-	c, err := chain.Resolve(req.Source.Path, chain.Options{
-		Format:                 diskformat.Format(req.Source.Format),
-		AllowParentCIDMismatch: req.Source.AllowParentCIDMismatch,
-	})
+	c, _, fp, err := e.resolveSource(ctx, req.Source)
 	if err != nil {
 		return err
 	}
-	fp, _, err := fingerprint.Files(filePaths(c))
-	if err != nil {
-		return fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
-	}
 	if fp != p.Source.Fingerprint {
-		return fault.New(fault.SourceChanged, c.Head().Path, "the source disk changed after the plan was made").
+		return fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
 			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").
 			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", fp)
 	}
@@ -193,7 +186,7 @@ func (e *Engine) recheck(j *job, opts ApplyOptions) error {
 	if err := output.CheckDir(p.Output.Path); err != nil {
 		return err
 	}
-	if err := output.CheckNotSource(p.Output.Path, filePaths(c)); err != nil {
+	if err := output.CheckNotSource(p.Output.Path, sourceFiles(c, req.Source)); err != nil {
 		return err
 	}
 	if !opts.ManagedOutput {
@@ -276,7 +269,9 @@ type fetchStage struct{}
 
 func (fetchStage) name() StageName { return StageFetch }
 func (fetchStage) run(ctx context.Context, j *job) error {
-	return nil // local sources need no fetching; remote kinds plug in here
+	// The source was made local when the plan was re-checked (an OVA's
+	// disk extracted, or found extracted, in the cache).
+	return nil
 }
 
 type flattenStage struct{}

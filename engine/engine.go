@@ -134,29 +134,29 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	}
 	p := &Plan{FormatVersion: PlanFormatVersion, Request: req}
 
-	// FETCH and FLATTEN: resolve and validate the whole chain.
-	c, err := chain.Resolve(req.Source.Path, chain.Options{
-		Format:                 diskformat.Format(req.Source.Format),
-		AllowParentCIDMismatch: req.Source.AllowParentCIDMismatch,
-	})
+	// FETCH and FLATTEN: make the source local, resolve and validate the
+	// whole chain.
+	c, ova, fp, err := e.resolveSource(ctx, req.Source)
 	if err != nil {
 		return nil, err
 	}
 	p.Warnings = append(p.Warnings, c.Warnings...)
-	fp, _, err := fingerprint.Files(filePaths(c))
-	if err != nil {
-		return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
-	}
 	p.Source = SourcePlan{
 		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
+	}
+	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
+	if ova != nil {
+		p.Source.Kind, p.Source.Path, p.Source.OVF = "ova", req.Source.OVA, ova.OVF
+		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("extract disk %d (%s) of %s from the OVA, streamed once and kept by the archive's fingerprint",
+			req.Source.OVADisk, ova.OVF.Disks[req.Source.OVADisk].File, ova.OVF.Name)}
 	}
 
 	// The output: where, whether it may be written, how big it will be.
 	if err := output.CheckDir(req.Output.Path); err != nil {
 		return nil, err
 	}
-	if err := output.CheckNotSource(req.Output.Path, filePaths(c)); err != nil {
+	if err := output.CheckNotSource(req.Output.Path, sourceFiles(c, req.Source)); err != nil {
 		return nil, err
 	}
 	if !opts.ManagedOutput {
@@ -189,7 +189,7 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	}
 
 	p.Stages = []StagePlan{
-		{StageFetch, false, "the source is a local file; nothing to fetch"},
+		fetchPlan,
 		{StageFlatten, true, flattenReason(c)},
 		inspectStagePlan(req),
 		fixStagePlan(req),
@@ -226,6 +226,45 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		}
 	}
 	return p, nil
+}
+
+// resolveSource makes the source local (an OVA's disk is extracted into
+// the cache) and resolves its chain. The fingerprint is the archive's for
+// an OVA, the chain's files' otherwise.
+func (e *Engine) resolveSource(ctx context.Context, src SourceSpec) (*chain.Chain, *localOVA, string, error) {
+	head := src.Path
+	var ova *localOVA
+	if src.OVA != "" {
+		var err error
+		if ova, err = e.localizeOVA(ctx, src); err != nil {
+			return nil, nil, "", err
+		}
+		head = ova.Disk
+	}
+	c, err := chain.Resolve(head, chain.Options{
+		Format:                 diskformat.Format(src.Format),
+		AllowParentCIDMismatch: src.AllowParentCIDMismatch,
+	})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if ova != nil {
+		return c, ova, ova.Fingerprint, nil
+	}
+	fp, _, err := fingerprint.Files(filePaths(c))
+	if err != nil {
+		return nil, nil, "", fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
+	}
+	return c, nil, fp, nil
+}
+
+// sourceFiles are the files an output must never overwrite.
+func sourceFiles(c *chain.Chain, src SourceSpec) []string {
+	fs := filePaths(c)
+	if src.OVA != "" {
+		fs = append(fs, src.OVA)
+	}
+	return fs
 }
 
 func inspectStagePlan(req Request) StagePlan {
@@ -335,8 +374,17 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 }
 
 func normalize(req Request) (Request, error) {
-	if req.Source.Path == "" {
-		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path.")
+	switch {
+	case req.Source.Path == "" && req.Source.OVA == "":
+		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path or source.ova.")
+	case req.Source.Path != "" && req.Source.OVA != "":
+		return req, fault.New(fault.InvalidRequest, "", "both source.path and source.ova are set").WithHint("Set exactly one source kind.")
+	case req.Source.OVA != "":
+		abs, err := filepath.Abs(req.Source.OVA)
+		if err != nil {
+			return req, fault.Wrap(fault.InvalidRequest, req.Source.OVA, err, "invalid OVA path")
+		}
+		req.Source.OVA = abs
 	}
 	if req.Output.Path == "" {
 		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path.")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
@@ -64,6 +65,10 @@ type SourceSpec struct {
 	// AllowParentCIDMismatch accepts snapshots whose parentCID does not
 	// match the parent's CID.
 	AllowParentCIDMismatch bool `json:"allow_parent_cid_mismatch,omitempty"`
+	// OVA is a local OVA archive to take the disk from, instead of Path.
+	OVA string `json:"ova,omitempty"`
+	// OVADisk is which of the OVF's disks (in its order), from 0.
+	OVADisk int `json:"ova_disk,omitempty"`
 }
 
 // OutputSpec names the output image.
@@ -90,6 +95,9 @@ type SourcePlan struct {
 	VirtualSize int64          `json:"virtual_size"`
 	Fingerprint string         `json:"fingerprint"`
 	Chain       []*chain.Layer `json:"chain"`
+	// OVF is the archive's descriptor, for an OVA source: the VM's CPUs,
+	// memory, firmware and NICs.
+	OVF *fetch.OVF `json:"ovf,omitempty"`
 }
 
 // ChainPaths lists the chain's layers, newest first.

@@ -50,7 +50,7 @@ var summaries = map[fault.Code]string{
 	fault.DomainExists:          "Domain Name Already Taken",
 	fault.FirmwareMissing:       "Firmware Not Installed",
 	fault.FetchFailed:           "Source Download Failed",
-	fault.ChecksumMismatch:      "Downloaded Source Checksum Mismatch",
+	fault.ChecksumMismatch:      "Source Checksum Mismatch",
 	fault.HostKeyMismatch:       "SSH Host Key Not Trusted",
 	fault.AuthFailed:            "Authentication Failed",
 	fault.HostileArchive:        "Archive Rejected As Unsafe",

@@ -153,8 +153,14 @@ func defaultBootTest() types.Object {
 
 type sourceModel struct {
 	Path                   types.String `tfsdk:"path"`
+	OVA                    *ovaModel    `tfsdk:"ova"`
 	Format                 types.String `tfsdk:"format"`
 	AllowParentCIDMismatch types.Bool   `tfsdk:"allow_parent_cid_mismatch"`
+}
+
+type ovaModel struct {
+	Path types.String `tfsdk:"path"`
+	Disk types.Int64  `tfsdk:"disk"`
 }
 
 type outputModel struct {
@@ -212,11 +218,27 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 				MarkdownDescription: "The disk to convert. It is opened read-only and never modified.",
 				Attributes: map[string]schema.Attribute{
 					"path": schema.StringAttribute{
-						Required: true,
+						Optional: true,
 						MarkdownDescription: "Path of the disk's newest file: for a snapshot chain, the newest snapshot's descriptor (for example `web-000002.vmdk`). " +
-							"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder.",
-						Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
+							"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder. " +
+							"Exactly one of `path` and `ova` is set.",
+						Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"))},
 						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"ova": schema.SingleNestedAttribute{
+						Optional: true,
+						MarkdownDescription: "A local OVA archive. It is read as a stream, once: the OVF descriptor is parsed (CPUs, memory, firmware, NICs, in the plan's JSON), " +
+							"the manifest checked, and the chosen disk extracted into the cache folder, keyed by the archive's fingerprint, where later plans and applies reuse it. " +
+							"Archives with absolute or `../` member names, links, duplicates, missing disks or a manifest mismatch are refused.",
+						PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+						Attributes: map[string]schema.Attribute{
+							"path": schema.StringAttribute{Required: true, MarkdownDescription: "Path of the `.ova` file.",
+								Validators: []validator.String{stringvalidator.LengthAtLeast(1)}},
+							"disk": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
+								MarkdownDescription: "Which of the OVF's disks, in its order, from 0. Default 0.",
+								Validators:          []validator.Int64{int64validator.AtLeast(0)}},
+						},
 					},
 					"format": schema.StringAttribute{
 						Optional: true,
@@ -747,6 +769,9 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source == nil || m.Output == nil {
 		return false
 	}
+	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
+		return false
+	}
 	vals := []attr.Value{m.Source.Path, m.Source.Format, m.Source.AllowParentCIDMismatch, m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
 	if m.Fixes != nil {
 		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
@@ -767,6 +792,8 @@ func toRequest(m *diskConversionModel) engine.Request {
 	req := engine.Request{
 		Source: engine.SourceSpec{
 			Path:                   m.Source.Path.ValueString(),
+			OVA:                    m.Source.OVA.path(),
+			OVADisk:                m.Source.OVA.disk(),
 			Format:                 m.Source.Format.ValueString(),
 			AllowParentCIDMismatch: m.Source.AllowParentCIDMismatch.ValueBool(),
 		},
@@ -897,6 +924,10 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	if req.Source.Format != "" {
 		m.Source.Format = types.StringValue(req.Source.Format)
 	}
+	if req.Source.OVA != "" {
+		m.Source.Path = types.StringNull()
+		m.Source.OVA = &ovaModel{Path: types.StringValue(req.Source.OVA), Disk: types.Int64Value(int64(req.Source.OVADisk))}
+	}
 	m.Output = &outputModel{
 		Path:        types.StringValue(req.Output.Path),
 		Format:      types.StringValue(req.Output.Format),
@@ -1017,4 +1048,18 @@ func keepKnownList(dst *types.List, planned types.List) {
 	if !planned.IsUnknown() {
 		*dst = planned
 	}
+}
+
+func (o *ovaModel) path() string {
+	if o == nil {
+		return ""
+	}
+	return o.Path.ValueString()
+}
+
+func (o *ovaModel) disk() int {
+	if o == nil {
+		return 0
+	}
+	return int(o.Disk.ValueInt64())
 }
