@@ -173,10 +173,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	p := j.plan
 	req := p.Request
-	c, _, fp, err := e.resolveSource(ctx, req.Source)
+	rs, err := e.resolveSource(ctx, req.Source, true, j.sink)
 	if err != nil {
 		return err
 	}
+	c, fp := rs.c, rs.fp
 	if fp != p.Source.Fingerprint {
 		return fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
 			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").

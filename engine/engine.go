@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
@@ -123,6 +125,10 @@ type PlanOptions struct {
 	// guest and dry-run the fixes, once per source fingerprint (cached).
 	// Without it the plan decides from metadata alone.
 	Inspect bool
+	// Fetch lets the plan download a remote source (into the cache) so it
+	// is planned like a local one. Without it a remote source that is not
+	// downloaded yet is planned from the server's metadata.
+	Fetch bool
 }
 
 // Plan decides what Apply will do. It reads the source's metadata, never
@@ -136,16 +142,24 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 
 	// FETCH and FLATTEN: make the source local, resolve and validate the
 	// whole chain.
-	c, ova, fp, err := e.resolveSource(ctx, req.Source)
+	rs, err := e.resolveSource(ctx, req.Source, opts.Fetch, nil)
 	if err != nil {
 		return nil, err
 	}
+	if rs.head != nil {
+		return e.deferredPlan(p, req, rs.fp, rs.head, opts)
+	}
+	c, ova, fp := rs.c, rs.ova, rs.fp
 	p.Warnings = append(p.Warnings, c.Warnings...)
 	p.Source = SourcePlan{
 		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
+	if req.Source.URL != nil {
+		p.Source.Kind, p.Source.Path = "url", req.Source.URL.Shown
+		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("downloaded from %s into the cache (verified again before use)", req.Source.URL.Shown)}
+	}
 	if ova != nil {
 		p.Source.Kind, p.Source.Path, p.Source.OVF = "ova", req.Source.OVA, ova.OVF
 		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("extract disk %d (%s) of %s from the OVA, streamed once and kept by the archive's fingerprint",
@@ -153,16 +167,8 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	}
 
 	// The output: where, whether it may be written, how big it will be.
-	if err := output.CheckDir(req.Output.Path); err != nil {
+	if err := e.checkOutputPath(req, sourceFiles(c, req.Source), opts); err != nil {
 		return nil, err
-	}
-	if err := output.CheckNotSource(req.Output.Path, sourceFiles(c, req.Source)); err != nil {
-		return nil, err
-	}
-	if !opts.ManagedOutput {
-		if err := output.CheckFree(req.Output.Path, req.Output.Overwrite); err != nil {
-			return nil, err
-		}
 	}
 	if _, err := os.Lstat(req.Output.Path); err == nil {
 		p.Output.Replaces = true
@@ -228,34 +234,67 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	return p, nil
 }
 
+// checkOutputPath refuses outputs that would destroy something.
+func (e *Engine) checkOutputPath(req Request, sources []string, opts PlanOptions) error {
+	if err := output.CheckDir(req.Output.Path); err != nil {
+		return err
+	}
+	if err := output.CheckNotSource(req.Output.Path, sources); err != nil {
+		return err
+	}
+	if !opts.ManagedOutput {
+		return output.CheckFree(req.Output.Path, req.Output.Overwrite)
+	}
+	return nil
+}
+
+type resolvedSource struct {
+	c   *chain.Chain
+	ova *localOVA
+	fp  string
+	// head is set when a remote source was not fetched: plan from it.
+	head *fetch.Head
+}
+
 // resolveSource makes the source local (an OVA's disk is extracted into
-// the cache) and resolves its chain. The fingerprint is the archive's for
-// an OVA, the chain's files' otherwise.
-func (e *Engine) resolveSource(ctx context.Context, src SourceSpec) (*chain.Chain, *localOVA, string, error) {
+// the cache; a URL is downloaded into it when fetchNow or found there) and
+// resolves its chain. The fingerprint is the archive's for an OVA, the
+// remote object's for a URL, the chain's files' otherwise.
+func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow bool, sink Sink) (*resolvedSource, error) {
 	head := src.Path
-	var ova *localOVA
-	if src.OVA != "" {
-		var err error
-		if ova, err = e.localizeOVA(ctx, src); err != nil {
-			return nil, nil, "", err
+	rs := &resolvedSource{}
+	switch {
+	case src.OVA != "":
+		ova, err := e.localizeOVA(ctx, src)
+		if err != nil {
+			return nil, err
 		}
-		head = ova.Disk
+		head, rs.ova, rs.fp = ova.Disk, ova, ova.Fingerprint
+	case src.URL != nil:
+		local, fp, h, err := e.remoteURL(ctx, src, fetchNow, sink)
+		if err != nil {
+			return nil, err
+		}
+		if local == "" {
+			rs.fp, rs.head = fp, h
+			return rs, nil
+		}
+		head, rs.fp = local, fp
 	}
 	c, err := chain.Resolve(head, chain.Options{
 		Format:                 diskformat.Format(src.Format),
 		AllowParentCIDMismatch: src.AllowParentCIDMismatch,
 	})
 	if err != nil {
-		return nil, nil, "", err
+		return nil, err
 	}
-	if ova != nil {
-		return c, ova, ova.Fingerprint, nil
+	rs.c = c
+	if rs.fp == "" {
+		if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {
+			return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
+		}
 	}
-	fp, _, err := fingerprint.Files(filePaths(c))
-	if err != nil {
-		return nil, nil, "", fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
-	}
-	return c, nil, fp, nil
+	return rs, nil
 }
 
 // sourceFiles are the files an output must never overwrite.
@@ -374,11 +413,23 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 }
 
 func normalize(req Request) (Request, error) {
+	kinds := 0
+	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil} {
+		if set {
+			kinds++
+		}
+	}
 	switch {
-	case req.Source.Path == "" && req.Source.OVA == "":
-		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path or source.ova.")
-	case req.Source.Path != "" && req.Source.OVA != "":
-		return req, fault.New(fault.InvalidRequest, "", "both source.path and source.ova are set").WithHint("Set exactly one source kind.")
+	case kinds == 0:
+		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova or source.url.")
+	case kinds > 1:
+		return req, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
+	case req.Source.URL != nil:
+		u, err := url.Parse(req.Source.URL.Href)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return req, fault.New(fault.InvalidRequest, fetch.Redact(req.Source.URL.Href), "source.url.href is not an http or https URL")
+		}
+		req.Source.URL.Shown = fetch.Redact(req.Source.URL.Href)
 	case req.Source.OVA != "":
 		abs, err := filepath.Abs(req.Source.OVA)
 		if err != nil {

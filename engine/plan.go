@@ -69,6 +69,18 @@ type SourceSpec struct {
 	OVA string `json:"ova,omitempty"`
 	// OVADisk is which of the OVF's disks (in its order), from 0.
 	OVADisk int `json:"ova_disk,omitempty"`
+	// URL is a disk file on an HTTP(S) server, instead of Path.
+	URL *URLSpec `json:"url,omitempty"`
+}
+
+// URLSpec is an HTTP(S) source. Href is only ever shown redacted; header
+// values never leave the process (they are not serialized).
+type URLSpec struct {
+	Href    string            `json:"-"`
+	SHA256  string            `json:"sha256,omitempty"`
+	Headers map[string]string `json:"-"`
+	// Shown is Href without user info or query, for plans and reports.
+	Shown string `json:"href"`
 }
 
 // OutputSpec names the output image.
@@ -98,6 +110,11 @@ type SourcePlan struct {
 	// OVF is the archive's descriptor, for an OVA source: the VM's CPUs,
 	// memory, firmware and NICs.
 	OVF *fetch.OVF `json:"ovf,omitempty"`
+	// Deferred is set when a remote source was planned from its metadata
+	// alone: format, chain and sizes are learnt at apply, after FETCH.
+	Deferred bool `json:"deferred,omitempty"`
+	// RemoteSize is a remote source's length, from the server.
+	RemoteSize int64 `json:"remote_size,omitempty"`
 }
 
 // ChainPaths lists the chain's layers, newest first.

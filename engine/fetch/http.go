@@ -341,3 +341,73 @@ func writeJSON(p string, v any) {
 		os.Rename(tmp, p)
 	}
 }
+
+// Complete reports a finished download at dest without reading it all:
+// its recorded length matches the file. HTTP verifies the content again
+// before reusing it.
+func Complete(dest string) (size int64, sha string, ok bool) {
+	m, ok := readMeta(dest + ".json")
+	if !ok || m.SHA256 == "" {
+		return 0, "", false
+	}
+	fi, err := os.Stat(dest)
+	if err != nil || (m.Length > 0 && fi.Size() != m.Length) {
+		return 0, "", false
+	}
+	return fi.Size(), m.SHA256, true
+}
+
+// Head is what a HEAD request says about a remote object.
+type Head struct {
+	Length       int64
+	ETag         string
+	LastModified string
+	AcceptRanges bool
+}
+
+// HTTPHead asks the server about rawURL without downloading it.
+func HTTPHead(ctx context.Context, rawURL string, o HTTPOptions) (*Head, error) {
+	red := Redact(rawURL)
+	c := retryablehttp.NewClient()
+	c.RetryMax, c.RetryWaitMin, c.RetryWaitMax, c.Logger = 2, 200*time.Millisecond, 2*time.Second, nil
+	if o.HTTPClient != nil {
+		c.HTTPClient = o.HTTPClient
+	}
+	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodHead, rawURL, nil)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, red, err, "invalid URL")
+	}
+	for k, v := range o.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fault.Wrap(fault.FetchFailed, red, err, "the server did not answer").WithHint("Check source.url.href and the network.")
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return nil, fault.New(fault.RemoteNotFound, red, "the server has no such file (HTTP %d)", resp.StatusCode).WithHint("Check source.url.href.")
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, fault.New(fault.AuthFailed, red, "the server refused access (HTTP %d)", resp.StatusCode).WithHint("Check the credentials in source.url.headers.")
+	case resp.StatusCode >= 300:
+		return nil, fault.New(fault.FetchFailed, red, "the server answered HTTP %d", resp.StatusCode)
+	}
+	return &Head{Length: resp.ContentLength, ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified"),
+		AcceptRanges: strings.Contains(resp.Header.Get("Accept-Ranges"), "bytes")}, nil
+}
+
+// Meta is what is recorded about a finished download.
+type Meta struct {
+	Length       int64
+	ETag         string
+	LastModified string
+	SHA256       string
+}
+
+// ReadMeta reads the record of a finished download at dest.
+func ReadMeta(dest string) (Meta, bool) {
+	m, ok := readMeta(dest + ".json")
+	return Meta{Length: m.Length, ETag: m.ETag, LastModified: m.LastModified, SHA256: m.SHA256}, ok
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -154,8 +156,15 @@ func defaultBootTest() types.Object {
 type sourceModel struct {
 	Path                   types.String `tfsdk:"path"`
 	OVA                    *ovaModel    `tfsdk:"ova"`
+	URL                    *urlModel    `tfsdk:"url"`
 	Format                 types.String `tfsdk:"format"`
 	AllowParentCIDMismatch types.Bool   `tfsdk:"allow_parent_cid_mismatch"`
+}
+
+type urlModel struct {
+	Href    types.String `tfsdk:"href"`
+	SHA256  types.String `tfsdk:"sha256"`
+	Headers types.Map    `tfsdk:"headers"`
 }
 
 type ovaModel struct {
@@ -223,8 +232,24 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 							"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder. " +
 							"Exactly one of `path` and `ova` is set.",
 						Validators: []validator.String{stringvalidator.LengthAtLeast(1),
-							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"))},
+							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"), path.MatchRelative().AtParent().AtName("url"))},
 						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"url": schema.SingleNestedAttribute{
+						Optional: true,
+						MarkdownDescription: "A disk file on an HTTP(S) server, downloaded with retries and Range resume into the cache folder (a repeated apply after an interruption continues " +
+							"the download, and reuses a finished, verified one). Plans use the server's metadata (HEAD) unless the provider's `plan_fetch` is true or the file is already " +
+							"downloaded; format, chain and sizes are then known after apply. The URL is shown redacted (no user info or query) in logs, plans and reports.",
+						PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+						Attributes: map[string]schema.Attribute{
+							"href": schema.StringAttribute{Required: true, MarkdownDescription: "The `http://` or `https://` URL. Put credentials in `headers`, not in the URL.",
+								Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^https?://`), "must be an http:// or https:// URL")}},
+							"sha256": schema.StringAttribute{Optional: true, MarkdownDescription: "The file's expected SHA-256 (hex). The download is refused when it differs.",
+								Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[0-9a-fA-F]{64}$`), "must be 64 hexadecimal digits")}},
+							"headers": schema.MapAttribute{Optional: true, Sensitive: true, WriteOnly: true, ElementType: types.StringType,
+								MarkdownDescription: "Request headers, such as `Authorization`. Write-only (Terraform 1.11+): never stored in the plan or state, never logged, " +
+									"never written to the plan file or report. Changing them does not replace the output."},
+						},
 					},
 					"ova": schema.SingleNestedAttribute{
 						Optional: true,
@@ -512,14 +537,15 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	}
 	e := r.data.engine
 	ereq := toRequest(&plan)
+	withConfigHeaders(ctx, req.Config, &ereq, &resp.Diagnostics)
 	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path)
-	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection})
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch})
 	if state == nil && fault.Is(err, fault.OutputExists) && hasReport(ereq.Output.Path) {
 		// A replacement re-plans with no prior state while the old output is
 		// still there. A vmconv output may be this resource's; Create refuses
 		// it if it is not.
 		tflog.Debug(ctx, "existing vmconv output at the output path; Create decides", map[string]any{"path": ereq.Output.Path})
-		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true, Inspect: r.data.planInspection})
+		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true, Inspect: r.data.planInspection, Fetch: r.data.planFetch})
 	}
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
@@ -541,6 +567,14 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
 		setPlanned(ctx, &plan, ep, &resp.Diagnostics)
+		if ep.Source.Deferred {
+			// A remote source planned from its metadata: what its content
+			// decides is known after apply.
+			plan.SourceFormat, plan.VirtualSize, plan.EstimatedSize = types.StringUnknown(), types.Int64Unknown(), types.Int64Unknown()
+			plan.Chain, plan.PlannedStages = types.ListUnknown(types.StringType), types.ListUnknown(types.StringType)
+			plan.PlannedFixes = types.ListUnknown(types.ObjectType{AttrTypes: plannedFixAttrTypes})
+			plan.PlannedFirmware, plan.PlanWarnings = types.StringUnknown(), types.ListUnknown(types.StringType)
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
@@ -586,7 +620,8 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 
 	e := r.data.engine
 	ereq := toRequest(&plan)
-	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection})
+	withConfigHeaders(ctx, req.Config, &ereq, &resp.Diagnostics)
+	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true})
 	if err != nil {
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 		return
@@ -772,6 +807,9 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
 		return false
 	}
+	if u := m.Source.URL; u != nil && (u.Href.IsUnknown() || u.SHA256.IsUnknown() || !mapKnown(u.Headers)) {
+		return false
+	}
 	vals := []attr.Value{m.Source.Path, m.Source.Format, m.Source.AllowParentCIDMismatch, m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
 	if m.Fixes != nil {
 		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
@@ -794,6 +832,7 @@ func toRequest(m *diskConversionModel) engine.Request {
 			Path:                   m.Source.Path.ValueString(),
 			OVA:                    m.Source.OVA.path(),
 			OVADisk:                m.Source.OVA.disk(),
+			URL:                    m.Source.URL.spec(),
 			Format:                 m.Source.Format.ValueString(),
 			AllowParentCIDMismatch: m.Source.AllowParentCIDMismatch.ValueBool(),
 		},
@@ -923,6 +962,15 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	}
 	if req.Source.Format != "" {
 		m.Source.Format = types.StringValue(req.Source.Format)
+	}
+	if req.Source.URL != nil {
+		// The report holds the URL redacted and no headers: an imported
+		// URL conversion shows the redacted URL.
+		m.Source.Path = types.StringNull()
+		m.Source.URL = &urlModel{Href: types.StringValue(req.Source.URL.Shown), SHA256: types.StringNull(), Headers: types.MapNull(types.StringType)}
+		if req.Source.URL.SHA256 != "" {
+			m.Source.URL.SHA256 = types.StringValue(req.Source.URL.SHA256)
+		}
 	}
 	if req.Source.OVA != "" {
 		m.Source.Path = types.StringNull()
@@ -1062,4 +1110,45 @@ func (o *ovaModel) disk() int {
 		return 0
 	}
 	return int(o.Disk.ValueInt64())
+}
+
+func (u *urlModel) spec() *engine.URLSpec {
+	if u == nil {
+		return nil
+	}
+	spec := &engine.URLSpec{Href: u.Href.ValueString(), SHA256: u.SHA256.ValueString(), Headers: map[string]string{}}
+	for k, v := range u.Headers.Elements() {
+		if sv, ok := v.(types.String); ok {
+			spec.Headers[k] = sv.ValueString()
+		}
+	}
+	return spec
+}
+
+func mapKnown(m types.Map) bool {
+	if m.IsUnknown() {
+		return false
+	}
+	for _, v := range m.Elements() {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
+}
+
+// withConfigHeaders takes source.url.headers from the configuration: they
+// are write-only, so the plan and state never hold them.
+func withConfigHeaders(ctx context.Context, cfg tfsdk.Config, ereq *engine.Request, diags *diag.Diagnostics) {
+	if ereq.Source.URL == nil {
+		return
+	}
+	var h types.Map
+	diags.Append(cfg.GetAttribute(ctx, path.Root("source").AtName("url").AtName("headers"), &h)...)
+	ereq.Source.URL.Headers = map[string]string{}
+	for k, v := range h.Elements() {
+		if sv, ok := v.(types.String); ok {
+			ereq.Source.URL.Headers[k] = sv.ValueString()
+		}
+	}
 }

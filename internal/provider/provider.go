@@ -43,6 +43,7 @@ type vmconvProviderModel struct {
 	URI                    types.String `tfsdk:"uri"`
 	DomainDir              types.String `tfsdk:"domain_dir"`
 	PlanInspection         types.Bool   `tfsdk:"plan_inspection"`
+	PlanFetch              types.Bool   `tfsdk:"plan_fetch"`
 }
 
 // providerData is what resources receive from Configure.
@@ -50,6 +51,8 @@ type providerData struct {
 	engine *engine.Engine
 	// planInspection lets plans launch the appliance to preview fixes.
 	planInspection bool
+	// planFetch lets plans download remote sources.
+	planFetch bool
 }
 
 // Environment variables read when an attribute is not set.
@@ -113,6 +116,11 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 					"(`planned_fixes`). Each inspection is cached by the source's fingerprint and the fix options, so later plans are fast. " +
 					"With `false`, plans decide from metadata alone and the guest is inspected at apply. Default `true`. Environment: `" + envPlanInspect + "`.",
 			},
+			"plan_fetch": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Whether `terraform plan` may download remote sources (`source.url`) into the cache, so that they are planned like local disks " +
+					"(format, chain, size estimate, inspection). Default `false`: remote sources are planned from the server's metadata, and downloaded at apply.",
+			},
 			"firmware_dir": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "Folder holding the OVMF UEFI firmware (`OVMF_CODE_4M.fd` and `OVMF_VARS_4M.fd`, or the 2 MiB pair). Default `/usr/share/OVMF`. Environment: `" + envFirmwareDir + "`.",
@@ -160,7 +168,7 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	tflog.Info(ctx, "vmconv engine ready", map[string]any{
 		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir, "accel": eff.Accel,
 	})
-	data := &providerData{engine: e, planInspection: true}
+	data := &providerData{engine: e, planInspection: true, planFetch: cfg.PlanFetch.ValueBool()}
 	switch {
 	case !cfg.PlanInspection.IsNull() && !cfg.PlanInspection.IsUnknown():
 		data.planInspection = cfg.PlanInspection.ValueBool()
