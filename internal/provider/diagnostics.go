@@ -51,7 +51,7 @@ var summaries = map[fault.Code]string{
 	fault.FirmwareMissing:       "Firmware Not Installed",
 	fault.FetchFailed:           "Source Download Failed",
 	fault.ChecksumMismatch:      "Source Checksum Mismatch",
-	fault.HostKeyMismatch:       "SSH Host Key Not Trusted",
+	fault.HostKeyMismatch:       "Server Identity Not Trusted",
 	fault.AuthFailed:            "Authentication Failed",
 	fault.HostileArchive:        "Archive Rejected As Unsafe",
 	fault.DiskInUse:             "Disk Is In Use By A Domain",

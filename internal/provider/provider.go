@@ -44,6 +44,8 @@ type vmconvProviderModel struct {
 	DomainDir              types.String `tfsdk:"domain_dir"`
 	PlanInspection         types.Bool   `tfsdk:"plan_inspection"`
 	PlanFetch              types.Bool   `tfsdk:"plan_fetch"`
+	VSphereUser            types.String `tfsdk:"vsphere_username"`
+	VSpherePassword        types.String `tfsdk:"vsphere_password"`
 }
 
 // providerData is what resources receive from Configure.
@@ -53,6 +55,8 @@ type providerData struct {
 	planInspection bool
 	// planFetch lets plans download remote sources.
 	planFetch bool
+	// vSphere credentials; the password is never logged.
+	vsphereUser, vspherePassword string
 }
 
 // Environment variables read when an attribute is not set.
@@ -116,6 +120,14 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 					"(`planned_fixes`). Each inspection is cached by the source's fingerprint and the fix options, so later plans are fast. " +
 					"With `false`, plans decide from metadata alone and the guest is inspected at apply. Default `true`. Environment: `" + envPlanInspect + "`.",
 			},
+			"vsphere_username": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "User for vCenter or ESXi (`vmconv_vsphere_vm`). Environment: `VSPHERE_USER`.",
+			},
+			"vsphere_password": schema.StringAttribute{
+				Optional: true, Sensitive: true,
+				MarkdownDescription: "Password for vCenter or ESXi. Sensitive; never logged. Environment: `VSPHERE_PASSWORD`.",
+			},
 			"plan_fetch": schema.BoolAttribute{
 				Optional: true,
 				MarkdownDescription: "Whether `terraform plan` may download remote sources (`source.url`) into the cache, so that they are planned like local disks " +
@@ -168,7 +180,8 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	tflog.Info(ctx, "vmconv engine ready", map[string]any{
 		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir, "accel": eff.Accel,
 	})
-	data := &providerData{engine: e, planInspection: true, planFetch: cfg.PlanFetch.ValueBool()}
+	data := &providerData{engine: e, planInspection: true, planFetch: cfg.PlanFetch.ValueBool(),
+		vsphereUser: stringSetting(cfg.VSphereUser, "VSPHERE_USER"), vspherePassword: stringSetting(cfg.VSpherePassword, "VSPHERE_PASSWORD")}
 	switch {
 	case !cfg.PlanInspection.IsNull() && !cfg.PlanInspection.IsUnknown():
 		data.planInspection = cfg.PlanInspection.ValueBool()
@@ -202,5 +215,6 @@ func (p *vmconvProvider) Resources(_ context.Context) []func() resource.Resource
 func (p *vmconvProvider) DataSources(_ context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{
 		NewDiskInfoDataSource,
+		NewVSphereVMDataSource,
 	}
 }

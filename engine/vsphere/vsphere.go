@@ -1,0 +1,260 @@
+// Package vsphere reads what a migration needs from vCenter or ESXi with
+// govmomi: a VM's hardware, its disks' backing chains, firmware and NICs.
+// Credentials are taken as values, never logged, and never put in errors.
+package vsphere
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+)
+
+// Options is how to reach and log in to vCenter or ESXi.
+type Options struct {
+	// URL is the SDK endpoint, such as https://vcenter.example/sdk.
+	URL                string
+	Username, Password string
+	// Thumbprint pins the server's certificate (SHA-1 or SHA-256, as
+	// govc shows it) when it is not signed by a trusted authority.
+	Thumbprint string
+	// Insecure skips certificate verification altogether.
+	Insecure bool
+}
+
+// Client is a logged-in session.
+type Client struct {
+	vc   *vim25.Client
+	sm   *session.Manager
+	host string
+}
+
+// Shown is u without credentials or query, for messages.
+func Shown(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
+}
+
+// Connect logs in.
+func Connect(ctx context.Context, o Options) (*Client, error) {
+	shown := Shown(o.URL)
+	u, err := soap.ParseURL(o.URL)
+	if err != nil || u == nil {
+		return nil, fault.New(fault.InvalidRequest, shown, "the vSphere URL is not valid").WithHint("Use https://<vcenter or esxi>/sdk.")
+	}
+	u.User = nil
+	sc := soap.NewClient(u, o.Insecure)
+	if o.Thumbprint != "" {
+		sc.SetThumbprint(u.Host, o.Thumbprint)
+	}
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		if isCertError(err) {
+			return nil, fault.Wrap(fault.HostKeyMismatch, shown, errors.New(scrub(err.Error(), o.Password)), "the server's certificate is not trusted").
+				WithHint("Pin its thumbprint (thumbprint = \"...\", as `govc about.cert -thumbprint` shows it), or set insecure = true on a lab system.")
+		}
+		return nil, fault.Wrap(fault.FetchFailed, shown, errors.New(scrub(err.Error(), o.Password)), "cannot reach vSphere").WithHint("Check the URL and the network.")
+	}
+	sm := session.NewManager(vc)
+	if err := sm.Login(ctx, url.UserPassword(o.Username, o.Password)); err != nil {
+		return nil, fault.New(fault.AuthFailed, shown, "vSphere refused the login of user %q", o.Username).
+			WithHint("Check the username and password (provider vsphere_username and vsphere_password, or VSPHERE_USER and VSPHERE_PASSWORD).")
+	}
+	return &Client{vc: vc, sm: sm, host: u.Host}, nil
+}
+
+// Logout ends the session.
+func (c *Client) Logout(ctx context.Context) error { return c.sm.Logout(ctx) }
+
+func isCertError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "certificate") || strings.Contains(s, "thumbprint") || strings.Contains(s, "x509")
+}
+
+func scrub(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "REDACTED")
+}
+
+// VM is a virtual machine's configuration as a migration needs it.
+type VM struct {
+	Name      string `json:"name"`
+	UUID      string `json:"uuid"`
+	GuestID   string `json:"guest_id"`
+	GuestName string `json:"guest_name"`
+	Firmware  string `json:"firmware"` // bios or uefi
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int    `json:"memory_mib"`
+	Disks     []Disk `json:"disks"`
+	NICs      []NIC  `json:"nics"`
+	Snapshots int    `json:"snapshots"`
+}
+
+// Disk is one virtual disk and its backing chain, newest first.
+type Disk struct {
+	Label     string   `json:"label"`
+	Capacity  int64    `json:"capacity"`
+	Backing   string   `json:"backing"` // flat, sparse, sesparse...
+	Chain     []string `json:"chain"`   // datastore paths: "[ds] vm/vm-000001.vmdk"
+	Datastore string   `json:"datastore"`
+}
+
+// NIC is one network adapter.
+type NIC struct {
+	Label   string `json:"label"`
+	Network string `json:"network"`
+	Model   string `json:"model"`
+	MAC     string `json:"mac"`
+}
+
+// FindVM reads a VM by name (or inventory path) in a datacenter.
+func (c *Client) FindVM(ctx context.Context, datacenter, name string) (*VM, error) {
+	f := find.NewFinder(c.vc, true)
+	dc, err := f.DatacenterOrDefault(ctx, datacenter)
+	if err != nil {
+		return nil, fault.New(fault.RemoteNotFound, datacenter, "vSphere has no datacenter %q", datacenter).WithHint("Check datacenter.")
+	}
+	f.SetDatacenter(dc)
+	ref, err := f.VirtualMachine(ctx, name)
+	if err != nil {
+		return nil, fault.New(fault.RemoteNotFound, name, "datacenter %s has no VM %q", dc.Name(), name).WithHint("Check vm: its name or inventory path.")
+	}
+	var m mo.VirtualMachine
+	if err := ref.Properties(ctx, ref.Reference(), []string{"config", "snapshot"}, &m); err != nil {
+		return nil, fault.Wrap(fault.FetchFailed, name, err, "cannot read the VM's configuration")
+	}
+	if m.Config == nil {
+		return nil, fault.New(fault.FetchFailed, name, "the VM has no configuration (it may be inaccessible)")
+	}
+	return describe(m.Config, m.Snapshot), nil
+}
+
+func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSnapshotInfo) *VM {
+	vm := &VM{Name: cfg.Name, UUID: cfg.Uuid, GuestID: cfg.GuestId, GuestName: cfg.GuestFullName, Firmware: "bios",
+		CPUs: int(cfg.Hardware.NumCPU), MemoryMiB: int(cfg.Hardware.MemoryMB)}
+	if cfg.Firmware == string(types.GuestOsDescriptorFirmwareTypeEfi) {
+		vm.Firmware = "uefi"
+	}
+	if snap != nil {
+		vm.Snapshots = countSnapshots(snap.RootSnapshotList)
+	}
+	for _, d := range cfg.Hardware.Device {
+		dev := d.GetVirtualDevice()
+		label := ""
+		if dev.DeviceInfo != nil {
+			label = dev.DeviceInfo.GetDescription().Label
+		}
+		switch x := d.(type) {
+		case *types.VirtualDisk:
+			disk := Disk{Label: label, Capacity: x.CapacityInBytes}
+			if disk.Capacity == 0 {
+				disk.Capacity = x.CapacityInKB * 1024
+			}
+			disk.Backing, disk.Chain = chainOf(x.Backing)
+			if len(disk.Chain) > 0 {
+				disk.Datastore = datastoreOf(disk.Chain[0])
+			}
+			vm.Disks = append(vm.Disks, disk)
+		case types.BaseVirtualEthernetCard:
+			card := x.GetVirtualEthernetCard()
+			n := NIC{Label: label, MAC: strings.ToLower(card.MacAddress), Model: nicModel(x)}
+			switch b := card.Backing.(type) {
+			case *types.VirtualEthernetCardNetworkBackingInfo:
+				n.Network = b.DeviceName
+			case *types.VirtualEthernetCardDistributedVirtualPortBackingInfo:
+				n.Network = "dvportgroup:" + b.Port.PortgroupKey
+			}
+			vm.NICs = append(vm.NICs, n)
+		}
+	}
+	sort.SliceStable(vm.Disks, func(i, j int) bool { return vm.Disks[i].Label < vm.Disks[j].Label })
+	return vm
+}
+
+func countSnapshots(ts []types.VirtualMachineSnapshotTree) int {
+	n := 0
+	for _, t := range ts {
+		n += 1 + countSnapshots(t.ChildSnapshotList)
+	}
+	return n
+}
+
+// chainOf walks a disk backing's parents: the newest file first.
+func chainOf(b types.BaseVirtualDeviceBackingInfo) (kind string, chain []string) {
+	for b != nil {
+		switch x := b.(type) {
+		case *types.VirtualDiskFlatVer2BackingInfo:
+			kind, chain = pick(kind, "flat"), append(chain, x.FileName)
+			if x.Parent == nil {
+				return kind, chain
+			}
+			b = x.Parent
+		case *types.VirtualDiskSeSparseBackingInfo:
+			kind, chain = pick(kind, "sesparse"), append(chain, x.FileName)
+			if x.Parent == nil {
+				return kind, chain
+			}
+			b = x.Parent
+		case *types.VirtualDiskSparseVer2BackingInfo:
+			kind, chain = pick(kind, "sparse"), append(chain, x.FileName)
+			if x.Parent == nil {
+				return kind, chain
+			}
+			b = x.Parent
+		case *types.VirtualDiskRawDiskMappingVer1BackingInfo:
+			return pick(kind, "rdm"), append(chain, x.FileName)
+		default:
+			return pick(kind, fmt.Sprintf("%T", b)), chain
+		}
+	}
+	return kind, chain
+}
+
+func pick(have, kind string) string {
+	if have != "" {
+		return have
+	}
+	return kind
+}
+
+func datastoreOf(p string) string {
+	if strings.HasPrefix(p, "[") {
+		if i := strings.Index(p, "]"); i > 0 {
+			return p[1:i]
+		}
+	}
+	return ""
+}
+
+func nicModel(c types.BaseVirtualEthernetCard) string {
+	switch c.(type) {
+	case *types.VirtualVmxnet3:
+		return "vmxnet3"
+	case *types.VirtualE1000e:
+		return "e1000e"
+	case *types.VirtualE1000:
+		return "e1000"
+	case *types.VirtualPCNet32:
+		return "pcnet32"
+	case *types.VirtualVmxnet2:
+		return "vmxnet2"
+	}
+	return strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", c), "*types.Virtual"))
+}
