@@ -54,8 +54,12 @@ func (d *vsphereVMDataSource) Metadata(_ context.Context, req datasource.Metadat
 }
 
 func (d *vsphereVMDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
-	str := func(desc string) schema.Attribute { return schema.StringAttribute{Computed: true, MarkdownDescription: desc} }
-	num := func(desc string) schema.Attribute { return schema.Int64Attribute{Computed: true, MarkdownDescription: desc} }
+	str := func(desc string) schema.Attribute {
+		return schema.StringAttribute{Computed: true, MarkdownDescription: desc}
+	}
+	num := func(desc string) schema.Attribute {
+		return schema.Int64Attribute{Computed: true, MarkdownDescription: desc}
+	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A VM's inventory in vCenter or ESXi, read with govmomi: CPUs, memory, firmware, disks with their snapshot backing chains, and NICs " +
 			"with their MAC addresses. Use it to give a `vmconv_kvm_domain` the same shape as the VM it migrates. Credentials come from the provider's " +
