@@ -156,6 +156,10 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
+	if req.Source.VSphere != nil {
+		p.Source.Kind, p.Source.Path = "vsphere", shownVSphere(req.Source.VSphere)
+		fetchPlan = StagePlan{StageFetch, true, "copied from vSphere through the datastore's /folder interface into the cache" + snapshotNote(req.Source.VSphere)}
+	}
 	if req.Source.URL != nil {
 		p.Source.Kind, p.Source.Path = "url", req.Source.URL.Shown
 		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("downloaded from %s into the cache (verified again before use)", req.Source.URL.Shown)}
@@ -270,6 +274,16 @@ func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow boo
 			return nil, err
 		}
 		head, rs.ova, rs.fp = ova.Disk, ova, ova.Fingerprint
+	case src.VSphere != nil:
+		local, fp, size, err := e.remoteVSphere(ctx, src.VSphere, fetchNow, sink)
+		if err != nil {
+			return nil, err
+		}
+		if local == "" {
+			rs.fp, rs.head = fp, &fetch.Head{Length: size, AcceptRanges: true}
+			return rs, nil
+		}
+		head, rs.fp = local, fp
 	case src.URL != nil:
 		local, fp, h, err := e.remoteURL(ctx, src, fetchNow, sink)
 		if err != nil {
@@ -414,14 +428,14 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 
 func normalize(req Request) (Request, error) {
 	kinds := 0
-	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil} {
+	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil} {
 		if set {
 			kinds++
 		}
 	}
 	switch {
 	case kinds == 0:
-		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova or source.url.")
+		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url or source.vsphere.")
 	case kinds > 1:
 		return req, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
 	case req.Source.URL != nil:

@@ -71,6 +71,23 @@ type SourceSpec struct {
 	OVADisk int `json:"ova_disk,omitempty"`
 	// URL is a disk file on an HTTP(S) server, instead of Path.
 	URL *URLSpec `json:"url,omitempty"`
+	// VSphere is a VM's disk in vCenter or ESXi, instead of Path.
+	VSphere *VSphereSpec `json:"vsphere,omitempty"`
+}
+
+// VSphereSpec is a VM's disk in vCenter or ESXi. The credentials are not
+// serialized.
+type VSphereSpec struct {
+	URL        string `json:"url"`
+	Datacenter string `json:"datacenter,omitempty"`
+	VM         string `json:"vm"`
+	Disk       int    `json:"disk"`
+	// Snapshot takes a snapshot for a consistent read and removes it.
+	Snapshot   bool   `json:"snapshot"`
+	Thumbprint string `json:"thumbprint,omitempty"`
+	Insecure   bool   `json:"insecure,omitempty"`
+	Username   string `json:"-"`
+	Password   string `json:"-"`
 }
 
 // URLSpec is an HTTP(S) source. Href is only ever shown redacted; header

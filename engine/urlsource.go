@@ -87,6 +87,23 @@ func (e *Engine) remoteURL(ctx context.Context, src SourceSpec, fetchNow bool, s
 // deferredPlan plans a remote source that is not downloaded yet from its
 // metadata alone.
 func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, opts PlanOptions) (*Plan, error) {
+	if req.Source.VSphere != nil {
+		p.Source = SourcePlan{Kind: "vsphere", Path: shownVSphere(req.Source.VSphere), Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
+		if err := e.checkOutputPath(req, nil, opts); err != nil {
+			return nil, err
+		}
+		p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+		p.Stages = []StagePlan{
+			{StageFetch, true, fmt.Sprintf("copy disk %d (%d bytes virtual) of VM %q with its backing chain through the datastore's /folder interface%s",
+				req.Source.VSphere.Disk, h.Length, req.Source.VSphere.VM, snapshotNote(req.Source.VSphere))},
+			{StageFlatten, true, "the chain is read after the copy"},
+			inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
+		}
+		if p.Stage(StageInspect).Run {
+			p.Guest = &GuestPlan{How: "skipped", Reason: "a vSphere source is planned from the VM's configuration; the guest is inspected at apply"}
+		}
+		return p, nil
+	}
 	p.Source = SourcePlan{Kind: "url", Path: req.Source.URL.Shown, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
 	if err := e.checkOutputPath(req, nil, opts); err != nil {
 		return nil, err
@@ -109,4 +126,11 @@ func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, op
 		p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply (provider plan_fetch = true downloads at plan time)"}
 	}
 	return p, nil
+}
+
+func snapshotNote(s *VSphereSpec) string {
+	if s.Snapshot {
+		return ", read from a snapshot taken for the copy and removed after it"
+	}
+	return ", read as it is (no snapshot: the VM should be powered off)"
 }

@@ -50,8 +50,11 @@ type HTTPOptions struct {
 	RetryWaitMin     time.Duration
 	RetryWaitMax     time.Duration
 	Logger           Logger
-	HTTPClient       *http.Client
-	InsecureNoVerify bool
+	HTTPClient *http.Client
+	// Revalidate reuses a finished download only if the server still
+	// reports the same length and ETag or Last-Modified: for sources that
+	// change in place, like a datastore file after a snapshot is removed.
+	Revalidate bool
 }
 
 // Result says how a download went.
@@ -117,7 +120,7 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 	metaPath, part := dest+".json", dest+".part"
 
 	// A complete earlier download is kept if it still verifies.
-	if m, ok := readMeta(metaPath); ok && m.SHA256 != "" {
+	if m, ok := readMeta(metaPath); ok && m.SHA256 != "" && (!o.Revalidate || sameRemote(ctx, rawURL, o, m)) {
 		if sum, size, err := hashFile(dest); err == nil && sum == m.SHA256 && (o.SHA256 == "" || strings.EqualFold(o.SHA256, sum)) {
 			res.Reused, res.Size, res.SHA256 = true, size, sum
 			log("info", "reusing the verified download", map[string]any{"size": size})
@@ -410,4 +413,16 @@ type Meta struct {
 func ReadMeta(dest string) (Meta, bool) {
 	m, ok := readMeta(dest + ".json")
 	return Meta{Length: m.Length, ETag: m.ETag, LastModified: m.LastModified, SHA256: m.SHA256}, ok
+}
+
+// sameRemote asks the server whether the object is still the one recorded.
+func sameRemote(ctx context.Context, rawURL string, o HTTPOptions, m partMeta) bool {
+	h, err := HTTPHead(ctx, rawURL, o)
+	if err != nil || h.Length != m.Length {
+		return false
+	}
+	if m.ETag != "" || h.ETag != "" {
+		return h.ETag == m.ETag
+	}
+	return h.LastModified != "" && h.LastModified == m.LastModified
 }

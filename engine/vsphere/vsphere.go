@@ -38,6 +38,11 @@ type Client struct {
 	vc   *vim25.Client
 	sm   *session.Manager
 	host string
+	// The credentials, kept to log in again when a long copy outlives
+	// the session.
+	login *url.Userinfo
+	// Relogins counts the sessions re-established.
+	Relogins int
 }
 
 // Shown is u without credentials or query, for messages.
@@ -75,7 +80,7 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 		return nil, fault.New(fault.AuthFailed, shown, "vSphere refused the login of user %q", o.Username).
 			WithHint("Check the username and password (provider vsphere_username and vsphere_password, or VSPHERE_USER and VSPHERE_PASSWORD).")
 	}
-	return &Client{vc: vc, sm: sm, host: u.Host}, nil
+	return &Client{vc: vc, sm: sm, host: u.Host, login: url.UserPassword(o.Username, o.Password)}, nil
 }
 
 // Logout ends the session.

@@ -154,11 +154,22 @@ func defaultBootTest() types.Object {
 }
 
 type sourceModel struct {
-	Path                   types.String `tfsdk:"path"`
-	OVA                    *ovaModel    `tfsdk:"ova"`
-	URL                    *urlModel    `tfsdk:"url"`
-	Format                 types.String `tfsdk:"format"`
-	AllowParentCIDMismatch types.Bool   `tfsdk:"allow_parent_cid_mismatch"`
+	Path                   types.String  `tfsdk:"path"`
+	OVA                    *ovaModel     `tfsdk:"ova"`
+	URL                    *urlModel     `tfsdk:"url"`
+	VSphere                *vsphereModel `tfsdk:"vsphere"`
+	Format                 types.String  `tfsdk:"format"`
+	AllowParentCIDMismatch types.Bool    `tfsdk:"allow_parent_cid_mismatch"`
+}
+
+type vsphereModel struct {
+	URL        types.String `tfsdk:"url"`
+	Datacenter types.String `tfsdk:"datacenter"`
+	VM         types.String `tfsdk:"vm"`
+	Disk       types.Int64  `tfsdk:"disk"`
+	Snapshot   types.String `tfsdk:"snapshot"`
+	Thumbprint types.String `tfsdk:"thumbprint"`
+	Insecure   types.Bool   `tfsdk:"insecure"`
 }
 
 type urlModel struct {
@@ -232,8 +243,30 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 							"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder. " +
 							"Exactly one of `path` and `ova` is set.",
 						Validators: []validator.String{stringvalidator.LengthAtLeast(1),
-							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"), path.MatchRelative().AtParent().AtName("url"))},
+							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"), path.MatchRelative().AtParent().AtName("url"),
+								path.MatchRelative().AtParent().AtName("vsphere"))},
 						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"vsphere": schema.SingleNestedAttribute{
+						Optional: true,
+						MarkdownDescription: "A VM's disk in vCenter or ESXi, with its whole snapshot chain, copied through the datastore's `/folder` HTTP interface " +
+							"(ranged, resumable, reused when unchanged) into the cache. Credentials come from the provider (`vsphere_username`, `vsphere_password`). " +
+							"Plans read the VM's configuration only; the copy happens at apply. With `snapshot = \"create\"` (the default) vmconv takes a snapshot, " +
+							"reads the disk as of that snapshot while the VM runs on, and removes the snapshot afterwards, also when the apply fails. " +
+							"A session that expires during a long copy is logged in again.",
+						PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+						Attributes: map[string]schema.Attribute{
+							"url":        schema.StringAttribute{Required: true, MarkdownDescription: "The SDK endpoint, such as `https://vcenter.example/sdk`."},
+							"datacenter": schema.StringAttribute{Optional: true, MarkdownDescription: "The datacenter; may be omitted when there is only one."},
+							"vm":         schema.StringAttribute{Required: true, MarkdownDescription: "The VM's name or inventory path."},
+							"disk": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
+								MarkdownDescription: "Which disk, in the order `vmconv_vsphere_vm` lists them, from 0.", Validators: []validator.Int64{int64validator.AtLeast(0)}},
+							"snapshot": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("create"),
+								MarkdownDescription: "`create` (default): read from a snapshot taken for the copy. `none`: read the disk as it is, for a powered-off VM.",
+								Validators:          []validator.String{stringvalidator.OneOf("create", "none")}},
+							"thumbprint": schema.StringAttribute{Optional: true, MarkdownDescription: "Pins the server certificate's thumbprint."},
+							"insecure":   schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip certificate verification (lab systems only)."},
+						},
 					},
 					"url": schema.SingleNestedAttribute{
 						Optional: true,
@@ -538,6 +571,7 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	e := r.data.engine
 	ereq := toRequest(&plan)
 	withConfigHeaders(ctx, req.Config, &ereq, &resp.Diagnostics)
+	r.withCredentials(&ereq)
 	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path)
 	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch})
 	if state == nil && fault.Is(err, fault.OutputExists) && hasReport(ereq.Output.Path) {
@@ -621,6 +655,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 	e := r.data.engine
 	ereq := toRequest(&plan)
 	withConfigHeaders(ctx, req.Config, &ereq, &resp.Diagnostics)
+	r.withCredentials(&ereq)
 	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true})
 	if err != nil {
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
@@ -807,6 +842,9 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
 		return false
 	}
+	if v := m.Source.VSphere; v != nil && (v.URL.IsUnknown() || v.VM.IsUnknown() || v.Datacenter.IsUnknown() || v.Disk.IsUnknown() || v.Snapshot.IsUnknown()) {
+		return false
+	}
 	if u := m.Source.URL; u != nil && (u.Href.IsUnknown() || u.SHA256.IsUnknown() || !mapKnown(u.Headers)) {
 		return false
 	}
@@ -833,6 +871,7 @@ func toRequest(m *diskConversionModel) engine.Request {
 			OVA:                    m.Source.OVA.path(),
 			OVADisk:                m.Source.OVA.disk(),
 			URL:                    m.Source.URL.spec(),
+			VSphere:                m.Source.VSphere.spec(),
 			Format:                 m.Source.Format.ValueString(),
 			AllowParentCIDMismatch: m.Source.AllowParentCIDMismatch.ValueBool(),
 		},
@@ -962,6 +1001,24 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	}
 	if req.Source.Format != "" {
 		m.Source.Format = types.StringValue(req.Source.Format)
+	}
+	if v := req.Source.VSphere; v != nil {
+		m.Source.Path = types.StringNull()
+		snap := "none"
+		if v.Snapshot {
+			snap = "create"
+		}
+		m.Source.VSphere = &vsphereModel{URL: types.StringValue(v.URL), Datacenter: types.StringValue(v.Datacenter), VM: types.StringValue(v.VM),
+			Disk: types.Int64Value(int64(v.Disk)), Snapshot: types.StringValue(snap), Thumbprint: types.StringNull(), Insecure: types.BoolNull()}
+		if v.Datacenter == "" {
+			m.Source.VSphere.Datacenter = types.StringNull()
+		}
+		if v.Thumbprint != "" {
+			m.Source.VSphere.Thumbprint = types.StringValue(v.Thumbprint)
+		}
+		if v.Insecure {
+			m.Source.VSphere.Insecure = types.BoolValue(true)
+		}
 	}
 	if req.Source.URL != nil {
 		// The report holds the URL redacted and no headers: an imported
@@ -1150,5 +1207,21 @@ func withConfigHeaders(ctx context.Context, cfg tfsdk.Config, ereq *engine.Reque
 		if sv, ok := v.(types.String); ok {
 			ereq.Source.URL.Headers[k] = sv.ValueString()
 		}
+	}
+}
+
+func (v *vsphereModel) spec() *engine.VSphereSpec {
+	if v == nil {
+		return nil
+	}
+	return &engine.VSphereSpec{URL: v.URL.ValueString(), Datacenter: v.Datacenter.ValueString(), VM: v.VM.ValueString(), Disk: int(v.Disk.ValueInt64()),
+		Snapshot: v.Snapshot.ValueString() != "none", Thumbprint: v.Thumbprint.ValueString(), Insecure: v.Insecure.ValueBool()}
+}
+
+// withCredentials gives a vSphere source the provider's credentials, which
+// the request never carries into plans or reports.
+func (r *diskConversionResource) withCredentials(ereq *engine.Request) {
+	if v := ereq.Source.VSphere; v != nil {
+		v.Username, v.Password = r.data.vsphereUser, r.data.vspherePassword
 	}
 }
