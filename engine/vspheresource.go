@@ -71,4 +71,3 @@ func (e *Engine) remoteVSphere(ctx context.Context, s *VSphereSpec, fetchNow boo
 func shownVSphere(s *VSphereSpec) string {
 	return fmt.Sprintf("%s VM %q disk %d", vsphere.Shown(s.URL), s.VM, s.Disk)
 }
-

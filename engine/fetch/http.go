@@ -46,11 +46,11 @@ type HTTPOptions struct {
 	Attempts int
 	// RetryMax bounds retries of one request on 5xx and connection
 	// errors (go-retryablehttp). Default 4.
-	RetryMax         int
-	RetryWaitMin     time.Duration
-	RetryWaitMax     time.Duration
-	Logger           Logger
-	HTTPClient *http.Client
+	RetryMax     int
+	RetryWaitMin time.Duration
+	RetryWaitMax time.Duration
+	Logger       Logger
+	HTTPClient   *http.Client
 	// Revalidate reuses a finished download only if the server still
 	// reports the same length and ETag or Last-Modified: for sources that
 	// change in place, like a datastore file after a snapshot is removed.
