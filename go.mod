@@ -15,7 +15,12 @@ require (
 	libvirt.org/go/libvirtxml v1.11006.0
 )
 
-require github.com/vmware/govmomi v0.56.0
+require (
+	github.com/pkg/sftp v1.13.12
+	github.com/vmware/govmomi v0.56.0
+)
+
+require github.com/kr/fs v0.1.0 // indirect
 
 require (
 	github.com/BurntSushi/toml v1.2.1 // indirect
@@ -77,7 +82,7 @@ require (
 	github.com/yuin/goldmark-meta v1.1.0 // indirect
 	github.com/zclconf/go-cty v1.18.1 // indirect
 	go.abhg.dev/goldmark/frontmatter v0.2.0 // indirect
-	golang.org/x/crypto v0.57.0 // indirect
+	golang.org/x/crypto v0.57.0
 	golang.org/x/exp v0.0.0-20260824195058-e88cd73687aa // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.59.0 // indirect

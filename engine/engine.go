@@ -156,6 +156,10 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
+	if x := req.Source.ESXi; x != nil {
+		p.Source.Kind, p.Source.Path = "esxi_ssh", x.Host+":"+x.Path
+		fetchPlan = StagePlan{StageFetch, true, "copied from the ESXi host over SFTP into the cache (resumed, and reused while unchanged)"}
+	}
 	if req.Source.VSphere != nil {
 		p.Source.Kind, p.Source.Path = "vsphere", shownVSphere(req.Source.VSphere)
 		fetchPlan = StagePlan{StageFetch, true, "copied from vSphere through the datastore's /folder interface into the cache" + snapshotNote(req.Source.VSphere)}
@@ -274,6 +278,16 @@ func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow boo
 			return nil, err
 		}
 		head, rs.ova, rs.fp = ova.Disk, ova, ova.Fingerprint
+	case src.ESXi != nil:
+		local, fp, h, err := e.remoteESXi(ctx, src.ESXi, fetchNow, sink)
+		if err != nil {
+			return nil, err
+		}
+		if local == "" {
+			rs.fp, rs.head = fp, h
+			return rs, nil
+		}
+		head, rs.fp = local, fp
 	case src.VSphere != nil:
 		local, fp, size, err := e.remoteVSphere(ctx, src.VSphere, fetchNow, sink)
 		if err != nil {
@@ -428,14 +442,14 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 
 func normalize(req Request) (Request, error) {
 	kinds := 0
-	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil} {
+	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil, req.Source.ESXi != nil} {
 		if set {
 			kinds++
 		}
 	}
 	switch {
 	case kinds == 0:
-		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url or source.vsphere.")
+		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url, source.vsphere or source.esxi_ssh.")
 	case kinds > 1:
 		return req, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
 	case req.Source.URL != nil:

@@ -73,6 +73,19 @@ type SourceSpec struct {
 	URL *URLSpec `json:"url,omitempty"`
 	// VSphere is a VM's disk in vCenter or ESXi, instead of Path.
 	VSphere *VSphereSpec `json:"vsphere,omitempty"`
+	// ESXi is a disk on an ESXi host's datastore, copied over SSH.
+	ESXi *ESXiSpec `json:"esxi_ssh,omitempty"`
+}
+
+// ESXiSpec is a VMDK on an ESXi host, read over SSH (SFTP). The private key
+// is not serialized.
+type ESXiSpec struct {
+	Host       string `json:"host"`
+	User       string `json:"user"`
+	PrivateKey string `json:"-"`
+	HostKey    string `json:"host_key"`
+	// Path is "[datastore] folder/file.vmdk" or an absolute path.
+	Path string `json:"path"`
 }
 
 // VSphereSpec is a VM's disk in vCenter or ESXi. The credentials are not

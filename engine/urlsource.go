@@ -87,6 +87,22 @@ func (e *Engine) remoteURL(ctx context.Context, src SourceSpec, fetchNow bool, s
 // deferredPlan plans a remote source that is not downloaded yet from its
 // metadata alone.
 func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, opts PlanOptions) (*Plan, error) {
+	if x := req.Source.ESXi; x != nil {
+		p.Source = SourcePlan{Kind: "esxi_ssh", Path: x.Host + ":" + x.Path, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
+		if err := e.checkOutputPath(req, nil, opts); err != nil {
+			return nil, err
+		}
+		p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+		p.Stages = []StagePlan{
+			{StageFetch, true, fmt.Sprintf("copy %s with its extents and snapshot parents (%d bytes) from %s over SFTP, host key pinned", x.Path, h.Length, x.Host)},
+			{StageFlatten, true, "the chain is read after the copy"},
+			inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
+		}
+		if p.Stage(StageInspect).Run {
+			p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply"}
+		}
+		return p, nil
+	}
 	if req.Source.VSphere != nil {
 		p.Source = SourcePlan{Kind: "vsphere", Path: shownVSphere(req.Source.VSphere), Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
 		if err := e.checkOutputPath(req, nil, opts); err != nil {

@@ -158,8 +158,17 @@ type sourceModel struct {
 	OVA                    *ovaModel     `tfsdk:"ova"`
 	URL                    *urlModel     `tfsdk:"url"`
 	VSphere                *vsphereModel `tfsdk:"vsphere"`
+	ESXi                   *esxiModel    `tfsdk:"esxi_ssh"`
 	Format                 types.String  `tfsdk:"format"`
 	AllowParentCIDMismatch types.Bool    `tfsdk:"allow_parent_cid_mismatch"`
+}
+
+type esxiModel struct {
+	Host       types.String `tfsdk:"host"`
+	User       types.String `tfsdk:"user"`
+	PrivateKey types.String `tfsdk:"private_key"`
+	HostKey    types.String `tfsdk:"host_key"`
+	Path       types.String `tfsdk:"path"`
 }
 
 type vsphereModel struct {
@@ -244,8 +253,23 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 							"Exactly one of `path` and `ova` is set.",
 						Validators: []validator.String{stringvalidator.LengthAtLeast(1),
 							stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("ova"), path.MatchRelative().AtParent().AtName("url"),
-								path.MatchRelative().AtParent().AtName("vsphere"))},
+								path.MatchRelative().AtParent().AtName("vsphere"), path.MatchRelative().AtParent().AtName("esxi_ssh"))},
 						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"esxi_ssh": schema.SingleNestedAttribute{
+						Optional: true,
+						MarkdownDescription: "A VMDK on an ESXi host's datastore, copied over SSH (SFTP) with its extents and snapshot parents into the cache: " +
+							"resumed after an interruption, reused while unchanged. The host key must be pinned: an unknown or changed key is refused.",
+						PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+						Attributes: map[string]schema.Attribute{
+							"host": schema.StringAttribute{Required: true, MarkdownDescription: "The host, or host:port."},
+							"user": schema.StringAttribute{Required: true, MarkdownDescription: "The SSH user, such as `root`."},
+							"private_key": schema.StringAttribute{Required: true, Sensitive: true, WriteOnly: true,
+								MarkdownDescription: "The SSH private key (PEM or OpenSSH, no passphrase). Write-only (Terraform 1.11+): never stored in the plan or state, never logged."},
+							"host_key": schema.StringAttribute{Required: true,
+								MarkdownDescription: "The host's public key as in `known_hosts` (`ssh-ed25519 AAAA...`) or its `SHA256:` fingerprint."},
+							"path": schema.StringAttribute{Required: true, MarkdownDescription: "`[datastore] folder/file.vmdk`, or an absolute path on the host."},
+						},
 					},
 					"vsphere": schema.SingleNestedAttribute{
 						Optional: true,
@@ -842,6 +866,9 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
 		return false
 	}
+	if x := m.Source.ESXi; x != nil && (x.Host.IsUnknown() || x.User.IsUnknown() || x.HostKey.IsUnknown() || x.Path.IsUnknown()) {
+		return false
+	}
 	if v := m.Source.VSphere; v != nil && (v.URL.IsUnknown() || v.VM.IsUnknown() || v.Datacenter.IsUnknown() || v.Disk.IsUnknown() || v.Snapshot.IsUnknown()) {
 		return false
 	}
@@ -872,6 +899,7 @@ func toRequest(m *diskConversionModel) engine.Request {
 			OVADisk:                m.Source.OVA.disk(),
 			URL:                    m.Source.URL.spec(),
 			VSphere:                m.Source.VSphere.spec(),
+			ESXi:                   m.Source.ESXi.spec(),
 			Format:                 m.Source.Format.ValueString(),
 			AllowParentCIDMismatch: m.Source.AllowParentCIDMismatch.ValueBool(),
 		},
@@ -1001,6 +1029,11 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	}
 	if req.Source.Format != "" {
 		m.Source.Format = types.StringValue(req.Source.Format)
+	}
+	if x := req.Source.ESXi; x != nil {
+		m.Source.Path = types.StringNull()
+		m.Source.ESXi = &esxiModel{Host: types.StringValue(x.Host), User: types.StringValue(x.User), PrivateKey: types.StringNull(),
+			HostKey: types.StringValue(x.HostKey), Path: types.StringValue(x.Path)}
 	}
 	if v := req.Source.VSphere; v != nil {
 		m.Source.Path = types.StringNull()
@@ -1197,6 +1230,12 @@ func mapKnown(m types.Map) bool {
 // withConfigHeaders takes source.url.headers from the configuration: they
 // are write-only, so the plan and state never hold them.
 func withConfigHeaders(ctx context.Context, cfg tfsdk.Config, ereq *engine.Request, diags *diag.Diagnostics) {
+	if ereq.Source.ESXi != nil {
+		// private_key is write-only too.
+		var k types.String
+		diags.Append(cfg.GetAttribute(ctx, path.Root("source").AtName("esxi_ssh").AtName("private_key"), &k)...)
+		ereq.Source.ESXi.PrivateKey = k.ValueString()
+	}
 	if ereq.Source.URL == nil {
 		return
 	}
@@ -1224,4 +1263,11 @@ func (r *diskConversionResource) withCredentials(ereq *engine.Request) {
 	if v := ereq.Source.VSphere; v != nil {
 		v.Username, v.Password = r.data.vsphereUser, r.data.vspherePassword
 	}
+}
+
+func (x *esxiModel) spec() *engine.ESXiSpec {
+	if x == nil {
+		return nil
+	}
+	return &engine.ESXiSpec{Host: x.Host.ValueString(), User: x.User.ValueString(), HostKey: x.HostKey.ValueString(), Path: x.Path.ValueString()}
 }
