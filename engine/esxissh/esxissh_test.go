@@ -103,7 +103,3 @@ func TestRemotePath(t *testing.T) {
 		t.Error("a relative path was accepted")
 	}
 }
-
-
-
-
