@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,6 +119,22 @@ func ObserveExit(f func(name string, maxRSSKiB int64)) func() { return exits.add
 
 func notify(name string, args []string) {
 	starts.each(func(f func(string, []string)) { f(name, args) })
+	auditArgv(name, args)
+}
+
+// auditArgv appends each command line to the file VMCONV_ARGV_LOG names:
+// an audit trail (and what the secrets scan reads) of every tool the
+// engine starts, across processes.
+func auditArgv(name string, args []string) {
+	p := os.Getenv("VMCONV_ARGV_LOG")
+	if p == "" {
+		return
+	}
+	b, _ := json.Marshal(append([]string{name}, args...))
+	if f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		f.Write(append(b, '\n'))
+		f.Close()
+	}
 }
 
 func notifyExit(name string, hwmKiB int64) {
