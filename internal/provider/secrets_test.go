@@ -176,9 +176,9 @@ resource "vmconv_disk_conversion" "vsphere" {
 		return string(b)
 	}
 	scanned := map[string]string{
-		"the TRACE log":  read(logPath),
-		"the state file": read(filepath.Join(cfgDir, "terraform.tfstate")),
-		"the plan JSON":  planJSON,
+		"the TRACE log":   read(logPath),
+		"the state file":  read(filepath.Join(cfgDir, "terraform.tfstate")),
+		"the plan JSON":   planJSON,
 		"the tools' argv": read(argvPath),
 	}
 	for _, kind := range []string{"http", "esxi", "vsphere"} {
