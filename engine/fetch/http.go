@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -51,6 +52,10 @@ type HTTPOptions struct {
 	RetryWaitMax time.Duration
 	Logger       Logger
 	HTTPClient   *http.Client
+	// Parallel splits a download into this many concurrent Range
+	// requests when the server supports ranges and the object is large
+	// enough (at least 4 MiB a part). Default 1.
+	Parallel int
 	// Revalidate reuses a finished download only if the server still
 	// reports the same length and ETag or Last-Modified: for sources that
 	// change in place, like a datastore file after a snapshot is removed.
@@ -76,6 +81,15 @@ type partMeta struct {
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
 	SHA256       string `json:"sha256,omitempty"` // set once complete
+	// Parts are the byte ranges of a parallel download, each with how far
+	// it got: a resumed download continues each one.
+	Parts []partRange `json:"parts,omitempty"`
+}
+
+type partRange struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"` // exclusive
+	Done  int64 `json:"done"`
 }
 
 // Redact strips what may be secret from a URL for logs and reports.
@@ -143,8 +157,41 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
 
 	meta, _ := readPartMeta(metaPath + ".part")
+	if _, err := os.Stat(part); err != nil {
+		meta = partMeta{}
+	}
+	parallel := len(meta.Parts) > 0
+	if !parallel && o.Parallel > 1 && meta.Length == 0 {
+		if h, err := HTTPHead(ctx, rawURL, HTTPOptions{Headers: o.Headers, HTTPClient: o.HTTPClient}); err == nil &&
+			h.AcceptRanges && h.Length >= int64(o.Parallel)*(4<<20) && (h.ETag != "" || h.LastModified != "") {
+			meta = partMeta{URL: red, Length: h.Length, ETag: h.ETag, LastModified: h.LastModified}
+			step := (h.Length + int64(o.Parallel) - 1) / int64(o.Parallel)
+			for a := int64(0); a < h.Length; a += step {
+				meta.Parts = append(meta.Parts, partRange{Start: a, End: min(a+step, h.Length)})
+			}
+			parallel = true
+		}
+	}
 	var lastErr error
-	for attempt := 0; attempt < o.Attempts; attempt++ {
+	for attempt := 0; parallel && attempt < o.Attempts; attempt++ {
+		err := fetchParts(ctx, c, rawURL, part, &meta, o, res, metaPath+".part", log)
+		writeJSON(metaPath+".part", meta)
+		if err == nil {
+			break
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return nil, perm.err
+		}
+		lastErr = err
+		if attempt == o.Attempts-1 {
+			return nil, fault.Wrap(fault.FetchFailed, red, lastErr, "the download did not complete after %d attempts", o.Attempts).
+				WithHint("Check the server and the network, then run terraform apply again: the download resumes where it stopped.")
+		}
+		res.Resumed = true
+		log("warn", "a part of the download stopped early; resuming it", map[string]any{"error": err.Error()})
+	}
+	for attempt := 0; !parallel && attempt < o.Attempts; attempt++ {
 		if ctx.Err() != nil {
 			return nil, fault.Wrap(fault.Cancelled, red, ctx.Err(), "the download was interrupted").
 				WithHint("Run terraform apply again: the download resumes where it stopped.")
@@ -425,4 +472,107 @@ func sameRemote(ctx context.Context, rawURL string, o HTTPOptions, m partMeta) b
 		return h.ETag == m.ETag
 	}
 	return h.LastModified != "" && h.LastModified == m.LastModified
+}
+
+// fetchParts downloads the unfinished parts concurrently, each into its own
+// range of the file.
+func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part string, meta *partMeta, o HTTPOptions, res *Result, metaFile string,
+	log func(string, string, map[string]any)) error {
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
+	}
+	defer f.Close()
+	if err := f.Truncate(meta.Length); err != nil {
+		return &permanentError{fault.Wrap(fault.NoSpace, part, err, "cannot size the download")}
+	}
+	var mu sync.Mutex
+	errs := make(chan error, len(meta.Parts))
+	for i := range meta.Parts {
+		if meta.Parts[i].Start+meta.Parts[i].Done >= meta.Parts[i].End {
+			errs <- nil
+			continue
+		}
+		go func(p *partRange) {
+			errs <- fetchPart(ctx, c, rawURL, f, p, meta, o, &mu, func() {
+				mu.Lock()
+				writeJSON(metaFile, meta)
+				mu.Unlock()
+			})
+		}(&meta.Parts[i])
+	}
+	var first error
+	for range meta.Parts {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := f.Sync(); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+func fetchPart(ctx context.Context, c *retryablehttp.Client, rawURL string, f *os.File, p *partRange, meta *partMeta, o HTTPOptions, mu *sync.Mutex, save func()) error {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return &permanentError{err}
+	}
+	for k, v := range o.Headers {
+		req.Header.Set(k, v)
+	}
+	mu.Lock()
+	from := p.Start + p.Done
+	mu.Unlock()
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, p.End-1))
+	if meta.ETag != "" {
+		req.Header.Set("If-Range", meta.ETag)
+	} else {
+		req.Header.Set("If-Range", meta.LastModified)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		// The object changed (If-Range failed) or ranges stopped working:
+		// start over, serially.
+		return &permanentError{fault.New(fault.SourceChanged, Redact(rawURL), "the server stopped serving ranges of the same object (HTTP %d)", resp.StatusCode).
+			WithHint("The file changed on the server during the download. Run terraform apply again.")}
+	}
+	if start, _, ok := contentRange(resp.Header.Get("Content-Range")); !ok || start != from {
+		return fmt.Errorf("the server answered a range from %d with %q", from, resp.Header.Get("Content-Range"))
+	}
+	buf := make([]byte, 1<<20)
+	off := from
+	last := time.Now()
+	for off < p.End {
+		n, rerr := resp.Body.Read(buf[:min(int64(len(buf)), p.End-off)])
+		if n > 0 {
+			if _, err := f.WriteAt(buf[:n], off); err != nil {
+				return &permanentError{err}
+			}
+			off += int64(n)
+			mu.Lock()
+			p.Done = off - p.Start
+			mu.Unlock()
+			if time.Since(last) > time.Second {
+				save()
+				last = time.Now()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			save()
+			return fmt.Errorf("connection dropped at %d: %w", off, rerr)
+		}
+	}
+	save()
+	if off < p.End {
+		return fmt.Errorf("the part ended at %d of %d", off, p.End)
+	}
+	return nil
 }

@@ -266,3 +266,25 @@ func TestContentRange(t *testing.T) {
 		}
 	}
 }
+
+func TestDownloadInParallelRangesResumesAPart(t *testing.T) {
+	s, ts := newServer(t, 32<<20)
+	s.faults[2] = "drop" // one of the four parts hangs up early
+	dest := filepath.Join(t.TempDir(), "disk.vmdk")
+	o := opts(&memLog{})
+	o.Parallel = 4
+	r, err := HTTP(context.Background(), ts.URL, dest, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, s.body)
+	bounded := 0
+	for _, rg := range s.ranges {
+		if strings.Count(rg, "-") == 1 && !strings.HasSuffix(rg, "-") {
+			bounded++
+		}
+	}
+	if bounded < 5 || !r.Resumed {
+		t.Errorf("ranges %q, result %+v: want 4 parts and a resumed one", s.ranges, r)
+	}
+}
