@@ -95,7 +95,7 @@ func utf16z(s string) []byte {
 
 // writer lays cells out in hive bins.
 type writer struct {
-	data []byte // the hive bins' contents, from the first bin
+	data   []byte // the hive bins' contents, from the first bin
 	sk     int32
 	binEnd int
 }
@@ -273,4 +273,3 @@ func (w *writer) value(v Value) int32 {
 	}
 	return w.cell(vk)
 }
-

@@ -19,7 +19,7 @@ func TestHiveReadsBackWithHivex(t *testing.T) {
 	cv.SZ("ProductName", "Windows Server 2019 Standard").SZ("CurrentVersion", "6.3").SZ("CurrentBuildNumber", "17763").DWORD("CurrentMajorVersionNumber", 10)
 	// Enough subkeys and data to need more than one hive bin.
 	for i := 0; i < 300; i++ {
-		root.Path(`Classes\Item` + strings.Repeat("x", i%7) + string(rune('A'+i%26)) + string(rune('a'+i/26))).SZ("Description", strings.Repeat("d", i))
+		root.Path(`Classes\Item`+strings.Repeat("x", i%7)+string(rune('A'+i%26))+string(rune('a'+i/26))).SZ("Description", strings.Repeat("d", i))
 	}
 	p := filepath.Join(t.TempDir(), "SOFTWARE")
 	if err := os.WriteFile(p, Hive(root, "SOFTWARE"), 0o644); err != nil {
