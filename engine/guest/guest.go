@@ -91,3 +91,43 @@ type Partition struct {
 	Size   int64 // bytes
 	GUID   string
 }
+
+// RegValue is one registry value.
+type RegValue struct {
+	Type int64
+	Data []byte
+}
+
+// RegKey is a registry key as read: its values and its subkeys' names.
+type RegKey struct {
+	Values map[string]RegValue
+	Subs   []string
+}
+
+// RegEdit is one change to a hive: set a value (creating keys on the way)
+// or delete a key.
+type RegEdit struct {
+	Key       string // backslash-separated, from the hive's root
+	Value     string
+	Type      int64
+	Data      []byte
+	DeleteKey bool
+}
+
+// Registry reads and edits Windows hives in a mounted guest, through hivex.
+type Registry interface {
+	// HiveKey reads a key; ok is false when it does not exist.
+	HiveKey(hive, key string) (k RegKey, ok bool, err error)
+	// HiveEdit applies edits to a hive and commits them.
+	HiveEdit(hive string, edits []RegEdit) error
+	// WindowsInfo is what inspection found about a Windows root.
+	WindowsInfo(root string) (WindowsRoot, error)
+}
+
+// WindowsRoot is libguestfs' view of a Windows installation.
+type WindowsRoot struct {
+	SystemRoot        string // /Windows
+	CurrentControlSet string // ControlSet001
+	SystemHive        string // /Windows/System32/config/SYSTEM
+	SoftwareHive      string
+}

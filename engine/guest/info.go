@@ -26,6 +26,22 @@ type Info struct {
 	KernelArgs string   `json:"kernel_args,omitempty"`
 	Encrypted  []string `json:"encrypted,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// Windows holds what only Windows guests have.
+	Windows *Windows `json:"windows,omitempty"`
+}
+
+// Windows is what inspection found in a Windows guest's registry.
+type Windows struct {
+	SystemRoot        string   `json:"system_root"`
+	CurrentControlSet string   `json:"current_control_set"`
+	SystemHive        string   `json:"system_hive"`
+	SoftwareHive      string   `json:"software_hive"`
+	Build             string   `json:"build,omitempty"`
+	InstallationType  string   `json:"installation_type,omitempty"` // Server, Client
+	StorageDrivers    []string `json:"storage_drivers,omitempty"`   // boot-start storage services
+	NetworkDrivers    []string `json:"network_drivers,omitempty"`
+	VMwareTools       string   `json:"vmware_tools,omitempty"` // its uninstall command, when installed
+	Hibernation       bool     `json:"hibernation,omitempty"`
 }
 
 // Kernel is an installed kernel and its initramfs.

@@ -40,6 +40,10 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 		if f.Type == "crypto_LUKS" {
 			info.Encrypted = append(info.Encrypted, f.Device)
 		}
+		if strings.EqualFold(f.Type, "BitLocker") {
+			return nil, fault.New(fault.BitLocker, f.Device, "the volume %s is BitLocker-encrypted", f.Device).
+				WithHint("vmconv edits Windows offline and cannot unlock BitLocker. Suspend or turn off BitLocker in the VM (manage-bde -off C:), wait for decryption to finish, and convert again.")
+		}
 	}
 	if len(roots) == 0 {
 		if len(info.Encrypted) > 0 {
@@ -80,9 +84,21 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 	if lvs, err := s.LVs(); err == nil {
 		info.LVM = lvs
 	}
+	if info.OS == "windows" {
+		if err := s.MountRoot(root); err != nil {
+			return nil, fault.Wrap(fault.InspectionFailed, "", err, "cannot mount the Windows volume")
+		}
+		info.Firmware = firmware(s, info)
+		info.Bootloader = "bootmgr"
+		if info.Firmware == "uefi" {
+			info.Bootloader = "bootmgfw.efi"
+		}
+		if err := windows(s, info); err != nil {
+			return nil, err
+		}
+		return info, nil
+	}
 	if info.OS != "linux" {
-		// Windows guests are inspected and fixed by their own stage; here
-		// only the basic facts are recorded.
 		return info, nil
 	}
 	if err := s.MountRoot(root); err != nil {

@@ -134,11 +134,6 @@ upload %s/pvscsi.sys /Windows/System32/drivers/pvscsi.sys
 upload %s/bootmgr /bootmgr
 umount-all
 `, path, dir, dir, dir, dir, dir, dir)
-	if g.BitLocker {
-		// What BitLocker leaves in the volume's boot sector: the OEM ID
-		// -FVE-FS- where NTFS has "NTFS    ".
-		script += "pwrite-device /dev/sda1 \"-FVE-FS-\" 3\n"
-	}
 	cmd := exec.Command("guestfish", "--")
 	cmd.Stdin = strings.NewReader(script)
 	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
@@ -149,7 +144,38 @@ umount-all
 		os.Remove(path)
 		return fmt.Errorf("guestfish: %v: %s", err, out)
 	}
+	if g.BitLocker {
+		return bitlocker(path)
+	}
 	return nil
+}
+
+// bitlocker gives the volume what BitLocker (Windows 7 and later) leaves
+// on it, as libblkid recognises it: the -FVE-FS- boot sector and the
+// offset of an FVE metadata block that carries the same signature.
+func bitlocker(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	mbr := make([]byte, 512)
+	if _, err := f.ReadAt(mbr, 0); err != nil {
+		return err
+	}
+	start := int64(binary.LittleEndian.Uint32(mbr[446+8:])) * 512
+	boot := make([]byte, 512)
+	copy(boot, "\xeb\x58\x90-FVE-FS-")
+	binary.LittleEndian.PutUint64(boot[176:], 1<<20)
+	boot[510], boot[511] = 0x55, 0xAA
+	if _, err := f.WriteAt(boot, start); err != nil {
+		return err
+	}
+	fve := make([]byte, 64)
+	copy(fve, "-FVE-FS-")
+	binary.LittleEndian.PutUint16(fve[10:], 2)
+	_, err = f.WriteAt(fve, start+1<<20)
+	return err
 }
 
 func kvmUsable() bool {

@@ -257,6 +257,17 @@ func (s *Session) Filesystems() ([]guest.Filesystem, error) {
 		if err != nil {
 			return err
 		}
+		// list_filesystems leaves out what it cannot mount, BitLocker
+		// volumes among them; inspection must still see those.
+		if parts, err := s.g.List_partitions(); err == nil {
+			for _, p := range parts {
+				if _, ok := m[p]; !ok {
+					if t, err := s.g.Vfs_type(p); err == nil && t == "BitLocker" {
+						m[p] = t
+					}
+				}
+			}
+		}
 		for dev, typ := range m {
 			f := guest.Filesystem{Device: dev, Type: typ}
 			if typ != "unknown" {
@@ -452,4 +463,115 @@ func (s *Session) Command(ctx context.Context, argv ...string) (out string, err 
 		"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C; exec \"$@\" 2>&1", "sh"}, argv...)
 	err = s.call(func() error { out, err = s.g.Command(full); return err })
 	return out, err
+}
+
+// WindowsInfo reports a Windows root's system folder and hives.
+func (s *Session) WindowsInfo(root string) (w guest.WindowsRoot, err error) {
+	err = s.call(func() error {
+		var e error
+		if w.SystemRoot, e = s.g.Inspect_get_windows_systemroot(root); e != nil {
+			return e
+		}
+		w.CurrentControlSet, _ = s.g.Inspect_get_windows_current_control_set(root)
+		w.SystemHive, _ = s.g.Inspect_get_windows_system_hive(root)
+		w.SoftwareHive, _ = s.g.Inspect_get_windows_software_hive(root)
+		return nil
+	})
+	return w, err
+}
+
+// hiveWalk finds a key below the root; create adds missing keys.
+func (s *Session) hiveWalk(key string, create bool) (int64, bool, error) {
+	node, err := s.g.Hivex_root()
+	if err != nil {
+		return 0, false, err
+	}
+	for _, part := range strings.Split(key, `\`) {
+		if part == "" {
+			continue
+		}
+		child, err := s.g.Hivex_node_get_child(node, part)
+		if err != nil {
+			return 0, false, err
+		}
+		if child == 0 {
+			if !create {
+				return 0, false, nil
+			}
+			if child, err = s.g.Hivex_node_add_child(node, part); err != nil {
+				return 0, false, err
+			}
+		}
+		node = child
+	}
+	return node, true, nil
+}
+
+func (s *Session) HiveKey(hive, key string) (k guest.RegKey, ok bool, err error) {
+	err = s.call(func() error {
+		if err := s.g.Hivex_open(hive, &lg.OptargsHivex_open{Write_is_set: true, Write: false}); err != nil {
+			return err
+		}
+		defer s.g.Hivex_close()
+		node, found, err := s.hiveWalk(key, false)
+		if err != nil || !found {
+			return err
+		}
+		ok = true
+		k.Values = map[string]guest.RegValue{}
+		vals, err := s.g.Hivex_node_values(node)
+		if err != nil {
+			return err
+		}
+		for _, v := range *vals {
+			name, _ := s.g.Hivex_value_key(v.Hivex_value_h)
+			t, _ := s.g.Hivex_value_type(v.Hivex_value_h)
+			data, _ := s.g.Hivex_value_value(v.Hivex_value_h)
+			k.Values[name] = guest.RegValue{Type: t, Data: data}
+		}
+		kids, err := s.g.Hivex_node_children(node)
+		if err != nil {
+			return err
+		}
+		for _, c := range *kids {
+			n, _ := s.g.Hivex_node_name(c.Hivex_node_h)
+			k.Subs = append(k.Subs, n)
+		}
+		return nil
+	})
+	return k, ok, err
+}
+
+func (s *Session) HiveEdit(hive string, edits []guest.RegEdit) error {
+	return s.call(func() error {
+		if err := s.g.Hivex_open(hive, &lg.OptargsHivex_open{Write_is_set: true, Write: true}); err != nil {
+			return err
+		}
+		defer s.g.Hivex_close()
+		for _, e := range edits {
+			if e.DeleteKey {
+				node, found, err := s.hiveWalk(e.Key, false)
+				if err != nil {
+					return err
+				}
+				if found {
+					if err := s.g.Hivex_node_delete_child(node); err != nil {
+						return fmt.Errorf("delete %s: %w", e.Key, err)
+					}
+				}
+				continue
+			}
+			node, _, err := s.hiveWalk(e.Key, true)
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Key, err)
+			}
+			if e.Value == "" && e.Data == nil {
+				continue // the key alone
+			}
+			if err := s.g.Hivex_node_set_value(node, e.Value, e.Type, e.Data); err != nil {
+				return fmt.Errorf("%s\\%s: %w", e.Key, e.Value, err)
+			}
+		}
+		return s.g.Hivex_commit(nil)
+	})
 }
