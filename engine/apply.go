@@ -20,6 +20,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 )
 
 // StageResult records what a stage did.
@@ -42,12 +43,17 @@ type OutputResult struct {
 
 // Result is what Apply did.
 type Result struct {
-	Output   OutputResult     `json:"output"`
-	Stages   []StageResult    `json:"stages"`
-	Guest    *guest.Info      `json:"guest,omitempty"`
-	Fixes    *fix.Result      `json:"fixes,omitempty"`
-	BootTest *validate.Result `json:"boot_test,omitempty"`
-	Warnings []string         `json:"warnings"`
+	Output OutputResult  `json:"output"`
+	Stages []StageResult `json:"stages"`
+	Guest  *guest.Info   `json:"guest,omitempty"`
+	Fixes  *fix.Result   `json:"fixes,omitempty"`
+	// Drivers are the VirtIO drivers a Windows guest received.
+	Drivers []virtio.Driver `json:"drivers,omitempty"`
+	// HiveBackups is the folder holding a Windows guest's hives as they
+	// were before FIX edited them.
+	HiveBackups string           `json:"hive_backups,omitempty"`
+	BootTest    *validate.Result `json:"boot_test,omitempty"`
+	Warnings    []string         `json:"warnings"`
 }
 
 // Report is the JSON document written beside the output.
@@ -80,6 +86,9 @@ type job struct {
 
 	session guest.Session // the appliance, from INSPECT through FIX
 	accel   string
+	// hives are a Windows guest's hives as they were before FIX edited
+	// them, kept beside the report.
+	hives map[string][]byte
 }
 
 // skip is returned by a stage that decides at run time not to run.
@@ -233,6 +242,19 @@ func (e *Engine) publish(j *job) error {
 	j.res.Output.Path, j.res.Output.Format = p.Output.Path, p.Output.Format
 	j.res.Output.Size, j.res.Output.Stamp = st.Size, st
 	j.res.Output.ReportPath = output.ReportPath(p.Output.Path)
+	if len(j.hives) > 0 {
+		dir := p.Output.Path + ".vmconv-hives"
+		os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot keep the hive backups")
+		}
+		for name, b := range j.hives {
+			if err := output.WriteAtomic(filepath.Join(dir, name+".orig"), b, 0o644); err != nil {
+				return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot keep the hive backups")
+			}
+		}
+		j.res.HiveBackups = dir
+	}
 	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res}, "", "  ")
 	if err := output.WriteAtomic(j.res.Output.ReportPath, rep, 0o644); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")

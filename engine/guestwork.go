@@ -85,8 +85,26 @@ func (fixStage) run(ctx context.Context, j *job) error {
 	if !j.res.Guest.HasOS() {
 		return skip{"no operating system on the disk (a data disk): nothing to fix"}
 	}
+	if j.res.Guest.OS == "windows" {
+		reg, _ := j.session.(guest.Registry)
+		wr, err := fix.RunWindows(ctx, j.res.Guest, j.session, reg, j.plan.Request.Fixes.Options, j.plan.Request.Fixes.DryRun)
+		if err != nil {
+			return err
+		}
+		j.res.Fixes, j.res.Drivers = &wr.Result, wr.Drivers
+		if !j.plan.Request.Fixes.DryRun {
+			j.hives = wr.Backups
+		}
+		for _, c := range wr.Changes {
+			j.emit(EventChange, StageFix, fmt.Sprintf("%s: %s %s", c.Fix, c.Action, c.Path), map[string]any{"fix": c.Fix, "reason": c.Reason})
+		}
+		if err := j.session.Sync(); err != nil {
+			return fault.Wrap(fault.FixFailed, "", err, "cannot flush the fixed guest")
+		}
+		return j.closeSession()
+	}
 	if j.res.Guest.OS != "linux" {
-		return skip{"offline fixes for " + j.res.Guest.OS + " guests are not built yet"}
+		return skip{"offline fixes for " + j.res.Guest.OS + " guests are not built"}
 	}
 	res, err := fix.Run(ctx, j.res.Guest, j.session, j.plan.Request.Fixes.Options)
 	j.res.Fixes = res
@@ -116,6 +134,9 @@ func (validateStage) run(ctx context.Context, j *job) error {
 	}
 	if !j.res.Guest.HasOS() {
 		return skip{"no operating system on the disk (a data disk): nothing to boot"}
+	}
+	if j.res.Guest.OS == "windows" {
+		return skip{"the boot test's success signal is planted by a Linux unit; boot-test Windows guests with vmconv_kvm_domain (initial_boot_bus = \"sata\" and a success_pattern)"}
 	}
 	res, err := j.e.bootTest(ctx, j.tmp, diskformatDriver(j.plan.Output.Format), j.res.Guest, j.plan.Request.BootTest.Options,
 		output.BootLogPath(j.plan.Output.Path), filepath.Join(j.work, "boot"))

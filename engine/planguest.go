@@ -15,6 +15,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/inspect"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 )
 
 // planGuestVersion is part of the cache key: bump it when inspection or the
@@ -30,7 +31,9 @@ type GuestPlan struct {
 	Guest    *guest.Info    `json:"guest,omitempty"`
 	Outcomes []fix.Outcome  `json:"fix_outcomes,omitempty"`
 	Changes  []guest.Change `json:"fix_changes,omitempty"`
-	Warnings []string       `json:"warnings,omitempty"`
+	// Drivers are the VirtIO drivers a Windows guest will get.
+	Drivers  []virtio.Driver `json:"drivers,omitempty"`
+	Warnings []string        `json:"warnings,omitempty"`
 }
 
 // PlannedFixes lists the fixes that would change the guest, in order.
@@ -156,10 +159,17 @@ func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, r
 	switch {
 	case !info.HasOS():
 		g.Reason = "no operating system on the disk (a data disk): nothing to fix"
-	case info.OS != "linux":
-		g.Reason = "offline fixes for " + info.OS + " guests are not built yet"
 	case !req.Fixes.Enabled:
 		g.Reason = "fixes.enabled is false"
+	case info.OS == "windows":
+		reg, _ := s.(guest.Registry)
+		wr, err := fix.RunWindows(ctx, info, s, reg, req.Fixes.Options, true)
+		if err != nil {
+			return nil, err
+		}
+		g.Outcomes, g.Changes, g.Drivers = wr.Outcomes, wr.Changes, wr.Drivers
+	case info.OS != "linux":
+		g.Reason = "offline fixes for " + info.OS + " guests are not built"
 	default:
 		o := req.Fixes.Options
 		o.DryRun = true

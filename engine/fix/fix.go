@@ -33,6 +33,9 @@ type Options struct {
 	// KeepVMwareTools leaves VMware tools installed.
 	KeepVMwareTools bool `json:"keep_vmware_tools,omitempty"`
 	DryRun          bool `json:"dry_run,omitempty"`
+	// VirtioWin is the virtio-win folder Windows guests take their
+	// drivers from.
+	VirtioWin string `json:"virtio_win,omitempty"`
 }
 
 // Fix is one unit of offline repair.
@@ -189,7 +192,7 @@ func (r *Result) Applied() []string {
 // Validate checks option values.
 func (o Options) Validate() error {
 	known := map[string]bool{}
-	for _, n := range Names() {
+	for _, n := range append(Names(), WindowsVirtio) {
 		known[n] = true
 	}
 	for _, d := range o.Disabled {

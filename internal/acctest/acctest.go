@@ -165,3 +165,13 @@ func GuestChecksums(image string, paths []string) (map[string]string, error) {
 	}
 	return sums, nil
 }
+
+// GuestfsEnv is the environment libguestfs tools run with in tests: the
+// direct backend, and software emulation where KVM does not work.
+func GuestfsEnv() []string {
+	env := append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
+	if accelIsTCG() {
+		env = append(env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	}
+	return env
+}

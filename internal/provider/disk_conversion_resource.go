@@ -91,12 +91,17 @@ type diskConversionModel struct {
 }
 
 type fixesModel struct {
-	Enabled             types.Bool   `tfsdk:"enabled"`
-	DryRun              types.Bool   `tfsdk:"dry_run"`
-	Disabled            types.Set    `tfsdk:"disabled"`
-	FstabMode           types.String `tfsdk:"fstab_mode"`
-	KeepNetworkIdentity types.Bool   `tfsdk:"keep_network_identity"`
-	KeepVMwareTools     types.Bool   `tfsdk:"keep_vmware_tools"`
+	Enabled             types.Bool    `tfsdk:"enabled"`
+	DryRun              types.Bool    `tfsdk:"dry_run"`
+	Disabled            types.Set     `tfsdk:"disabled"`
+	FstabMode           types.String  `tfsdk:"fstab_mode"`
+	KeepNetworkIdentity types.Bool    `tfsdk:"keep_network_identity"`
+	KeepVMwareTools     types.Bool    `tfsdk:"keep_vmware_tools"`
+	Windows             *windowsFixes `tfsdk:"windows"`
+}
+
+type windowsFixes struct {
+	VirtioWin types.String `tfsdk:"virtio_win"`
 }
 
 type inspectModel struct {
@@ -129,6 +134,7 @@ var (
 	fixesAttrTypes = map[string]attr.Type{
 		"enabled": types.BoolType, "dry_run": types.BoolType, "disabled": types.SetType{ElemType: types.StringType},
 		"fstab_mode": types.StringType, "keep_network_identity": types.BoolType, "keep_vmware_tools": types.BoolType,
+		"windows": types.ObjectType{AttrTypes: map[string]attr.Type{"virtio_win": types.StringType}},
 	}
 	bootTestAttrTypes = map[string]attr.Type{
 		"enabled": types.BoolType, "timeout": types.StringType, "memory": types.Int64Type, "cpus": types.Int64Type,
@@ -142,6 +148,7 @@ func defaultFixes() types.Object {
 		"enabled": types.BoolValue(true), "dry_run": types.BoolValue(false),
 		"disabled": types.SetValueMust(types.StringType, []attr.Value{}), "fstab_mode": types.StringValue(fix.FstabStabilizeAll),
 		"keep_network_identity": types.BoolValue(false), "keep_vmware_tools": types.BoolValue(false),
+		"windows": types.ObjectNull(map[string]attr.Type{"virtio_win": types.StringType}),
 	})
 }
 
@@ -387,6 +394,15 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 						MarkdownDescription: "Keep the source's MAC pinning and NIC names, for domains that carry the source MAC over. By default they are removed so the NIC comes up under its KVM name."},
 					"keep_vmware_tools": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
 						MarkdownDescription: "Leave VMware tools installed. By default they are removed."},
+					"windows": schema.SingleNestedAttribute{Optional: true,
+						MarkdownDescription: "Windows guests: where the VirtIO drivers come from. The fix (`windows-virtio`) copies viostor and vioscsi for the guest's " +
+							"version and architecture into `System32\\drivers`, registers them as boot-start services with CriticalDeviceDatabase entries for their PCI IDs, " +
+							"removes any StartOverride, stages NetKVM and Balloon for Plug and Play at first boot (RunOnce, pnputil), and schedules VMware Tools' removal. " +
+							"Both hives are backed up to `<output>.vmconv-hives` first. A Windows guest without a driver source fails the plan.",
+						Attributes: map[string]schema.Attribute{
+							"virtio_win": schema.StringAttribute{Required: true,
+								MarkdownDescription: "The unpacked virtio-win ISO: the folder holding `viostor`, `vioscsi`, `NetKVM`, `Balloon`..."},
+						}},
 				},
 			},
 			"inspect": schema.SingleNestedAttribute{
@@ -847,6 +863,7 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 			return
 		}
 	}
+	os.RemoveAll(outPath + ".vmconv-hives") // a Windows guest's hive backups
 	output.RemoveLockFile(outPath)
 }
 
@@ -918,6 +935,9 @@ func toRequest(m *diskConversionModel) engine.Request {
 		req.Fixes.FstabMode = f.FstabMode.ValueString()
 		req.Fixes.KeepNetworkIdentity = f.KeepNetworkIdentity.ValueBool()
 		req.Fixes.KeepVMwareTools = f.KeepVMwareTools.ValueBool()
+		if f.Windows != nil {
+			req.Fixes.VirtioWin = f.Windows.VirtioWin.ValueString()
+		}
 	}
 	if m.Inspect != nil {
 		req.Inspect.Root = m.Inspect.Root.ValueString()
@@ -1076,6 +1096,9 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 		Enabled: types.BoolValue(req.Fixes.Enabled), DryRun: types.BoolValue(req.Fixes.DryRun),
 		Disabled: setOf(req.Fixes.Disabled), FstabMode: types.StringValue(orDefault(req.Fixes.FstabMode, fix.FstabStabilizeAll)),
 		KeepNetworkIdentity: types.BoolValue(req.Fixes.KeepNetworkIdentity), KeepVMwareTools: types.BoolValue(req.Fixes.KeepVMwareTools),
+	}
+	if req.Fixes.VirtioWin != "" {
+		m.Fixes.Windows = &windowsFixes{VirtioWin: types.StringValue(req.Fixes.VirtioWin)}
 	}
 	if req.Inspect.Root != "" {
 		m.Inspect = &inspectModel{Root: types.StringValue(req.Inspect.Root)}

@@ -1,0 +1,192 @@
+package fix
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"path"
+	"strings"
+	"unicode/utf16"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
+)
+
+// The Windows fix's name, as fixes.disabled takes it.
+const WindowsVirtio = "windows-virtio"
+
+// scsiAdapterClass is the device class of storage controllers.
+const scsiAdapterClass = "{4D36E97B-E325-11CE-BFC1-08002BE10318}"
+
+// Registry value types.
+const (
+	regSZ       = 1
+	regExpandSZ = 2
+	regDWORD    = 4
+)
+
+// WindowsResult is a Windows fix run: the changes, the drivers, and a copy
+// of each hive as it was before it was edited.
+type WindowsResult struct {
+	Result
+	Drivers []virtio.Driver   `json:"drivers"`
+	Backups map[string][]byte `json:"-"`
+}
+
+// RunWindows makes a Windows guest boot on VirtIO: it copies viostor and
+// vioscsi into System32\drivers and registers them as boot-start services
+// with CriticalDeviceDatabase entries for their PCI IDs, stages NetKVM and
+// Balloon for Plug and Play at first boot, and schedules VMware Tools'
+// removal then. With dry, it records all of that and writes nothing.
+func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.Registry, o Options, dry bool) (*WindowsResult, error) {
+	w := info.Windows
+	res := &WindowsResult{Backups: map[string][]byte{}}
+	for _, d := range o.Disabled {
+		if d == WindowsVirtio {
+			res.Outcomes = append(res.Outcomes, Outcome{WindowsVirtio, StatusDisabled, "turned off in fixes.disabled"})
+			return res, nil
+		}
+	}
+	if w == nil || reg == nil {
+		return nil, fault.New(fault.InspectionFailed, "", "the Windows guest's registry was not inspected")
+	}
+	major, minor := 0, 0
+	fmt.Sscanf(info.Version, "%d.%d", &major, &minor)
+	drivers, err := virtio.Find(o.VirtioWin, append(append([]string{}, virtio.Storage...), virtio.Staged...),
+		virtio.OSDirs(major, minor, w.Build, w.InstallationType), info.Arch)
+	if err != nil {
+		return nil, err
+	}
+	res.Drivers = drivers
+	if dry {
+		fsys = newDryFS(fsys)
+	}
+	c := &Context{Ctx: ctx, Info: info, FS: fsys, Opts: o, softFail: map[string]bool{}, fix: WindowsVirtio}
+	record := func(action, p, reason string) {
+		c.changes = append(c.changes, guest.Change{Fix: WindowsVirtio, Action: action, Path: p, Reason: reason})
+	}
+	sysroot := w.SystemRoot
+	driversDir := path.Join(sysroot, "System32", "drivers")
+
+	// Hives are backed up before any edit.
+	for _, h := range []string{w.SystemHive, w.SoftwareHive} {
+		b, err := fsys.ReadFile(h)
+		if err != nil {
+			return nil, fault.Wrap(fault.FixFailed, h, err, "cannot read the hive to back it up")
+		}
+		res.Backups[path.Base(h)] = b
+	}
+
+	ccs := w.CurrentControlSet
+	var sysEdits []guest.RegEdit
+	for _, d := range drivers[:len(virtio.Storage)] {
+		sys, err := readHostFile(d.SYS)
+		if err != nil {
+			return nil, fault.Wrap(fault.DriversMissing, d.Dir, err, "the %s driver has no .sys file", d.Name)
+		}
+		dst := path.Join(driversDir, d.Service+".sys")
+		if err := c.Write(dst, sys, 0o644, fmt.Sprintf("%s %s (%s/%s) for the VirtIO disk controller", d.Name, d.Version, d.OSDir, d.Arch)); err != nil {
+			return nil, err
+		}
+		svc := ccs + `\Services\` + d.Service
+		set := func(name string, t int64, data []byte, shown string) {
+			sysEdits = append(sysEdits, guest.RegEdit{Key: svc, Value: name, Type: t, Data: data})
+			record("registry", `HKLM\SYSTEM\`+svc+`\`+name, "= "+shown)
+		}
+		set("Type", regDWORD, dword(1), "1 (kernel driver)")
+		set("Start", regDWORD, dword(0), "0 (BOOT_START)")
+		set("ErrorControl", regDWORD, dword(1), "1 (normal)")
+		set("Group", regSZ, utf16z("SCSI miniport"), `"SCSI miniport"`)
+		set("ImagePath", regExpandSZ, utf16z(`system32\drivers\`+d.Service+".sys"), `"system32\drivers\`+d.Service+`.sys"`)
+		if _, ok, _ := reg.HiveKey(w.SystemHive, svc+`\StartOverride`); ok {
+			sysEdits = append(sysEdits, guest.RegEdit{Key: svc + `\StartOverride`, DeleteKey: true})
+			record("registry-delete", `HKLM\SYSTEM\`+svc+`\StartOverride`, "it would stop the driver from starting at boot")
+		}
+		for _, id := range d.HardwareIDs {
+			k := ccs + `\Control\CriticalDeviceDatabase\` + strings.ToLower(strings.ReplaceAll(id, `\`, "#"))
+			sysEdits = append(sysEdits,
+				guest.RegEdit{Key: k, Value: "Service", Type: regSZ, Data: utf16z(d.Service)},
+				guest.RegEdit{Key: k, Value: "ClassGUID", Type: regSZ, Data: utf16z(scsiAdapterClass)})
+			record("registry", `HKLM\SYSTEM\`+k, fmt.Sprintf("Service = %q, ClassGUID = %s: boot the disk controller with %s", d.Service, scsiAdapterClass, d.Service))
+		}
+	}
+
+	// NetKVM and Balloon: copied, and installed by Plug and Play at first
+	// boot through pnputil.
+	stage := path.Join("/Program Files", "vmconv", "virtio")
+	for _, d := range drivers[len(virtio.Storage):] {
+		files, err := hostDir(d.Dir)
+		if err != nil {
+			return nil, fault.Wrap(fault.DriversMissing, d.Dir, err, "cannot read the %s driver", d.Name)
+		}
+		if !dry {
+			if err := mkdirAll(fsys, path.Join(stage, d.Name)); err != nil {
+				return nil, fault.Wrap(fault.FixFailed, stage, err, "cannot create the staging folder")
+			}
+		}
+		for name, b := range files {
+			if err := c.Write(path.Join(stage, d.Name, name), b, 0o644, fmt.Sprintf("%s %s staged for Plug and Play at first boot", d.Name, d.Version)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var swEdits []guest.RegEdit
+	runOnce := `Microsoft\Windows\CurrentVersion\RunOnce`
+	pnp := `cmd.exe /c pnputil /add-driver "C:\Program Files\vmconv\virtio\*.inf" /subdirs /install`
+	swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-virtio-drivers", Type: regSZ, Data: utf16z(pnp)})
+	record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-virtio-drivers`, "= "+pnp+": install NetKVM and Balloon at first boot")
+	if w.VMwareTools != "" && w.VMwareTools != "installed" && !o.KeepVMwareTools {
+		cmd := w.VMwareTools
+		if strings.HasPrefix(strings.ToLower(cmd), "msiexec") {
+			cmd += " /qn /norestart"
+		}
+		swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-remove-vmware-tools", Type: regSZ, Data: utf16z(cmd)})
+		record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-remove-vmware-tools`, "= "+cmd+": remove VMware Tools at first boot")
+	}
+
+	if !dry {
+		if err := reg.HiveEdit(w.SystemHive, sysEdits); err != nil {
+			return nil, fault.Wrap(fault.FixFailed, w.SystemHive, err, "cannot edit the SYSTEM hive")
+		}
+		if err := reg.HiveEdit(w.SoftwareHive, swEdits); err != nil {
+			return nil, fault.Wrap(fault.FixFailed, w.SoftwareHive, err, "cannot edit the SOFTWARE hive")
+		}
+	}
+	status := StatusApplied
+	if dry {
+		status = StatusPlanned
+	}
+	var names []string
+	for _, d := range drivers {
+		names = append(names, d.Name+" "+d.Version)
+	}
+	res.Outcomes = append(res.Outcomes, Outcome{WindowsVirtio, status, "VirtIO drivers: " + strings.Join(names, ", ")})
+	res.Changes, res.Warnings = c.changes, c.warnings
+	return res, nil
+}
+
+func dword(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.LittleEndian.PutUint32(b, v)
+	return b
+}
+
+func utf16z(s string) []byte {
+	u := utf16.Encode([]rune(s + "\x00"))
+	b := make([]byte, 2*len(u))
+	for i, c := range u {
+		binary.LittleEndian.PutUint16(b[2*i:], c)
+	}
+	return b
+}
+
+func mkdirAll(fsys guest.FS, p string) error {
+	if p == "/" || fsys.Exists(p) {
+		return nil
+	}
+	if err := mkdirAll(fsys, path.Dir(p)); err != nil {
+		return err
+	}
+	return fsys.Mkdir(p, 0o755)
+}
