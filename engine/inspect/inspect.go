@@ -46,6 +46,13 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 		}
 	}
 	if len(roots) == 0 {
+		if p, ok := s.(interface{ HasWindowsRegistry(string) bool }); ok {
+			for _, f := range fss {
+				if f.Type == "ntfs" && p.HasWindowsRegistry(f.Device) {
+					return nil, corruptHive(f.Device+":/Windows/System32/config/SYSTEM", fmt.Errorf("libguestfs found Windows files but could not read its registry"))
+				}
+			}
+		}
 		if len(info.Encrypted) > 0 {
 			return nil, fault.New(fault.EncryptedGuest, "",
 				"the disk has LUKS-encrypted volumes (%s) and no readable operating system outside them", strings.Join(info.Encrypted, ", ")).

@@ -14,18 +14,23 @@ import (
 // TestAccWindowsInspection inspects the synthetic Windows guest (an NTFS
 // volume with SYSTEM and SOFTWARE hives written by wintest's regf code, a
 // PE cmd.exe, VMware Tools registered) through libguestfs and hivex, and
-// refuses a BitLocker volume with its diagnostic.
+// refuses a BitLocker volume and a damaged SYSTEM hive with their
+// diagnostics.
 func TestAccWindowsInspection(t *testing.T) {
 	t.Parallel()
 	acctest.PreCheck(t)
 	dir := acctest.SharedTempDir(t)
-	win, locked := filepath.Join(dir, "win.img"), filepath.Join(dir, "locked.img")
+	win, locked, corrupt := filepath.Join(dir, "win.img"), filepath.Join(dir, "locked.img"), filepath.Join(dir, "corrupt.img")
 	g := wintest.WindowsGuest{ProductName: "Windows Server 2019 Standard", Major: 10, Minor: 0, Build: "17763", Hostname: "win01", Machine: 0x8664, VMwareTools: true}
 	if err := wintest.BuildDisk(win, g); err != nil {
 		t.Fatal(err)
 	}
 	g.BitLocker = true
 	if err := wintest.BuildDisk(locked, g); err != nil {
+		t.Fatal(err)
+	}
+	g.BitLocker, g.CorruptSystemHive = false, true
+	if err := wintest.BuildDisk(corrupt, g); err != nil {
 		t.Fatal(err)
 	}
 	cfg := func(p string) string {
@@ -52,6 +57,10 @@ func TestAccWindowsInspection(t *testing.T) {
 			{
 				Config:      cfg(locked),
 				ExpectError: wrapTolerant(`(?s)Guest Volume Is BitLocker Encrypted.*manage-bde -off`),
+			},
+			{
+				Config:      cfg(corrupt),
+				ExpectError: wrapTolerant(`(?s)(Guest Inspection Failed|No Operating System Found).*(hive|SYSTEM)`),
 			},
 		},
 	})

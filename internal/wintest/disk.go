@@ -58,6 +58,9 @@ type WindowsGuest struct {
 	// BitLocker marks the volume as BitLocker-encrypted (its boot sector
 	// OEM ID is -FVE-FS-).
 	BitLocker bool
+	// CorruptSystemHive damages the SYSTEM hive past its header, as a
+	// failing disk or an interrupted write would.
+	CorruptSystemHive bool
 }
 
 // SoftwareHive is the SOFTWARE hive inspection reads the version from.
@@ -110,7 +113,13 @@ func BuildDisk(path string, g WindowsGuest) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	files := map[string][]byte{"SOFTWARE": g.SoftwareHive(), "SYSTEM": g.SystemHive(), "cmd.exe": PE(g.Machine),
+	system := g.SystemHive()
+	if g.CorruptSystemHive {
+		for i := 4096; i < len(system); i += 7 {
+			system[i] ^= 0x5a
+		}
+	}
+	files := map[string][]byte{"SOFTWARE": g.SoftwareHive(), "SYSTEM": system, "cmd.exe": PE(g.Machine),
 		"pvscsi.sys": PE(g.Machine), "ntoskrnl.exe": PE(g.Machine), "bootmgr": []byte("BOOTMGR")}
 	for n, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {

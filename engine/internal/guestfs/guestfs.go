@@ -575,3 +575,21 @@ func (s *Session) HiveEdit(hive string, edits []guest.RegEdit) error {
 		return s.g.Hivex_commit(nil)
 	})
 }
+
+// HasWindowsRegistry reports whether a file system holds a Windows SYSTEM
+// hive, for telling a Windows whose registry inspection could not read
+// from a data disk.
+func (s *Session) HasWindowsRegistry(device string) bool {
+	found := false
+	s.call(func() error {
+		if err := s.g.Mount_ro(device, "/"); err != nil {
+			return nil
+		}
+		defer s.g.Umount_all()
+		if p, err := s.g.Case_sensitive_path("/windows/system32/config/system"); err == nil {
+			found, _ = s.g.Is_file(p, nil)
+		}
+		return nil
+	})
+	return found
+}
