@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 	"unicode/utf16"
 
@@ -125,8 +126,13 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 				return nil, fault.Wrap(fault.FixFailed, stage, err, "cannot create the staging folder")
 			}
 		}
-		for name, b := range files {
-			if err := c.Write(path.Join(stage, d.Name, name), b, 0o644, fmt.Sprintf("%s %s staged for Plug and Play at first boot", d.Name, d.Version)); err != nil {
+		names := make([]string, 0, len(files))
+		for name := range files {
+			names = append(names, name)
+		}
+		sort.Strings(names) // the plan and the apply list them in one order
+		for _, name := range names {
+			if err := c.Write(path.Join(stage, d.Name, name), files[name], 0o644, fmt.Sprintf("%s %s staged for Plug and Play at first boot", d.Name, d.Version)); err != nil {
 				return nil, err
 			}
 		}
