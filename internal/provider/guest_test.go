@@ -144,16 +144,19 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 		t.Fatal(err)
 	}
 	unfixed := "  fixes = { enabled = false }\n  "
+	// Steps that only boot the unfixed guest need no plan-time preview;
+	// its appliance launch costs a minute under software emulation.
+	noPreview := "provider \"vmconv\" {\n  plan_inspection = false\n}\n"
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		Steps: []resource.TestStep{
 			{
-				Config: guestConversion(src, out, unfixed+vmwareBoot(fx, v)),
+				Config: noPreview + guestConversion(src, out, unfixed+vmwareBoot(fx, v)),
 				Check:  resource.ComposeAggregateTestCheckFunc(checkBoot("sata"), resource.TestCheckResourceAttr(guestAddr, "fixes_applied.#", "0")),
 			},
 			{
-				Config:      guestConversion(src, out, unfixed+kvmBoot),
+				Config:      noPreview + guestConversion(src, out, unfixed+kvmBoot),
 				ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + unfixedReason + `.*Console log`),
 			},
 			{
@@ -222,7 +225,7 @@ func TestAccGuest_eachFixMatters(t *testing.T) {
 		{"network", "network_down"},     // ifupdown waits for ens192, pinned to a VMware MAC
 	} {
 		steps = append(steps, resource.TestStep{
-			Config: guestConversion(src, out, fmt.Sprintf(`  fixes = { disabled = [%q], keep_vmware_tools = true }
+			Config: "provider \"vmconv\" {\n  plan_inspection = false\n}\n" + guestConversion(src, out, fmt.Sprintf(`  fixes = { disabled = [%q], keep_vmware_tools = true }
   %s`, c.off, kvmBoot)),
 			ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + c.reason),
 		})
