@@ -33,6 +33,9 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 	}
 	roots, err := s.Roots()
 	if err != nil {
+		if strings.Contains(err.Error(), "Hivex") {
+			return nil, corruptHive("", err) // libguestfs reads the registry to detect Windows
+		}
 		return nil, fault.Wrap(fault.InspectionFailed, "", err, "operating system detection failed")
 	}
 	info := &guest.Info{Filesystems: fss}

@@ -60,7 +60,7 @@ func TestAccWindowsInspection(t *testing.T) {
 			},
 			{
 				Config:      cfg(corrupt),
-				ExpectError: wrapTolerant(`(?s)(Guest Inspection Failed|No Operating System Found).*(hive|SYSTEM)`),
+				ExpectError: wrapTolerant(`(?s)Guest Inspection Failed.*registry hive cannot be read: it is damaged.*chkdsk`),
 			},
 		},
 	})
