@@ -149,6 +149,16 @@ func (c *Context) Run(reason string, argv ...string) (string, error) {
 
 // Track records a file that a command changed (an initramfs image).
 func (c *Context) Track(path, reason string, before []byte, existed bool) {
+	if _, dry := c.FS.(*dryFS); dry {
+		// The command did not run: record what it will change, so the
+		// plan lists what the apply will.
+		ch := guest.Change{Fix: c.fix, Action: "modified", Path: path, Reason: reason + " (by the command above)"}
+		if !existed {
+			ch.Action = "created"
+		}
+		c.changes = append(c.changes, ch)
+		return
+	}
 	after, err := c.FS.ReadFile(path)
 	if err != nil {
 		return

@@ -384,9 +384,9 @@ func checkChangesReadBack(out string) resource.TestCheckFunc {
 		for i := 0; i < n; i++ {
 			p := a[fmt.Sprintf("fixes_applied.%d.path", i)]
 			switch a[fmt.Sprintf("fixes_applied.%d.action", i)] {
-			case "write":
+			case "modified", "created":
 				want[p] = a[fmt.Sprintf("fixes_applied.%d.after_sha256", i)]
-			case "remove":
+			case "deleted":
 				want[p] = ""
 			}
 		}
