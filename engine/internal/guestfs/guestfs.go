@@ -262,7 +262,7 @@ func (s *Session) Filesystems() ([]guest.Filesystem, error) {
 		if parts, err := s.g.List_partitions(); err == nil {
 			for _, p := range parts {
 				if _, ok := m[p]; !ok {
-					if t, err := s.g.Vfs_type(p); err == nil && t == "BitLocker" {
+					if t, err := s.g.Vfs_type(p); err == nil && (t == "BitLocker" || t == "crypto_LUKS") {
 						m[p] = t
 					}
 				}
