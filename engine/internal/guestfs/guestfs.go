@@ -257,7 +257,7 @@ func (s *Session) Filesystems() ([]guest.Filesystem, error) {
 		if err != nil {
 			return err
 		}
-		// list_filesystems leaves out what it cannot mount, BitLocker
+		// list_filesystems leaves out what it cannot mount, BitLocker and LUKS
 		// volumes among them; inspection must still see those.
 		if parts, err := s.g.List_partitions(); err == nil {
 			for _, p := range parts {
