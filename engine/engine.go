@@ -169,7 +169,11 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("downloaded from %s into the cache (verified again before use)", req.Source.URL.Shown)}
 	}
 	if ova != nil {
-		p.Source.Kind, p.Source.Path, p.Source.OVF = "ova", req.Source.OVA, ova.OVF
+		shown := req.Source.OVA
+		if req.Source.OVAURL != nil {
+			shown = req.Source.OVAURL.Shown
+		}
+		p.Source.Kind, p.Source.Path, p.Source.OVF = "ova", shown, ova.OVF
 		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("extract disk %d (%s) of %s from the OVA, streamed once and kept by the archive's fingerprint",
 			req.Source.OVADisk, ova.OVF.Disks[req.Source.OVADisk].File, ova.OVF.Name)}
 	}
@@ -278,6 +282,20 @@ func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow boo
 			return nil, err
 		}
 		head, rs.ova, rs.fp = ova.Disk, ova, ova.Fingerprint
+	case src.OVAURL != nil:
+		local, fp, h, err := e.remoteURL(ctx, SourceSpec{URL: src.OVAURL}, fetchNow, sink)
+		if err != nil {
+			return nil, err
+		}
+		if local == "" {
+			rs.fp, rs.head = fp, h
+			return rs, nil
+		}
+		ova, err := e.localizeOVA(ctx, SourceSpec{OVA: local, OVADisk: src.OVADisk})
+		if err != nil {
+			return nil, err
+		}
+		head, rs.ova, rs.fp = ova.Disk, ova, fp
 	case src.ESXi != nil:
 		local, fp, h, err := e.remoteESXi(ctx, src.ESXi, fetchNow, sink)
 		if err != nil {
@@ -442,7 +460,7 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 
 func normalize(req Request) (Request, error) {
 	kinds := 0
-	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil, req.Source.ESXi != nil} {
+	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil, req.Source.ESXi != nil, req.Source.OVAURL != nil} {
 		if set {
 			kinds++
 		}
@@ -452,12 +470,16 @@ func normalize(req Request) (Request, error) {
 		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url, source.vsphere or source.esxi_ssh.")
 	case kinds > 1:
 		return req, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
-	case req.Source.URL != nil:
-		u, err := url.Parse(req.Source.URL.Href)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return req, fault.New(fault.InvalidRequest, fetch.Redact(req.Source.URL.Href), "source.url.href is not an http or https URL")
+	case req.Source.URL != nil || req.Source.OVAURL != nil:
+		spec := req.Source.URL
+		if spec == nil {
+			spec = req.Source.OVAURL
 		}
-		req.Source.URL.Shown = fetch.Redact(req.Source.URL.Href)
+		u, err := url.Parse(spec.Href)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return req, fault.New(fault.InvalidRequest, fetch.Redact(spec.Href), "the source URL is not an http or https URL")
+		}
+		spec.Shown = fetch.Redact(spec.Href)
 	case req.Source.OVA != "":
 		abs, err := filepath.Abs(req.Source.OVA)
 		if err != nil {

@@ -69,6 +69,9 @@ type SourceSpec struct {
 	OVA string `json:"ova,omitempty"`
 	// OVADisk is which of the OVF's disks (in its order), from 0.
 	OVADisk int `json:"ova_disk,omitempty"`
+	// OVAURL is an OVA on an HTTP(S) server, downloaded (resumably) into
+	// the cache before it is extracted like a local one.
+	OVAURL *URLSpec `json:"ova_url,omitempty"`
 	// URL is a disk file on an HTTP(S) server, instead of Path.
 	URL *URLSpec `json:"url,omitempty"`
 	// VSphere is a VM's disk in vCenter or ESXi, instead of Path.

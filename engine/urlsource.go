@@ -120,7 +120,11 @@ func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, op
 		}
 		return p, nil
 	}
-	p.Source = SourcePlan{Kind: "url", Path: req.Source.URL.Shown, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
+	spec, kind, then := req.Source.URL, "url", ""
+	if spec == nil {
+		spec, kind, then = req.Source.OVAURL, "ova", fmt.Sprintf(", then extract disk %d from the OVA", req.Source.OVADisk)
+	}
+	p.Source = SourcePlan{Kind: kind, Path: spec.Shown, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
 	if err := e.checkOutputPath(req, nil, opts); err != nil {
 		return nil, err
 	}
@@ -134,7 +138,7 @@ func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, op
 		resume = "the server does not advertise ranges: an interrupted download restarts"
 	}
 	p.Stages = []StagePlan{
-		{StageFetch, true, fmt.Sprintf("download %s from %s (%s)", size, req.Source.URL.Shown, resume)},
+		{StageFetch, true, fmt.Sprintf("download %s from %s (%s)%s", size, spec.Shown, resume, then)},
 		{StageFlatten, true, "the format and chain are read after the download"},
 		inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
 	}

@@ -195,8 +195,10 @@ type urlModel struct {
 }
 
 type ovaModel struct {
-	Path types.String `tfsdk:"path"`
-	Disk types.Int64  `tfsdk:"disk"`
+	Path   types.String `tfsdk:"path"`
+	URL    types.String `tfsdk:"url"`
+	SHA256 types.String `tfsdk:"sha256"`
+	Disk   types.Int64  `tfsdk:"disk"`
 }
 
 type outputModel struct {
@@ -322,8 +324,13 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 							"Archives with absolute or `../` member names, links, duplicates, missing disks or a manifest mismatch are refused.",
 						PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
 						Attributes: map[string]schema.Attribute{
-							"path": schema.StringAttribute{Required: true, MarkdownDescription: "Path of the `.ova` file.",
-								Validators: []validator.String{stringvalidator.LengthAtLeast(1)}},
+							"path": schema.StringAttribute{Optional: true, MarkdownDescription: "Path of the `.ova` file. Exactly one of `path` and `url`.",
+								Validators: []validator.String{stringvalidator.LengthAtLeast(1), stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("url"))}},
+							"url": schema.StringAttribute{Optional: true,
+								MarkdownDescription: "An `http://` or `https://` URL of the OVA: downloaded resumably into the cache (planned from the server's metadata unless `plan_fetch`), then extracted like a local one.",
+								Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^https?://`), "must be an http:// or https:// URL")}},
+							"sha256": schema.StringAttribute{Optional: true, MarkdownDescription: "With `url`: the OVA's expected SHA-256.",
+								Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[0-9a-fA-F]{64}$`), "must be 64 hexadecimal digits")}},
 							"disk": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
 								MarkdownDescription: "Which of the OVF's disks, in its order, from 0. Default 0.",
 								Validators:          []validator.Int64{int64validator.AtLeast(0)}},
@@ -880,7 +887,7 @@ func knownInputs(m *diskConversionModel) bool {
 	if m.Source == nil || m.Output == nil {
 		return false
 	}
-	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
+	if m.Source.OVA != nil && (m.Source.OVA.Path.IsUnknown() || m.Source.OVA.URL.IsUnknown() || m.Source.OVA.SHA256.IsUnknown() || m.Source.OVA.Disk.IsUnknown()) {
 		return false
 	}
 	if x := m.Source.ESXi; x != nil && (x.Host.IsUnknown() || x.User.IsUnknown() || x.HostKey.IsUnknown() || x.Path.IsUnknown()) {
@@ -913,6 +920,7 @@ func toRequest(m *diskConversionModel) engine.Request {
 		Source: engine.SourceSpec{
 			Path:                   m.Source.Path.ValueString(),
 			OVA:                    m.Source.OVA.path(),
+			OVAURL:                 m.Source.OVA.urlSpec(),
 			OVADisk:                m.Source.OVA.disk(),
 			URL:                    m.Source.URL.spec(),
 			VSphere:                m.Source.VSphere.spec(),
@@ -1084,7 +1092,14 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	}
 	if req.Source.OVA != "" {
 		m.Source.Path = types.StringNull()
-		m.Source.OVA = &ovaModel{Path: types.StringValue(req.Source.OVA), Disk: types.Int64Value(int64(req.Source.OVADisk))}
+		m.Source.OVA = &ovaModel{Path: types.StringValue(req.Source.OVA), URL: types.StringNull(), SHA256: types.StringNull(), Disk: types.Int64Value(int64(req.Source.OVADisk))}
+	}
+	if u := req.Source.OVAURL; u != nil {
+		m.Source.Path = types.StringNull()
+		m.Source.OVA = &ovaModel{Path: types.StringNull(), URL: types.StringValue(u.Shown), SHA256: types.StringNull(), Disk: types.Int64Value(int64(req.Source.OVADisk))}
+		if u.SHA256 != "" {
+			m.Source.OVA.SHA256 = types.StringValue(u.SHA256)
+		}
 	}
 	m.Output = &outputModel{
 		Path:        types.StringValue(req.Output.Path),
@@ -1216,6 +1231,13 @@ func (o *ovaModel) path() string {
 		return ""
 	}
 	return o.Path.ValueString()
+}
+
+func (o *ovaModel) urlSpec() *engine.URLSpec {
+	if o == nil || o.URL.ValueString() == "" {
+		return nil
+	}
+	return &engine.URLSpec{Href: o.URL.ValueString(), SHA256: o.SHA256.ValueString()}
 }
 
 func (o *ovaModel) disk() int {

@@ -2,6 +2,8 @@ package provider_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +91,58 @@ func TestAccDiskConversion_ova(t *testing.T) {
 				},
 				Config:      ovaConversion(ova, out, dataPlaneOnly),
 				ExpectError: wrapTolerant(`(?s)Source Checksum Mismatch.*web-disk1\.vmdk.*the manifest says`),
+			},
+		},
+	})
+}
+
+// TestAccDiskConversion_ovaURL takes the OVA from a loopback HTTP server:
+// the plan works from the server's metadata, the apply downloads and
+// extracts it, and the checksum is verified.
+func TestAccDiskConversion_ovaURL(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "web-disk1.vmdk")
+	if err := testimg.StreamOptimized(disk, 8*mib, snap1); err != nil {
+		t.Fatal(err)
+	}
+	ova := filepath.Join(t.TempDir(), "web.ova")
+	if err := testimg.OVA(ova, "web", testimg.OVF("web", "web-disk1.vmdk", 8, 2, 2048, false), disk); err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := acctest.SHA256File(ova)
+	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(ova))))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "web.qcow2")
+	cfg := func(sha string) string {
+		return fmt.Sprintf(`
+provider "vmconv" {
+  cache_dir = %q
+}
+
+resource "vmconv_disk_conversion" "web" {
+  source = { ova = { url = %q, sha256 = %q } }
+  output = { path = %q }
+%s
+}
+`, t.TempDir(), srv.URL+"/web.ova", sha, out, dataPlaneOnly)
+	}
+	const name = "vmconv_disk_conversion.web"
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      cfg(strings.Repeat("0", 64)),
+				ExpectError: wrapTolerant(`(?s)Source Checksum Mismatch.*web\.ova`),
+			},
+			{
+				Config: cfg(sum),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectUnknownValue(name, tfjsonpath.New("source_format")),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					checkOutput(out, testimg.NewExpected(8*mib, snap1)),
+					resource.TestCheckResourceAttr(name, "source_format", "vmdk"),
+				),
 			},
 		},
 	})
