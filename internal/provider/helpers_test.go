@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"os"
 	"regexp"
 	"strings"
 )
@@ -19,3 +20,5 @@ const dataPlaneOnly = `
   fixes     = { enabled = false }
   boot_test = { enabled = false }
 `
+
+func osMkdirAll(p string) error { return os.MkdirAll(p, 0o755) }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -35,13 +36,19 @@ func OVF(name, diskFile string, capacityMiB int64, cpus, memoryMiB int, efi bool
 // OVA writes an archive the way vSphere exports one: the OVF, a SHA256
 // manifest, then the disk file (a streamOptimized VMDK in real exports).
 func OVA(path, name, ovf, disk string) error {
-	db, err := os.ReadFile(disk)
+	df, err := os.Open(disk)
 	if err != nil {
 		return err
 	}
-	sum := func(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
+	defer df.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, df)
+	if err != nil {
+		return err
+	}
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 	base := filepath.Base(disk)
-	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", name, sum([]byte(ovf)), base, sum(db))
+	mf := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s)= %s\n", name, sum([]byte(ovf)), base, hex.EncodeToString(h.Sum(nil)))
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -51,13 +58,23 @@ func OVA(path, name, ovf, disk string) error {
 	for _, m := range []struct {
 		n string
 		b []byte
-	}{{name + ".ovf", []byte(ovf)}, {name + ".mf", []byte(mf)}, {base, db}} {
+	}{{name + ".ovf", []byte(ovf)}, {name + ".mf", []byte(mf)}} {
 		if err := tw.WriteHeader(&tar.Header{Name: m.n, Size: int64(len(m.b)), Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		if _, err := tw.Write(m.b); err != nil {
 			return err
 		}
+	}
+	// The disk is streamed: fixture guests are hundreds of MiB.
+	if err := tw.WriteHeader(&tar.Header{Name: base, Size: size, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := df.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, df); err != nil {
+		return err
 	}
 	return tw.Close()
 }
