@@ -1,1 +1,0 @@
-/usr/share/gocode/src/libguestfs.org/guestfs/guestfs.go
