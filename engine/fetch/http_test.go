@@ -56,19 +56,23 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 		return
 	case "drop", "short":
-		// Announce everything that is asked for, send a third, hang up.
-		start := 0
+		// Announce everything that is asked for, send a third of it, hang
+		// up. A third of the asked range, not of the rest of the file, so
+		// that whichever parallel part meets the fault comes up short.
+		start, end := 0, len(s.body)-1
 		if rg := r.Header.Get("Range"); rg != "" {
-			fmt.Sscanf(rg, "bytes=%d-", &start)
-			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(s.body)-1, len(s.body)))
-			w.Header().Set("Content-Length", fmt.Sprint(len(s.body)-start))
+			if n, _ := fmt.Sscanf(rg, "bytes=%d-%d", &start, &end); n < 2 {
+				end = len(s.body) - 1
+			}
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, len(s.body)))
+			w.Header().Set("Content-Length", fmt.Sprint(end-start+1))
 			w.WriteHeader(http.StatusPartialContent)
 		} else {
 			w.Header().Set("Content-Length", fmt.Sprint(len(s.body)))
 			w.Header().Set("ETag", `"v1"`)
 			w.WriteHeader(http.StatusOK)
 		}
-		w.Write(s.body[start : start+(len(s.body)-start)/3])
+		w.Write(s.body[start : start+(end-start+1)/3])
 		w.(http.Flusher).Flush()
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
