@@ -132,6 +132,17 @@ func (e *Engine) CheckDomain(ctx context.Context, req DomainRequest, managed boo
 			return err
 		}
 	}
+	// The guest is known at plan time when the disk's conversion already
+	// ran; otherwise CreateDomain checks again.
+	var info *guest.Info
+	if len(req.Disks) > 0 {
+		if rep, err := ReadReport(req.Disks[0].Source); err == nil {
+			info = rep.Result.Guest
+		}
+	}
+	if err := checkBootPhases(req, info); err != nil {
+		return err
+	}
 	hv, err := e.hypervisor()
 	if err != nil {
 		return err
@@ -145,6 +156,31 @@ func (e *Engine) CheckDomain(ctx context.Context, req DomainRequest, managed boo
 		}
 	}
 	return nil
+}
+
+// checkBootPhases refuses an initial_boot_bus that would be ignored: the
+// switch to the disks' own bus happens when the first boot's test passes, so
+// there must be a boot test to watch. Booting straight on the final bus
+// instead would be the very boot the user asked to avoid.
+func checkBootPhases(req DomainRequest, info *guest.Info) error {
+	if req.InitialBootBus == "" {
+		return nil
+	}
+	var why, hint string
+	switch {
+	case !req.Running:
+		why, hint = "running is false", "Set running = true, or remove initial_boot_bus."
+	case !req.BootTest.Enabled:
+		why, hint = "the boot test is disabled", "Enable boot_test, or remove initial_boot_bus."
+	case len(req.Disks) == 0:
+		why, hint = "the domain has no disks", "Remove initial_boot_bus."
+	case info != nil && info.HasOS() && info.OS != "linux":
+		why = fmt.Sprintf("the guest is %s, and only Linux guests have a boot test (a marker the guest writes to the serial console)", info.OS)
+		hint = "Remove initial_boot_bus. For Windows, the windows-virtio fix registers viostor and vioscsi as boot-start drivers, so the first boot can be on virtio."
+	default:
+		return nil
+	}
+	return fault.New(fault.BootPhases, req.Name, "initial_boot_bus = %q switches buses when the first boot's test passes, but %s", req.InitialBootBus, why).WithHint("%s", hint)
 }
 
 // LookupDomain finds a domain by name or UUID.
@@ -259,6 +295,9 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 			return nil, err
 		}
 		test = info.HasOS() && info.OS == "linux"
+	}
+	if err := checkBootPhases(req, info); err != nil {
+		return nil, err
 	}
 	a, _ := e.Accel(ctx)
 	opts := validate.WithDefaults(req.BootTest.Options, string(a.Mode))

@@ -156,26 +156,13 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
-	if x := req.Source.ESXi; x != nil {
-		p.Source.Kind, p.Source.Path = "esxi_ssh", x.Host+":"+x.Path
-		fetchPlan = StagePlan{StageFetch, true, "copied from the ESXi host over SFTP into the cache (resumed, and reused while unchanged)"}
-	}
-	if req.Source.VSphere != nil {
-		p.Source.Kind, p.Source.Path = "vsphere", shownVSphere(req.Source.VSphere)
-		fetchPlan = StagePlan{StageFetch, true, "copied from vSphere through the datastore's /folder interface into the cache" + snapshotNote(req.Source.VSphere)}
-	}
-	if req.Source.URL != nil {
-		p.Source.Kind, p.Source.Path = "url", req.Source.URL.Shown
-		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("downloaded from %s into the cache (verified again before use)", req.Source.URL.Shown)}
+	if kind, shown, fetched := describeSource(req.Source, nil); kind != "path" {
+		p.Source.Kind, p.Source.Path = kind, shown
+		fetchPlan = StagePlan{StageFetch, true, fetched}
 	}
 	if ova != nil {
-		shown := req.Source.OVA
-		if req.Source.OVAURL != nil {
-			shown = req.Source.OVAURL.Shown
-		}
-		p.Source.Kind, p.Source.Path, p.Source.OVF = "ova", shown, ova.OVF
-		fetchPlan = StagePlan{StageFetch, true, fmt.Sprintf("extract disk %d (%s) of %s from the OVA, streamed once and kept by the archive's fingerprint",
-			req.Source.OVADisk, ova.OVF.Disks[req.Source.OVADisk].File, ova.OVF.Name)}
+		p.Source.OVF = ova.OVF
+		fetchPlan.Reason += fmt.Sprintf("; disk %d is %s of %s", req.Source.OVADisk, ova.OVF.Disks[req.Source.OVADisk].File, ova.OVF.Name)
 	}
 
 	// The output: where, whether it may be written, how big it will be.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/esxissh"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -25,34 +24,35 @@ func (e *Engine) remoteESXi(ctx context.Context, s *ESXiSpec, fetchNow bool, sin
 		return "", "", nil, err
 	}
 	defer c.Close()
-	files, err := c.Stat(remote)
-	if err != nil {
-		return "", "", nil, err
+	fingerprint := func(files []esxissh.FileInfo) (string, int64) {
+		h := sha256.New()
+		var total int64
+		fmt.Fprintf(h, "%s\x00%s\x00", s.Host, remote)
+		for _, f := range files {
+			fmt.Fprintf(h, "%s|%d|%d\x00", f.Path, f.Size, f.ModTime.UnixNano())
+			total += f.Size
+		}
+		return "esxi:v1:" + hex.EncodeToString(h.Sum(nil)), total
 	}
-	h := sha256.New()
-	var total int64
-	fmt.Fprintf(h, "%s\x00%s\x00", s.Host, remote)
-	for _, f := range files {
-		fmt.Fprintf(h, "%s|%d|%d\x00", f.Path, f.Size, f.ModTime.UnixNano())
-		total += f.Size
-	}
-	fp = "esxi:v1:" + hex.EncodeToString(h.Sum(nil))
 	if !fetchNow {
+		files, err := c.Stat(remote)
+		if err != nil {
+			return "", "", nil, err
+		}
+		fp, total := fingerprint(files)
 		return "", fp, &fetch.Head{Length: total, AcceptRanges: true}, nil
 	}
-	base := e.cfg.CacheDir
-	if base == "" {
-		base = e.cfg.WorkDir
-	}
-	k := sha256.Sum256([]byte(s.Host + "\x00" + remote))
-	dir := filepath.Join(base, "esxi", hex.EncodeToString(k[:12]))
+	dir := e.cacheEntry("esxi", s.Host+"\x00"+remote)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the copy folder")
 	}
+	// The copy walks the chain once and reports each file as it found it:
+	// the fingerprint comes from the same walk.
 	f, err := c.Fetch(ctx, remote, dir)
 	if err != nil {
 		return "", "", nil, err
 	}
+	fp, _ = fingerprint(f.Remote)
 	if sink != nil {
 		sink.Event(Event{Kind: EventInfo, Stage: StageFetch, Message: fmt.Sprintf("copied %d file(s) from %s over SSH (%d reused, %d resumed)", len(f.Files), s.Host, f.Reused, f.Resumed)})
 	}

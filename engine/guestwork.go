@@ -136,7 +136,7 @@ func (validateStage) run(ctx context.Context, j *job) error {
 		return skip{"no operating system on the disk (a data disk): nothing to boot"}
 	}
 	if j.res.Guest.OS == "windows" {
-		return skip{"the boot test's success signal is planted by a Linux unit; boot-test Windows guests with vmconv_kvm_domain (initial_boot_bus = \"sata\" and a success_pattern)"}
+		return skip{"the boot test's success signal is planted by a Linux unit: " + j.res.Guest.OS + " guests are not boot-tested (see the Windows guide)"}
 	}
 	res, err := j.e.bootTest(ctx, j.tmp, diskformatDriver(j.plan.Output.Format), j.res.Guest, j.plan.Request.BootTest.Options,
 		output.BootLogPath(j.plan.Output.Path), filepath.Join(j.work, "boot"))

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -34,12 +32,7 @@ func (e *Engine) localizeOVA(ctx context.Context, src SourceSpec) (*localOVA, er
 	if err != nil {
 		return nil, fault.Wrap(fault.SourceUnreadable, src.OVA, err, "cannot fingerprint the OVA")
 	}
-	h := sha256.Sum256([]byte(fp))
-	base := e.cfg.CacheDir
-	if base == "" {
-		base = e.cfg.WorkDir
-	}
-	dir := filepath.Join(base, "ova", hex.EncodeToString(h[:12]))
+	dir := e.cacheEntry("ova", fp)
 	done := filepath.Join(dir, "extracted.json")
 	var l localOVA
 	if b, err := os.ReadFile(done); err == nil && json.Unmarshal(b, &l) == nil {

@@ -20,7 +20,7 @@ import (
 
 // planGuestVersion is part of the cache key: bump it when inspection or the
 // fixes change what they find, so stale previews are not reused.
-const planGuestVersion = 3
+const planGuestVersion = 4
 
 // GuestPlan is what plan-time inspection found and what the fixes would
 // change: a dry run of INSPECT and FIX on a throwaway overlay.
@@ -50,22 +50,26 @@ func (g *GuestPlan) PlannedFixes() []string {
 	return out
 }
 
-func (e *Engine) planCacheDir() string {
-	if e.cfg.CacheDir != "" {
-		return filepath.Join(e.cfg.CacheDir, "inspections")
-	}
-	return filepath.Join(e.cfg.WorkDir, "inspections")
+func (e *Engine) planCacheDir() string { return filepath.Join(e.cfg.CacheDir, "inspections") }
+
+// cacheEntry is the cache folder for one fetched source of a kind, named by
+// a hash of what identifies it.
+func (e *Engine) cacheEntry(kind, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return filepath.Join(e.cfg.CacheDir, kind, hex.EncodeToString(h[:12]))
 }
 
 // planGuestKey keys a preview by everything that decides it: the source's
-// fingerprint, the chosen root and the fix options.
+// fingerprint, the chosen root, the fix options, and the driver source's
+// contents (a newer virtio-win at the same path brings other drivers).
 func planGuestKey(fp string, req Request) string {
 	b, _ := json.Marshal(struct {
-		V     int
-		FP    string
-		Root  string
-		Fixes FixSpec
-	}{planGuestVersion, fp, req.Inspect.Root, req.Fixes})
+		V       int
+		FP      string
+		Root    string
+		Fixes   FixSpec
+		Drivers string
+	}{planGuestVersion, fp, req.Inspect.Root, req.Fixes, virtio.Identity(req.Fixes.VirtioWin)})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:16])
 }

@@ -27,16 +27,11 @@ func (l fetchLog) Log(level, msg string, f map[string]any) {
 // urlCachePath is where a URL source's download lives: keyed by the full
 // URL and the expected checksum, so a new URL or checksum downloads anew.
 func (e *Engine) urlCachePath(u *URLSpec) string {
-	h := sha256.Sum256([]byte(u.Href + "\x00" + strings.ToLower(u.SHA256)))
 	name := "disk"
 	if pu, err := url.Parse(u.Href); err == nil && path.Base(pu.Path) != "/" && path.Base(pu.Path) != "." {
 		name = path.Base(pu.Path)
 	}
-	base := e.cfg.CacheDir
-	if base == "" {
-		base = e.cfg.WorkDir
-	}
-	return filepath.Join(base, "url", hex.EncodeToString(h[:12]), name)
+	return filepath.Join(e.cacheEntry("url", u.Href+"\x00"+strings.ToLower(u.SHA256)), name)
 }
 
 // urlFingerprint identifies the remote object from its metadata: the
@@ -87,65 +82,51 @@ func (e *Engine) remoteURL(ctx context.Context, src SourceSpec, fetchNow bool, s
 // deferredPlan plans a remote source that is not downloaded yet from its
 // metadata alone.
 func (e *Engine) deferredPlan(p *Plan, req Request, fp string, h *fetch.Head, opts PlanOptions) (*Plan, error) {
-	if x := req.Source.ESXi; x != nil {
-		p.Source = SourcePlan{Kind: "esxi_ssh", Path: x.Host + ":" + x.Path, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
-		if err := e.checkOutputPath(req, nil, opts); err != nil {
-			return nil, err
-		}
-		p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
-		p.Stages = []StagePlan{
-			{StageFetch, true, fmt.Sprintf("copy %s with its extents and snapshot parents (%d bytes) from %s over SFTP, host key pinned", x.Path, h.Length, x.Host)},
-			{StageFlatten, true, "the chain is read after the copy"},
-			inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
-		}
-		if p.Stage(StageInspect).Run {
-			p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply"}
-		}
-		return p, nil
-	}
-	if req.Source.VSphere != nil {
-		p.Source = SourcePlan{Kind: "vsphere", Path: shownVSphere(req.Source.VSphere), Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
-		if err := e.checkOutputPath(req, nil, opts); err != nil {
-			return nil, err
-		}
-		p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
-		p.Stages = []StagePlan{
-			{StageFetch, true, fmt.Sprintf("copy disk %d (%d bytes virtual) of VM %q with its backing chain through the datastore's /folder interface%s",
-				req.Source.VSphere.Disk, h.Length, req.Source.VSphere.VM, snapshotNote(req.Source.VSphere))},
-			{StageFlatten, true, "the chain is read after the copy"},
-			inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
-		}
-		if p.Stage(StageInspect).Run {
-			p.Guest = &GuestPlan{How: "skipped", Reason: "a vSphere source is planned from the VM's configuration; the guest is inspected at apply"}
-		}
-		return p, nil
-	}
-	spec, kind, then := req.Source.URL, "url", ""
-	if spec == nil {
-		spec, kind, then = req.Source.OVAURL, "ova", fmt.Sprintf(", then extract disk %d from the OVA", req.Source.OVADisk)
-	}
-	p.Source = SourcePlan{Kind: kind, Path: spec.Shown, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
+	kind, shown, fetch := describeSource(req.Source, h)
+	p.Source = SourcePlan{Kind: kind, Path: shown, Fingerprint: fp, Deferred: true, RemoteSize: h.Length}
 	if err := e.checkOutputPath(req, nil, opts); err != nil {
 		return nil, err
 	}
 	p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
-	size := "an unknown number of bytes"
-	if h.Length > 0 {
-		size = fmt.Sprintf("%d bytes", h.Length)
-	}
-	resume := "resumable with ranges"
-	if !h.AcceptRanges {
-		resume = "the server does not advertise ranges: an interrupted download restarts"
-	}
 	p.Stages = []StagePlan{
-		{StageFetch, true, fmt.Sprintf("download %s from %s (%s)%s", size, spec.Shown, resume, then)},
-		{StageFlatten, true, "the format and chain are read after the download"},
+		{StageFetch, true, fetch},
+		{StageFlatten, true, "the format and chain are read after FETCH"},
 		inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
 	}
 	if p.Stage(StageInspect).Run {
-		p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply (provider plan_fetch = true downloads at plan time)"}
+		p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply (provider plan_fetch = true fetches at plan time)"}
 	}
 	return p, nil
+}
+
+// describeSource names a source for plans, without its secrets, and says
+// what FETCH does with it. h, when known, is what the remote end reported
+// (the plan has not fetched it).
+func describeSource(src SourceSpec, h *fetch.Head) (kind, shown, fetchReason string) {
+	size := ""
+	if h != nil && h.Length > 0 {
+		size = fmt.Sprintf(" (%d bytes)", h.Length)
+	}
+	resume := "resumable"
+	if h != nil && !h.AcceptRanges {
+		resume = "the server does not advertise ranges: an interrupted download restarts"
+	}
+	switch {
+	case src.ESXi != nil:
+		shown = src.ESXi.Host + ":" + src.ESXi.Path
+		return "esxi_ssh", shown, fmt.Sprintf("copy %s with its extents and snapshot parents%s over SFTP into the cache, host key pinned (resumed, and reused while unchanged)", shown, size)
+	case src.VSphere != nil:
+		return "vsphere", shownVSphere(src.VSphere), fmt.Sprintf("copy disk %d%s of VM %q with its backing chain through the datastore's /folder interface into the cache%s",
+			src.VSphere.Disk, size, src.VSphere.VM, snapshotNote(src.VSphere))
+	case src.URL != nil:
+		return "url", src.URL.Shown, fmt.Sprintf("download%s from %s into the cache (%s; verified before use)", size, src.URL.Shown, resume)
+	case src.OVAURL != nil:
+		return "ova", src.OVAURL.Shown, fmt.Sprintf("download the OVA%s from %s into the cache (%s), then extract disk %d, streamed once and kept by the archive's fingerprint",
+			size, src.OVAURL.Shown, resume, src.OVADisk)
+	case src.OVA != "":
+		return "ova", src.OVA, fmt.Sprintf("extract disk %d from the OVA, streamed once and kept by the archive's fingerprint", src.OVADisk)
+	}
+	return "path", src.Path, ""
 }
 
 func snapshotNote(s *VSphereSpec) string {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -47,12 +46,7 @@ func (e *Engine) remoteVSphere(ctx context.Context, s *VSphereSpec, fetchNow boo
 	if !fetchNow {
 		return "", fp, vm.Disks[s.Disk].Capacity, nil
 	}
-	base := e.cfg.CacheDir
-	if base == "" {
-		base = e.cfg.WorkDir
-	}
-	h := sha256.Sum256([]byte(fp))
-	dir := filepath.Join(base, "vsphere", hex.EncodeToString(h[:12]))
+	dir := e.cacheEntry("vsphere", fp)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", 0, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the download folder")
 	}

@@ -34,7 +34,7 @@ type Disk struct {
 type NIC struct {
 	Network string // a libvirt network, or "" with User
 	User    bool   // user-mode networking (no host services needed)
-	Model   string // virtio, e1000, vmxnet3, rtl8139
+	Model   string // virtio, e1000e, e1000, vmxnet3, rtl8139
 	MAC     string
 }
 

@@ -174,10 +174,12 @@ type FileInfo struct {
 
 // Fetched says what a copy did.
 type Fetched struct {
-	Head    string   `json:"head"`
-	Files   []string `json:"files"`
-	Reused  int      `json:"reused"`
-	Resumed int      `json:"resumed"`
+	Head  string   `json:"head"`
+	Files []string `json:"files"`
+	// Remote is each file as the host reported it, in Files' order.
+	Remote  []FileInfo `json:"remote"`
+	Reused  int        `json:"reused"`
+	Resumed int        `json:"resumed"`
 }
 
 // Fetch copies the chain starting at head into dir.
@@ -191,6 +193,7 @@ func (c *Client) Fetch(ctx context.Context, head, dir string) (*Fetched, error) 
 		if res.Head == "" {
 			res.Head = local
 		}
+		res.Remote = append(res.Remote, FileInfo{Path: remote, Size: fi.Size(), ModTime: fi.ModTime().UTC()})
 		return c.copyFile(ctx, remote, fi, local, res)
 	})
 	return res, err

@@ -58,6 +58,7 @@ const (
 	AuthFailed            Code = "auth_failed"
 	HostileArchive        Code = "hostile_archive"
 	DiskInUse             Code = "disk_in_use"
+	BootPhases            Code = "boot_phases"
 	RemoteNotFound        Code = "remote_not_found"
 )
 

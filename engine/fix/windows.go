@@ -2,12 +2,10 @@ package fix
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"path"
 	"sort"
 	"strings"
-	"unicode/utf16"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
@@ -20,26 +18,21 @@ const WindowsVirtio = "windows-virtio"
 // scsiAdapterClass is the device class of storage controllers.
 const scsiAdapterClass = "{4D36E97B-E325-11CE-BFC1-08002BE10318}"
 
-// Registry value types.
-const (
-	regSZ       = 1
-	regExpandSZ = 2
-	regDWORD    = 4
-)
-
 // WindowsResult is a Windows fix run: the changes, the drivers, and a copy
 // of each hive as it was before it was edited.
 type WindowsResult struct {
 	Result
 	Drivers []virtio.Driver   `json:"drivers"`
+	Agent   *virtio.Agent     `json:"guest_agent,omitempty"`
 	Backups map[string][]byte `json:"-"`
 }
 
 // RunWindows makes a Windows guest boot on VirtIO: it copies viostor and
 // vioscsi into System32\drivers and registers them as boot-start services
-// with CriticalDeviceDatabase entries for their PCI IDs, stages NetKVM and
-// Balloon for Plug and Play at first boot, and schedules VMware Tools'
-// removal then. With dry, it records all of that and writes nothing.
+// with CriticalDeviceDatabase entries for their PCI IDs, stages NetKVM,
+// Balloon and the guest agent for installation at the first administrator
+// logon (RunOnce), and schedules VMware Tools' removal then. With dry, it
+// records all of that and writes nothing.
 func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.Registry, o Options, dry bool) (*WindowsResult, error) {
 	w := info.Windows
 	res := &WindowsResult{Backups: map[string][]byte{}}
@@ -54,7 +47,12 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 	}
 	major, minor := 0, 0
 	fmt.Sscanf(info.Version, "%d.%d", &major, &minor)
-	drivers, err := virtio.Find(o.VirtioWin, append(append([]string{}, virtio.Storage...), virtio.Staged...),
+	src, err := virtio.Open(o.VirtioWin)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	drivers, err := virtio.Find(src, append(append([]string{}, virtio.Storage...), virtio.Staged...),
 		virtio.OSDirs(major, minor, w.Build, w.InstallationType), info.Arch)
 	if err != nil {
 		return nil, err
@@ -82,9 +80,13 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 	ccs := w.CurrentControlSet
 	var sysEdits []guest.RegEdit
 	for _, d := range drivers[:len(virtio.Storage)] {
-		sys, err := readHostFile(d.SYS)
+		if d.SYS == "" {
+			return nil, fault.New(fault.DriversMissing, src.Path, "the %s driver in %s has no .sys file", d.Name, d.Dir).
+				WithHint("Use a complete virtio-win release.")
+		}
+		sys, err := src.ReadFile(d.SYS)
 		if err != nil {
-			return nil, fault.Wrap(fault.DriversMissing, d.Dir, err, "the %s driver has no .sys file", d.Name)
+			return nil, fault.Wrap(fault.DriversMissing, src.Path, err, "cannot read %s", d.SYS)
 		}
 		dst := path.Join(driversDir, d.Service+".sys")
 		if err := c.Write(dst, sys, 0o644, fmt.Sprintf("%s %s (%s/%s) for the VirtIO disk controller", d.Name, d.Version, d.OSDir, d.Arch)); err != nil {
@@ -95,11 +97,11 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 			sysEdits = append(sysEdits, guest.RegEdit{Key: svc, Value: name, Type: t, Data: data})
 			record("registry", `HKLM\SYSTEM\`+svc+`\`+name, "= "+shown)
 		}
-		set("Type", regDWORD, dword(1), "1 (kernel driver)")
-		set("Start", regDWORD, dword(0), "0 (BOOT_START)")
-		set("ErrorControl", regDWORD, dword(1), "1 (normal)")
-		set("Group", regSZ, utf16z("SCSI miniport"), `"SCSI miniport"`)
-		set("ImagePath", regExpandSZ, utf16z(`system32\drivers\`+d.Service+".sys"), `"system32\drivers\`+d.Service+`.sys"`)
+		set("Type", guest.RegDWORD, guest.DWORD(1), "1 (kernel driver)")
+		set("Start", guest.RegDWORD, guest.DWORD(0), "0 (BOOT_START)")
+		set("ErrorControl", guest.RegDWORD, guest.DWORD(1), "1 (normal)")
+		set("Group", guest.RegSZ, guest.SZ("SCSI miniport"), `"SCSI miniport"`)
+		set("ImagePath", guest.RegExpandSZ, guest.SZ(`system32\drivers\`+d.Service+".sys"), `"system32\drivers\`+d.Service+`.sys"`)
 		if _, ok, _ := reg.HiveKey(w.SystemHive, svc+`\StartOverride`); ok {
 			sysEdits = append(sysEdits, guest.RegEdit{Key: svc + `\StartOverride`, DeleteKey: true})
 			record("registry-delete", `HKLM\SYSTEM\`+svc+`\StartOverride`, "it would stop the driver from starting at boot")
@@ -107,8 +109,8 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 		for _, id := range d.HardwareIDs {
 			k := ccs + `\Control\CriticalDeviceDatabase\` + strings.ToLower(strings.ReplaceAll(id, `\`, "#"))
 			sysEdits = append(sysEdits,
-				guest.RegEdit{Key: k, Value: "Service", Type: regSZ, Data: utf16z(d.Service)},
-				guest.RegEdit{Key: k, Value: "ClassGUID", Type: regSZ, Data: utf16z(scsiAdapterClass)})
+				guest.RegEdit{Key: k, Value: "Service", Type: guest.RegSZ, Data: guest.SZ(d.Service)},
+				guest.RegEdit{Key: k, Value: "ClassGUID", Type: guest.RegSZ, Data: guest.SZ(scsiAdapterClass)})
 			record("registry", `HKLM\SYSTEM\`+k, fmt.Sprintf("Service = %q, ClassGUID = %s: boot the disk controller with %s", d.Service, scsiAdapterClass, d.Service))
 		}
 	}
@@ -117,9 +119,9 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 	// boot through pnputil.
 	stage := path.Join("/Program Files", "vmconv", "virtio")
 	for _, d := range drivers[len(virtio.Storage):] {
-		files, err := hostDir(d.Dir)
+		files, err := src.ReadDir(d.Dir)
 		if err != nil {
-			return nil, fault.Wrap(fault.DriversMissing, d.Dir, err, "cannot read the %s driver", d.Name)
+			return nil, fault.Wrap(fault.DriversMissing, src.Path, err, "cannot read the %s driver in %s", d.Name, d.Dir)
 		}
 		if !dry {
 			if err := mkdirAll(fsys, path.Join(stage, d.Name)); err != nil {
@@ -132,7 +134,7 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 		}
 		sort.Strings(names) // the plan and the apply list them in one order
 		for _, name := range names {
-			if err := c.Write(path.Join(stage, d.Name, name), files[name], 0o644, fmt.Sprintf("%s %s staged for Plug and Play at first boot", d.Name, d.Version)); err != nil {
+			if err := c.Write(path.Join(stage, d.Name, name), files[name], 0o644, fmt.Sprintf("%s %s staged for Plug and Play at the first logon", d.Name, d.Version)); err != nil {
 				return nil, err
 			}
 		}
@@ -140,15 +142,35 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 	var swEdits []guest.RegEdit
 	runOnce := `Microsoft\Windows\CurrentVersion\RunOnce`
 	pnp := `cmd.exe /c pnputil /add-driver "C:\Program Files\vmconv\virtio\*.inf" /subdirs /install`
-	swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-virtio-drivers", Type: regSZ, Data: utf16z(pnp)})
-	record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-virtio-drivers`, "= "+pnp+": install NetKVM and Balloon at first boot")
+	swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-virtio-drivers", Type: guest.RegSZ, Data: guest.SZ(pnp)})
+	record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-virtio-drivers`, "= "+pnp+": install NetKVM and Balloon at the first administrator logon")
+
+	// The guest agent: its MSI, installed quietly at the first logon.
+	if agent, msi, ok := virtio.FindAgent(src, info.Arch); ok {
+		res.Agent = agent
+		dir := path.Join(stage, "guest-agent")
+		if !dry {
+			if err := mkdirAll(fsys, dir); err != nil {
+				return nil, fault.Wrap(fault.FixFailed, dir, err, "cannot create the staging folder")
+			}
+		}
+		dst := path.Join(dir, path.Base(agent.File))
+		if err := c.Write(dst, msi, 0o644, fmt.Sprintf("the QEMU guest agent (%s, sha256 %s) staged for the first logon", agent.File, agent.SHA256[:12])); err != nil {
+			return nil, err
+		}
+		cmd := `msiexec.exe /i "C:\Program Files\vmconv\virtio\guest-agent\` + path.Base(agent.File) + `" /qn /norestart`
+		swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-qemu-guest-agent", Type: guest.RegSZ, Data: guest.SZ(cmd)})
+		record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-qemu-guest-agent`, "= "+cmd+": install the QEMU guest agent at the first administrator logon")
+	} else {
+		c.Warn("%s has no guest agent installer for %s (guest-agent/qemu-ga-*.msi): the guest boots, but without the QEMU guest agent", src.Path, virtio.ArchDir(info.Arch))
+	}
 	if w.VMwareTools != "" && w.VMwareTools != "installed" && !o.KeepVMwareTools {
 		cmd := w.VMwareTools
 		if strings.HasPrefix(strings.ToLower(cmd), "msiexec") {
 			cmd += " /qn /norestart"
 		}
-		swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-remove-vmware-tools", Type: regSZ, Data: utf16z(cmd)})
-		record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-remove-vmware-tools`, "= "+cmd+": remove VMware Tools at first boot")
+		swEdits = append(swEdits, guest.RegEdit{Key: runOnce, Value: "vmconv-remove-vmware-tools", Type: guest.RegSZ, Data: guest.SZ(cmd)})
+		record("registry", `HKLM\SOFTWARE\`+runOnce+`\vmconv-remove-vmware-tools`, "= "+cmd+": remove VMware Tools at the first administrator logon")
 	}
 
 	if !dry {
@@ -170,21 +192,6 @@ func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.
 	res.Outcomes = append(res.Outcomes, Outcome{WindowsVirtio, status, "VirtIO drivers: " + strings.Join(names, ", ")})
 	res.Changes, res.Warnings = c.changes, c.warnings
 	return res, nil
-}
-
-func dword(v uint32) []byte {
-	b := make([]byte, 4)
-	binary.LittleEndian.PutUint32(b, v)
-	return b
-}
-
-func utf16z(s string) []byte {
-	u := utf16.Encode([]rune(s + "\x00"))
-	b := make([]byte, 2*len(u))
-	for i, c := range u {
-		binary.LittleEndian.PutUint16(b[2*i:], c)
-	}
-	return b
 }
 
 func mkdirAll(fsys guest.FS, p string) error {

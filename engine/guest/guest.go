@@ -118,6 +118,9 @@ type RegEdit struct {
 type Registry interface {
 	// HiveKey reads a key; ok is false when it does not exist.
 	HiveKey(hive, key string) (k RegKey, ok bool, err error)
+	// HiveSubkeys reads every subkey of a key, with its values, in one
+	// pass over the hive (a SYSTEM hive has hundreds of services).
+	HiveSubkeys(hive, key string) (subs map[string]RegKey, ok bool, err error)
 	// HiveEdit applies edits to a hive and commits them.
 	HiveEdit(hive string, edits []RegEdit) error
 	// WindowsInfo is what inspection found about a Windows root.

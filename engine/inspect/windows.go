@@ -1,10 +1,8 @@
 package inspect
 
 import (
-	"encoding/binary"
 	"sort"
 	"strings"
-	"unicode/utf16"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
@@ -30,37 +28,30 @@ func windows(s guest.FS, info *guest.Info) error {
 	if k, ok, err := reg.HiveKey(w.SoftwareHive, `Microsoft\Windows NT\CurrentVersion`); err != nil {
 		return corruptHive(w.SoftwareHive, err)
 	} else if ok {
-		win.Build = RegString(k.Values["CurrentBuildNumber"])
-		win.InstallationType = RegString(k.Values["InstallationType"])
+		win.Build = k.Values["CurrentBuildNumber"].String()
+		win.InstallationType = k.Values["InstallationType"].String()
 	}
-	services, ok, err := reg.HiveKey(w.SystemHive, w.CurrentControlSet+`\Services`)
+	services, _, err := reg.HiveSubkeys(w.SystemHive, w.CurrentControlSet+`\Services`)
 	if err != nil {
 		return corruptHive(w.SystemHive, err)
 	}
-	if ok {
-		for _, name := range services.Subs {
-			k, _, err := reg.HiveKey(w.SystemHive, w.CurrentControlSet+`\Services\`+name)
-			if err != nil {
-				return corruptHive(w.SystemHive, err)
-			}
-			group := strings.ToLower(RegString(k.Values["Group"]))
-			start, hasStart := RegDWORD(k.Values["Start"])
-			switch {
-			case strings.Contains(group, "scsi miniport") && hasStart && start == 0:
-				win.StorageDrivers = append(win.StorageDrivers, name)
-			case group == "ndis":
-				win.NetworkDrivers = append(win.NetworkDrivers, name)
-			}
-			if strings.EqualFold(name, "VMTools") && win.VMwareTools == "" {
-				win.VMwareTools = "installed"
-			}
+	for name, k := range services {
+		group := strings.ToLower(k.Values["Group"].String())
+		start, hasStart := k.Values["Start"].DWORD()
+		switch {
+		case strings.Contains(group, "scsi miniport") && hasStart && start == 0:
+			win.StorageDrivers = append(win.StorageDrivers, name)
+		case group == "ndis":
+			win.NetworkDrivers = append(win.NetworkDrivers, name)
+		}
+		if strings.EqualFold(name, "VMTools") && win.VMwareTools == "" {
+			win.VMwareTools = "installed"
 		}
 	}
-	if u, ok, err := reg.HiveKey(w.SoftwareHive, `Microsoft\Windows\CurrentVersion\Uninstall`); err == nil && ok {
-		for _, id := range u.Subs {
-			k, _, _ := reg.HiveKey(w.SoftwareHive, `Microsoft\Windows\CurrentVersion\Uninstall\`+id)
-			if strings.Contains(RegString(k.Values["DisplayName"]), "VMware Tools") {
-				win.VMwareTools = RegString(k.Values["UninstallString"])
+	if apps, _, err := reg.HiveSubkeys(w.SoftwareHive, `Microsoft\Windows\CurrentVersion\Uninstall`); err == nil {
+		for _, k := range apps {
+			if strings.Contains(k.Values["DisplayName"].String(), "VMware Tools") {
+				win.VMwareTools = k.Values["UninstallString"].String()
 			}
 		}
 	}
@@ -70,7 +61,7 @@ func windows(s guest.FS, info *guest.Info) error {
 	sort.Strings(win.StorageDrivers)
 	sort.Strings(win.NetworkDrivers)
 	if k, ok, _ := reg.HiveKey(w.SystemHive, w.CurrentControlSet+`\Control\Session Manager\Power`); ok {
-		if v, ok := RegDWORD(k.Values["HiberbootEnabled"]); ok && v == 1 {
+		if v, ok := k.Values["HiberbootEnabled"].DWORD(); ok && v == 1 {
 			win.Hibernation = true
 		}
 	}
@@ -87,24 +78,4 @@ func windows(s guest.FS, info *guest.Info) error {
 func corruptHive(hive string, err error) error {
 	return fault.Wrap(fault.InspectionFailed, hive, err, "the registry hive cannot be read: it is damaged").
 		WithHint("Repair the guest's registry (boot it on VMware and run chkdsk /f and sfc /scannow), then convert again. Nothing was written.")
-}
-
-// RegString decodes a REG_SZ or REG_EXPAND_SZ value.
-func RegString(v guest.RegValue) string {
-	if len(v.Data) < 2 {
-		return ""
-	}
-	u := make([]uint16, len(v.Data)/2)
-	for i := range u {
-		u[i] = binary.LittleEndian.Uint16(v.Data[2*i:])
-	}
-	return strings.TrimRight(string(utf16.Decode(u)), "\x00")
-}
-
-// RegDWORD decodes a REG_DWORD value.
-func RegDWORD(v guest.RegValue) (uint32, bool) {
-	if len(v.Data) != 4 {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint32(v.Data), true
 }

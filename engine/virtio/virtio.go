@@ -1,14 +1,20 @@
 // Package virtio finds the VirtIO drivers a Windows guest needs in a
-// virtio-win tree (the layout of the virtio-win ISO, unpacked): one folder
-// per driver, then per Windows version, then per architecture, holding the
-// INF, SYS and CAT files.
+// virtio-win source, the ISO itself or the folder it was unpacked to: one
+// folder per driver, then per Windows version, then per architecture,
+// holding the INF, SYS and CAT files, and the guest agent's installers in
+// guest-agent/.
 package virtio
 
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -16,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/iso9660"
 )
 
 // Driver is one driver for one Windows version and architecture.
@@ -26,16 +33,17 @@ type Driver struct {
 	Arch    string `json:"arch"`    // amd64
 	Version string `json:"version"` // from DriverVer
 	Date    string `json:"date"`
-	Dir     string `json:"dir"`
-	INF     string `json:"inf"`
-	SYS     string `json:"sys,omitempty"`
+	// Dir, INF and SYS are paths in the Source.
+	Dir string `json:"dir"`
+	INF string `json:"inf"`
+	SYS string `json:"sys,omitempty"`
 	// HardwareIDs are the PCI IDs the INF binds, such as
 	// PCI\VEN_1AF4&DEV_1001&SUBSYS_00021AF4&REV_00.
 	HardwareIDs []string `json:"hardware_ids"`
 }
 
 // Boot-critical storage drivers, and the ones staged for Plug and Play at
-// first boot.
+// the first logon.
 var (
 	Storage = []string{"viostor", "vioscsi"}
 	Staged  = []string{"NetKVM", "Balloon"}
@@ -85,19 +93,103 @@ func ArchDir(arch string) string {
 	return arch
 }
 
-// Find locates each named driver for the guest. root is the virtio-win
-// folder.
-func Find(root string, names []string, osDirs []string, arch string) ([]Driver, error) {
-	if root == "" {
+// Source is a virtio-win driver source: the ISO itself or the folder it was
+// unpacked to. Paths in it are slash-separated, relative to its root.
+type Source struct {
+	Path string // as the user gave it
+	Kind string // "iso" or "folder"
+	FS   fs.FS
+	im   *iso9660.Image
+}
+
+// Open opens the virtio-win ISO or folder at p.
+func Open(p string) (*Source, error) {
+	if p == "" {
 		return nil, fault.New(fault.DriversMissing, "", "the guest is Windows and no VirtIO driver source is set").
 			WithHint("Windows needs a VirtIO storage driver installed before its first KVM boot, or it stops with INACCESSIBLE_BOOT_DEVICE. " +
-				"Download virtio-win (https://fedorapeople.org/groups/virt/virtio-win/), unpack the ISO, and set fixes = { windows = { virtio_win = \"/path/to/virtio-win\" } }.")
+				"Download virtio-win.iso (https://fedorapeople.org/groups/virt/virtio-win/) and set fixes = { windows = { virtio_win = \"/path/to/virtio-win.iso\" } } " +
+				"(the ISO, or the folder it was unpacked to).")
 	}
-	fi, err := os.Stat(root)
-	if err != nil || !fi.IsDir() {
-		return nil, fault.New(fault.DriversMissing, root, "the VirtIO driver source is not a folder").
-			WithHint("Point fixes.windows.virtio_win at the unpacked virtio-win ISO (the folder that holds viostor, vioscsi, NetKVM...).")
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return nil, fault.Wrap(fault.DriversMissing, p, err, "the VirtIO driver source cannot be read").
+			WithHint("Point fixes.windows.virtio_win at virtio-win.iso or the folder it was unpacked to.")
+	case fi.IsDir():
+		return &Source{Path: p, Kind: "folder", FS: os.DirFS(p)}, nil
+	case fi.Mode().IsRegular() && iso9660.Is(p):
+		im, err := iso9660.Open(p)
+		if err != nil {
+			return nil, fault.Wrap(fault.DriversMissing, p, err, "the virtio-win ISO cannot be read").
+				WithHint("Download virtio-win.iso again (its sha256 is published beside it), or unpack it with bsdtar and point virtio_win at the folder.")
+		}
+		return &Source{Path: p, Kind: "iso", FS: im, im: im}, nil
 	}
+	return nil, fault.New(fault.DriversMissing, p, "the VirtIO driver source is neither a folder nor an ISO 9660 image").
+		WithHint("Point fixes.windows.virtio_win at virtio-win.iso or the folder it was unpacked to (the folder that holds viostor, vioscsi, NetKVM...).")
+}
+
+// Identity changes when the contents of the source at p do: the size and
+// modification time of the ISO, or of every file in the folder. It is ""
+// for no source.
+func Identity(p string) string {
+	if p == "" {
+		return ""
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "missing"
+	}
+	if !fi.IsDir() {
+		return fmt.Sprintf("file %d %d", fi.Size(), fi.ModTime().UnixNano())
+	}
+	h := sha256.New()
+	filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+		if err != nil {
+			fmt.Fprintf(h, "%s error\n", q)
+			return nil
+		}
+		if i, err := d.Info(); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", q, i.Size(), i.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return "folder " + hex.EncodeToString(h.Sum(nil))
+}
+
+// Close releases the ISO, if the source is one.
+func (s *Source) Close() error {
+	if s.im != nil {
+		return s.im.Close()
+	}
+	return nil
+}
+
+// ReadFile reads a file of the source.
+func (s *Source) ReadFile(name string) ([]byte, error) { return fs.ReadFile(s.FS, name) }
+
+// ReadDir reads the regular files of a folder of the source.
+func (s *Source) ReadDir(dir string) (map[string][]byte, error) {
+	es, err := fs.ReadDir(s.FS, dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, e := range es {
+		if e.Type().IsRegular() {
+			b, err := fs.ReadFile(s.FS, path.Join(dir, e.Name()))
+			if err != nil {
+				return nil, err
+			}
+			out[e.Name()] = b
+		}
+	}
+	return out, nil
+}
+
+// Find locates each named driver for the guest in the source.
+func Find(src *Source, names []string, osDirs []string, arch string) ([]Driver, error) {
+	root := src.Path
 	if len(osDirs) == 0 {
 		return nil, fault.New(fault.GuestUnsupported, root, "no VirtIO drivers are published for this Windows version").
 			WithHint("vmconv supports Windows 7 / Server 2008 R2 and later.")
@@ -108,14 +200,16 @@ func Find(root string, names []string, osDirs []string, arch string) ([]Driver, 
 		var found *Driver
 		var seen []string
 		for _, od := range osDirs {
-			dir := filepath.Join(root, n, od, ad)
-			if d, err := load(n, od, ad, dir); err == nil {
+			dir := path.Join(n, od, ad)
+			if d, err := load(src.FS, n, od, ad, dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			} else if err == nil {
 				found = d
 				break
 			}
-			if others, _ := filepath.Glob(filepath.Join(root, n, od, "*")); len(others) > 0 {
+			if others, _ := fs.Glob(src.FS, path.Join(n, od, "*")); len(others) > 0 {
 				for _, o := range others {
-					seen = append(seen, od+"/"+filepath.Base(o))
+					seen = append(seen, od+"/"+path.Base(o))
 				}
 			}
 		}
@@ -132,21 +226,58 @@ func Find(root string, names []string, osDirs []string, arch string) ([]Driver, 
 	return out, nil
 }
 
+// Agent is the QEMU guest agent's installer in a virtio-win source.
+type Agent struct {
+	File   string `json:"file"` // guest-agent/qemu-ga-x86_64.msi
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// FindAgent locates the guest agent installer for an architecture. Older
+// and trimmed trees lack it; that is not an error, the guest boots without
+// it.
+func FindAgent(src *Source, arch string) (*Agent, []byte, bool) {
+	name := map[string]string{"amd64": "qemu-ga-x86_64.msi", "x86": "qemu-ga-i386.msi"}[ArchDir(arch)]
+	if name == "" {
+		return nil, nil, false
+	}
+	p := path.Join("guest-agent", name)
+	b, err := src.ReadFile(p)
+	if err != nil {
+		return nil, nil, false
+	}
+	sum := sha256.Sum256(b)
+	return &Agent{File: p, Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, b, true
+}
+
 var (
 	driverVer = regexp.MustCompile(`(?i)^\s*DriverVer\s*=\s*([0-9/]+)\s*,\s*([0-9.]+)`)
 	pciID     = regexp.MustCompile(`(?i)PCI\\VEN_[0-9A-F]{4}&DEV_[0-9A-F]{4}(&SUBSYS_[0-9A-F]{8})?(&REV_[0-9A-F]{2})?`)
 	addSvc    = regexp.MustCompile(`(?i)^\s*AddService\s*=\s*([A-Za-z0-9_]+)`)
 )
 
-func load(name, osDir, arch, dir string) (*Driver, error) {
-	infs, _ := filepath.Glob(filepath.Join(dir, "*.inf"))
+func load(fsys fs.FS, name, osDir, arch, dir string) (*Driver, error) {
+	es, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fs.ErrNotExist
+	}
+	var infs, syss []string
+	for _, e := range es {
+		switch strings.ToLower(path.Ext(e.Name())) {
+		case ".inf":
+			infs = append(infs, path.Join(dir, e.Name()))
+		case ".sys":
+			syss = append(syss, path.Join(dir, e.Name()))
+		}
+	}
 	if len(infs) == 0 {
-		return nil, os.ErrNotExist
+		return nil, fs.ErrNotExist
 	}
 	sort.Strings(infs)
-	b, err := os.ReadFile(infs[0])
+	sort.Strings(syss)
+	b, err := fs.ReadFile(fsys, infs[0])
 	if err != nil {
-		return nil, err
+		return nil, fault.Wrap(fault.DriversMissing, infs[0], err, "cannot read the %s INF", name)
 	}
 	b = utf16ToUTF8(b)
 	d := &Driver{Name: name, OSDir: osDir, Arch: arch, Dir: dir, INF: infs[0], Service: strings.ToLower(name)}
@@ -174,8 +305,8 @@ func load(name, osDir, arch, dir string) (*Driver, error) {
 		d.HardwareIDs = append(d.HardwareIDs, id)
 	}
 	sort.Strings(d.HardwareIDs)
-	if s, _ := filepath.Glob(filepath.Join(dir, "*.sys")); len(s) > 0 {
-		d.SYS = s[0]
+	if len(syss) > 0 {
+		d.SYS = syss[0]
 	}
 	return d, nil
 }

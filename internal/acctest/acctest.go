@@ -3,7 +3,6 @@
 package acctest
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -18,7 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider"
 )
 
@@ -109,21 +108,12 @@ func SharedTempDir(t *testing.T) string {
 // in read-only mode), for checks that must not trust vmconv's own code.
 func GuestFile(image, path string) (string, error) {
 	cmd := exec.Command("guestfish", "--ro", "-a", image, "-i", "cat", path)
-	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
-	if accelIsTCG() {
-		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
-	}
+	cmd.Env = guestfsenv.Env()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("guestfish cat %s: %v: %s", path, err, out)
 	}
 	return string(out), nil
-}
-
-func accelIsTCG() bool {
-	cache, _ := os.UserCacheDir()
-	r, err := accel.Resolve(context.Background(), os.Getenv("VMCONV_ACCEL"), accel.Options{CacheDir: filepath.Join(cache, "vmconv")})
-	return err != nil || r.Mode != accel.KVM
 }
 
 // GuestChecksums returns the sha256 of each regular file in paths inside a
@@ -136,10 +126,7 @@ func GuestChecksums(image string, paths []string) (map[string]string, error) {
 	}
 	cmd := exec.Command("guestfish", "--ro", "-a", image, "-i")
 	cmd.Stdin = strings.NewReader(script.String())
-	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
-	if accelIsTCG() {
-		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
-	}
+	cmd.Env = guestfsenv.Env()
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("guestfish: %v", err)
@@ -164,14 +151,4 @@ func GuestChecksums(image string, paths []string) (map[string]string, error) {
 		}
 	}
 	return sums, nil
-}
-
-// GuestfsEnv is the environment libguestfs tools run with in tests: the
-// direct backend, and software emulation where KVM does not work.
-func GuestfsEnv() []string {
-	env := append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
-	if accelIsTCG() {
-		env = append(env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
-	}
-	return env
 }

@@ -48,6 +48,7 @@ var summaries = map[fault.Code]string{
 	fault.HypervisorFailed:      "Hypervisor Operation Failed",
 	fault.HypervisorUnreachable: "Libvirt Not Reachable",
 	fault.DomainExists:          "Domain Name Already Taken",
+	fault.BootPhases:            "Boot Phases Not Possible",
 	fault.FirmwareMissing:       "Firmware Not Installed",
 	fault.FetchFailed:           "Source Download Failed",
 	fault.ChecksumMismatch:      "Source Checksum Mismatch",

@@ -404,11 +404,12 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 					"windows": schema.SingleNestedAttribute{Optional: true,
 						MarkdownDescription: "Windows guests: where the VirtIO drivers come from. The fix (`windows-virtio`) copies viostor and vioscsi for the guest's " +
 							"version and architecture into `System32\\drivers`, registers them as boot-start services with CriticalDeviceDatabase entries for their PCI IDs, " +
-							"removes any StartOverride, stages NetKVM and Balloon for Plug and Play at first boot (RunOnce, pnputil), and schedules VMware Tools' removal. " +
+							"removes any StartOverride, stages NetKVM and Balloon (pnputil) and the QEMU guest agent (msiexec) for installation at the first administrator logon (RunOnce), " +
+							"and schedules VMware Tools' removal. " +
 							"Both hives are backed up to `<output>.vmconv-hives` first. A Windows guest without a driver source fails the plan.",
 						Attributes: map[string]schema.Attribute{
 							"virtio_win": schema.StringAttribute{Required: true,
-								MarkdownDescription: "The unpacked virtio-win ISO: the folder holding `viostor`, `vioscsi`, `NetKVM`, `Balloon`..."},
+								MarkdownDescription: "`virtio-win.iso` itself (read in place, without mounting), or the folder it was unpacked to: the one holding `viostor`, `vioscsi`, `NetKVM`, `Balloon`, `guest-agent`..."},
 						}},
 				},
 			},
@@ -590,15 +591,7 @@ func guestSchemaAttributes() map[string]schema.Attribute {
 }
 
 func (r *diskConversionResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	if req.ProviderData == nil {
-		return
-	}
-	data, ok := req.ProviderData.(*providerData)
-	if !ok {
-		resp.Diagnostics.AddError("Unexpected Provider Data", fmt.Sprintf("Expected *providerData, got %T. This is a bug in the provider.", req.ProviderData))
-		return
-	}
-	r.data = data
+	r.data = configured(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {

@@ -151,7 +151,7 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"network": schema.StringAttribute{Optional: true, MarkdownDescription: "A libvirt network, such as `default`."},
 					"user":    schema.BoolAttribute{Optional: true, MarkdownDescription: "User-mode networking instead of a libvirt network."},
 					"model": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
-						MarkdownDescription: "`virtio` (default), `e1000`, `vmxnet3` or `rtl8139`.", Validators: []validator.String{stringvalidator.OneOf("virtio", "e1000", "vmxnet3", "rtl8139")}},
+						MarkdownDescription: "`virtio` (default), `e1000e`, `e1000`, `vmxnet3` or `rtl8139`. Windows has an inbox driver for `e1000e`.", Validators: []validator.String{stringvalidator.OneOf("virtio", "e1000e", "e1000", "vmxnet3", "rtl8139")}},
 					"mac": schema.StringAttribute{Optional: true, Computed: true,
 						MarkdownDescription: "MAC address; generated (52:54:00:…) when not set. Set it to the source's to carry the MAC over (with the conversion's `fixes.keep_network_identity`).",
 						Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`), "must be a MAC address like 52:54:00:12:34:56")},
@@ -176,7 +176,8 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			},
 			"initial_boot_bus": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "Boot first with every disk on this bus (`sata`), wait for the guest, shut it down, then boot on the disks' own bus: " +
-					"for guests that need one boot on an emulated controller to install the drivers for virtio (Windows). Each phase is reported in `boot_phases`.",
+					"for guests that need one boot on an emulated controller to activate their virtio drivers. The switch happens when the first boot's test passes, so it needs " +
+					"`running`, an enabled `boot_test` and a Linux guest; otherwise the plan fails rather than boot straight on the final bus. Each phase is reported in `boot_phases`.",
 				Validators:    []validator.String{stringvalidator.OneOf("sata")},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"shutdown_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("3m"),
@@ -218,15 +219,7 @@ func bootResultSchemaAttributes() map[string]schema.Attribute {
 }
 
 func (r *kvmDomainResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	if req.ProviderData == nil {
-		return
-	}
-	data, ok := req.ProviderData.(*providerData)
-	if !ok {
-		resp.Diagnostics.AddError("Unexpected Provider Data", fmt.Sprintf("Expected *providerData, got %T. This is a bug in the provider.", req.ProviderData))
-		return
-	}
-	r.data = data
+	r.data = configured(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {

@@ -121,12 +121,13 @@ resource "vmconv_kvm_domain" "seq" {
   memory           = 768
   disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
   network_interfaces = [{ user = true, mac = "52:54:00:aa:bb:01" }]
-  initial_boot_bus = "sata"
   %s
 }
 `, web, webMemory, seq, seqBootTest)
 	}
 	const webAddr, seqAddr = "vmconv_kvm_domain.web", "vmconv_kvm_domain.seq"
+	const seqPhases = `initial_boot_bus = "sata"
+  boot_test = { timeout = "20m" }`
 
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
@@ -143,7 +144,7 @@ resource "vmconv_kvm_domain" "seq" {
 			}),
 		Steps: []resource.TestStep{
 			{
-				Config: config(1024, `boot_test = { timeout = "20m" }`),
+				Config: config(1024, seqPhases),
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(webAddr, "boot_test_result.status", "passed"),
 					resource.TestCheckResourceAttr(webAddr, "boot_test_result.disk_bus", "virtio"),
@@ -181,7 +182,7 @@ resource "vmconv_kvm_domain" "seq" {
 			{
 				// The guests have been running and writing to their disks:
 				// nothing may be replaced, the converted image least of all.
-				Config: config(1024, `boot_test = { timeout = "20m" }`),
+				Config: config(1024, seqPhases),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectEmptyPlan(),
 				}},
@@ -196,7 +197,7 @@ resource "vmconv_kvm_domain" "seq" {
 				),
 			},
 			{
-				Config: config(1536, `boot_test = { timeout = "20m" }`),
+				Config: config(1536, seqPhases),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(webAddr, plancheck.ResourceActionUpdate),
 					plancheck.ExpectResourceAction(seqAddr, plancheck.ResourceActionNoop),
@@ -228,8 +229,9 @@ resource "vmconv_kvm_domain" "seq" {
 			},
 			{
 				// Undefined behind Terraform's back: the next apply defines
-				// it again (without a boot test: only the definition is at
-				// stake here).
+				// it again (without a boot test, and so without the SATA
+				// phase the boot test ends: only the definition is at stake
+				// here).
 				PreConfig: func() {
 					if out, err := virsh("destroy", seq); err != nil {
 						t.Fatalf("virsh destroy: %v: %s", err, out)

@@ -61,7 +61,7 @@ func TestAccDiskConversion_ova(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectKnownValue(name, tfjsonpath.New("source_format"), knownvalue.StringExact("vmdk")),
 					plancheck.ExpectKnownValue(name, tfjsonpath.New("virtual_size"), knownvalue.Int64Exact(8*mib)),
-					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_stages").AtSliceIndex(0), knownvalue.StringRegexp(regexpMust(`^fetch: extract disk 0 \(web-disk1\.vmdk\) of web from the OVA`))),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_stages").AtSliceIndex(0), knownvalue.StringRegexp(regexpMust(`^fetch: extract disk 0 from the OVA, .*; disk 0 is web-disk1\.vmdk of web$`))),
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(
 					checkOutput(out, testimg.NewExpected(8*mib, baseLayer)),

@@ -4,12 +4,14 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -196,6 +198,19 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	}
 	resp.ResourceData = data
 	resp.DataSourceData = data
+}
+
+// configured is what resources and data sources take from the provider's
+// Configure: nil before the provider is configured (validation).
+func configured(from any, diags *diag.Diagnostics) *providerData {
+	if from == nil {
+		return nil
+	}
+	data, ok := from.(*providerData)
+	if !ok {
+		diags.AddError("Unexpected Provider Data", fmt.Sprintf("Expected *providerData, got %T. This is a bug in the provider.", from))
+	}
+	return data
 }
 
 func stringSetting(v types.String, env string) string {

@@ -1,6 +1,9 @@
 package provider_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
 	"github.com/vmconv/terraform-provider-vmconv/internal/wintest"
 )
 
@@ -23,15 +27,16 @@ import (
 // reads the hive through libguestfs and hivex: not through vmconv's code.
 func winReg(image, key string) (string, error) {
 	cmd := exec.Command("virt-win-reg", "--unsafe-printable-strings", image, key)
-	cmd.Env = acctest.GuestfsEnv()
+	cmd.Env = guestfsenv.Env()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
 // TestAccWindowsFixes converts the synthetic Windows Server 2019 guest with
 // a fake virtio-win tree. Without a driver source, and with drivers for the
-// wrong architecture only, the plan fails and nothing is written. With the
-// right tree the plan lists the drivers by version; the apply writes them;
+// wrong architecture only (an unpacked folder), the plan fails and nothing
+// is written. With the right tree, packed into an ISO as virtio-win.iso is,
+// the plan lists the drivers by version; the apply writes them;
 // then the hives are read back with hivex (virt-win-reg) and every service
 // value, CriticalDeviceDatabase entry, RunOnce entry and copied file is
 // checked, and the hive backups sit beside the report.
@@ -44,8 +49,11 @@ func TestAccWindowsFixes(t *testing.T) {
 	if err := wintest.BuildDisk(src, g); err != nil {
 		t.Fatal(err)
 	}
-	good, x86only := filepath.Join(dir, "virtio-win"), filepath.Join(dir, "virtio-win-x86")
-	if err := wintest.VirtioWin(good, []string{"2k19", "2k16", "w10"}, []string{"amd64", "x86"}); err != nil {
+	tree, good, x86only := filepath.Join(dir, "virtio-win"), filepath.Join(dir, "virtio-win.iso"), filepath.Join(dir, "virtio-win-x86")
+	if err := wintest.VirtioWin(tree, []string{"2k19", "2k16", "w10"}, []string{"amd64", "x86"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wintest.ISO(tree, good); err != nil {
 		t.Fatal(err)
 	}
 	if err := wintest.VirtioWin(x86only, []string{"2k19"}, []string{"x86"}); err != nil {
@@ -107,7 +115,8 @@ func TestAccWindowsFixes(t *testing.T) {
 							return fmt.Errorf("vioscsi service: %v\n%s", err, scsi)
 						}
 						ro, err := winReg(out, `HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnce`)
-						if err != nil || !strings.Contains(ro, `pnputil /add-driver`) || !strings.Contains(ro, `MsiExec.exe /X{VMWARE-TOOLS} /qn /norestart`) {
+						if err != nil || !strings.Contains(ro, `pnputil /add-driver`) || !strings.Contains(ro, `MsiExec.exe /X{VMWARE-TOOLS} /qn /norestart`) ||
+							!strings.Contains(ro, `"vmconv-qemu-guest-agent"=str(1):"msiexec.exe /i \"C:\\Program Files\\vmconv\\virtio\\guest-agent\\qemu-ga-x86_64.msi\" /qn /norestart"`) {
 							return fmt.Errorf("RunOnce: %v\n%s", err, ro)
 						}
 						// The pre-existing VMware drivers are untouched.
@@ -115,11 +124,50 @@ func TestAccWindowsFixes(t *testing.T) {
 						if err != nil || !strings.Contains(pv, `"Start"=dword:00000000`) {
 							return fmt.Errorf("pvscsi service: %v\n%s", err, pv)
 						}
-						for _, f := range []string{"/Windows/System32/drivers/viostor.sys", "/Windows/System32/drivers/vioscsi.sys",
-							"/Program Files/vmconv/virtio/NetKVM/netkvm.inf", "/Program Files/vmconv/virtio/Balloon/balloon.sys"} {
-							if _, err := acctest.GuestFile(out, f); err != nil {
-								return fmt.Errorf("%s was not copied: %v", f, err)
+						// Each file in the guest is the one in the ISO.
+						copied := map[string]string{
+							"/Windows/System32/drivers/viostor.sys":                       "viostor/2k19/amd64/viostor.sys",
+							"/Windows/System32/drivers/vioscsi.sys":                       "vioscsi/2k19/amd64/vioscsi.sys",
+							"/Program Files/vmconv/virtio/NetKVM/netkvm.inf":              "NetKVM/2k19/amd64/netkvm.inf",
+							"/Program Files/vmconv/virtio/Balloon/balloon.sys":            "Balloon/2k19/amd64/balloon.sys",
+							"/Program Files/vmconv/virtio/guest-agent/qemu-ga-x86_64.msi": "guest-agent/qemu-ga-x86_64.msi",
+						}
+						var paths []string
+						for f := range copied {
+							paths = append(paths, f)
+						}
+						sums, err := acctest.GuestChecksums(out, paths)
+						if err != nil {
+							return err
+						}
+						for f, from := range copied {
+							want, _ := os.ReadFile(filepath.Join(tree, from))
+							if h := sha256.Sum256(want); sums[f] != hex.EncodeToString(h[:]) {
+								return fmt.Errorf("%s is not %s from the ISO (sha256 %q)", f, from, sums[f])
 							}
+						}
+						// Inspection read the VMware guest's drivers and tools.
+						var rep struct {
+							Result struct {
+								Guest struct {
+									Windows struct {
+										Build          string   `json:"build"`
+										ControlSet     string   `json:"current_control_set"`
+										StorageDrivers []string `json:"storage_drivers"`
+										NetworkDrivers []string `json:"network_drivers"`
+										VMwareTools    string   `json:"vmware_tools"`
+									} `json:"windows"`
+								} `json:"guest"`
+							} `json:"result"`
+						}
+						b, err := os.ReadFile(out + ".vmconv.json")
+						if err != nil || json.Unmarshal(b, &rep) != nil {
+							return fmt.Errorf("report: %v", err)
+						}
+						w := rep.Result.Guest.Windows
+						if w.Build != "17763" || w.ControlSet != "ControlSet001" || strings.Join(w.StorageDrivers, ",") != "LSI_SAS,pvscsi,storahci" ||
+							strings.Join(w.NetworkDrivers, ",") != "vmxnet3ndis6" || w.VMwareTools != "MsiExec.exe /X{VMWARE-TOOLS}" {
+							return fmt.Errorf("inspected Windows: %+v", w)
 						}
 						for _, h := range []string{"SYSTEM.orig", "SOFTWARE.orig"} {
 							b, err := os.ReadFile(filepath.Join(out+".vmconv-hives", h))
@@ -129,6 +177,19 @@ func TestAccWindowsFixes(t *testing.T) {
 						}
 						return nil
 					}),
+			},
+			{
+				// Windows has no boot test to end a SATA phase: asking for
+				// one fails the plan rather than booting straight on virtio.
+				Config: conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)) + `
+resource "vmconv_kvm_domain" "win" {
+  name             = "vmconv-test-win-phases"
+  disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
+  initial_boot_bus = "sata"
+}
+`,
+				PlanOnly:    true,
+				ExpectError: wrapTolerant(`(?s)Boot Phases Not Possible.*the guest is windows.*boot-start`),
 			},
 		},
 	})

@@ -1,7 +1,6 @@
 package wintest
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -9,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
 )
 
 // PE returns a minimal PE32+ console executable for machine (0x8664 for
@@ -145,10 +144,7 @@ umount-all
 `, path, dir, dir, dir, dir, dir, dir)
 	cmd := exec.Command("guestfish", "--")
 	cmd.Stdin = strings.NewReader(script)
-	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
-	if tcg := os.Getenv("LIBGUESTFS_BACKEND_SETTINGS"); tcg == "" && !kvmUsable() {
-		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
-	}
+	cmd.Env = guestfsenv.Env()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("guestfish: %v: %s", err, out)
@@ -185,10 +181,4 @@ func bitlocker(path string) error {
 	binary.LittleEndian.PutUint16(fve[10:], 2)
 	_, err = f.WriteAt(fve, start+1<<20)
 	return err
-}
-
-func kvmUsable() bool {
-	cache, _ := os.UserCacheDir()
-	r, err := accel.Resolve(context.Background(), os.Getenv("VMCONV_ACCEL"), accel.Options{CacheDir: filepath.Join(cache, "vmconv")})
-	return err == nil && r.Mode == accel.KVM
 }

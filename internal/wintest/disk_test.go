@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
 )
 
 // TestDiskInspectsAsWindows builds the synthetic disk and asks libguestfs'
@@ -20,10 +22,7 @@ func TestDiskInspectsAsWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("virt-inspector", "-a", p)
-	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct")
-	if !kvmUsable() {
-		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
-	}
+	cmd.Env = guestfsenv.Env()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("virt-inspector: %v\n%s", err, out)

@@ -3,6 +3,7 @@ package wintest
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -25,8 +26,23 @@ const VirtioVersion = "100.95.104.26200"
 // VirtioWin writes a fake virtio-win tree in the real layout
 // (<driver>/<windows>/<arch>/ with INF, SYS and CAT files) for the given
 // Windows folders and architectures. The INFs carry real DriverVer,
-// hardware-ID and AddService lines; the SYS files are minimal PEs.
+// hardware-ID and AddService lines; the SYS files are minimal PEs. The
+// guest agent's installers are in guest-agent/ for each architecture.
 func VirtioWin(root string, osDirs, arches []string) error {
+	for _, arch := range arches {
+		msi := map[string]string{"amd64": "qemu-ga-x86_64.msi", "x86": "qemu-ga-i386.msi"}[arch]
+		if msi == "" {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(root, "guest-agent"), 0o755); err != nil {
+			return err
+		}
+		// Not an installer: the fix copies it and never runs it.
+		body := "fake QEMU guest agent installer for " + arch + "\n"
+		if err := os.WriteFile(filepath.Join(root, "guest-agent", msi), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
 	for _, d := range virtioDrivers {
 		for _, od := range osDirs {
 			for _, arch := range arches {
@@ -72,6 +88,16 @@ RHEL = "Red Hat, Inc."
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// ISO packs a tree into an ISO image as virtio-win.iso is packed (ISO 9660
+// with Rock Ridge and Joliet), with xorriso.
+func ISO(tree, iso string) error {
+	out, err := exec.Command("xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-joliet-long", "-V", "virtio-win", "-o", iso, tree).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("xorriso (run tools/setup if it is missing): %v: %s", err, out)
 	}
 	return nil
 }

@@ -56,7 +56,10 @@ type Session struct {
 	inspected bool
 }
 
-var _ guest.Session = (*Session)(nil)
+var (
+	_ guest.Session  = (*Session)(nil)
+	_ guest.Registry = (*Session)(nil)
+)
 
 // Open launches an appliance on the drive. The context bounds the whole
 // session: when it ends the appliance is killed and pending calls fail.
@@ -507,7 +510,35 @@ func (s *Session) hiveWalk(key string, create bool) (int64, bool, error) {
 	return node, true, nil
 }
 
-func (s *Session) HiveKey(hive, key string) (k guest.RegKey, ok bool, err error) {
+// readNode reads a node's values and its children's names and handles;
+// the hive must be open.
+func (s *Session) readNode(node int64) (guest.RegKey, []int64, error) {
+	k := guest.RegKey{Values: map[string]guest.RegValue{}}
+	vals, err := s.g.Hivex_node_values(node)
+	if err != nil {
+		return k, nil, err
+	}
+	for _, v := range *vals {
+		name, _ := s.g.Hivex_value_key(v.Hivex_value_h)
+		t, _ := s.g.Hivex_value_type(v.Hivex_value_h)
+		data, _ := s.g.Hivex_value_value(v.Hivex_value_h)
+		k.Values[name] = guest.RegValue{Type: t, Data: data}
+	}
+	kids, err := s.g.Hivex_node_children(node)
+	if err != nil {
+		return k, nil, err
+	}
+	var handles []int64
+	for _, c := range *kids {
+		n, _ := s.g.Hivex_node_name(c.Hivex_node_h)
+		k.Subs = append(k.Subs, n)
+		handles = append(handles, c.Hivex_node_h)
+	}
+	return k, handles, nil
+}
+
+// readHive opens a hive read-only, finds key and hands its node to f.
+func (s *Session) readHive(hive, key string, f func(node int64) error) (ok bool, err error) {
 	err = s.call(func() error {
 		if err := s.g.Hivex_open(hive, &lg.OptargsHivex_open{Write_is_set: true, Write: false}); err != nil {
 			return err
@@ -518,28 +549,34 @@ func (s *Session) HiveKey(hive, key string) (k guest.RegKey, ok bool, err error)
 			return err
 		}
 		ok = true
-		k.Values = map[string]guest.RegValue{}
-		vals, err := s.g.Hivex_node_values(node)
+		return f(node)
+	})
+	return ok, err
+}
+
+func (s *Session) HiveKey(hive, key string) (k guest.RegKey, ok bool, err error) {
+	ok, err = s.readHive(hive, key, func(node int64) (err error) {
+		k, _, err = s.readNode(node)
+		return err
+	})
+	return k, ok, err
+}
+
+func (s *Session) HiveSubkeys(hive, key string) (subs map[string]guest.RegKey, ok bool, err error) {
+	ok, err = s.readHive(hive, key, func(node int64) error {
+		parent, kids, err := s.readNode(node)
 		if err != nil {
 			return err
 		}
-		for _, v := range *vals {
-			name, _ := s.g.Hivex_value_key(v.Hivex_value_h)
-			t, _ := s.g.Hivex_value_type(v.Hivex_value_h)
-			data, _ := s.g.Hivex_value_value(v.Hivex_value_h)
-			k.Values[name] = guest.RegValue{Type: t, Data: data}
-		}
-		kids, err := s.g.Hivex_node_children(node)
-		if err != nil {
-			return err
-		}
-		for _, c := range *kids {
-			n, _ := s.g.Hivex_node_name(c.Hivex_node_h)
-			k.Subs = append(k.Subs, n)
+		subs = map[string]guest.RegKey{}
+		for i, h := range kids {
+			if subs[parent.Subs[i]], _, err = s.readNode(h); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
-	return k, ok, err
+	return subs, ok, err
 }
 
 func (s *Session) HiveEdit(hive string, edits []guest.RegEdit) error {

@@ -22,6 +22,17 @@ resource "vmconv_disk_conversion" "scratch" {
   }
 }
 
+# A Windows guest: the VirtIO storage drivers for its version come from the
+# virtio-win ISO (or the folder it was unpacked to) and are registered as
+# boot-start services, so its first KVM boot finds its disk.
+resource "vmconv_disk_conversion" "win" {
+  source = { path = "/data/win2019/win2019.vmdk" }
+  output = { path = "/var/lib/vmconv/win2019.qcow2" }
+  fixes = {
+    windows = { virtio_win = "/srv/virtio-win.iso" }
+  }
+}
+
 output "web_disk" {
   value = vmconv_disk_conversion.web.output_sha256
 }

@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+)
+
+// initial_boot_bus is refused whenever there would be no boot test to end
+// its first phase, instead of being quietly skipped.
+func TestCheckBootPhases(t *testing.T) {
+	ok := DomainRequest{Name: "d", Running: true, BootTest: BootTestSpec{Enabled: true}, InitialBootBus: "sata", Disks: []DomainDisk{{Source: "/x.qcow2"}}}
+	linux := &guest.Info{OS: "linux", Root: "/dev/sda1"}
+	windows := &guest.Info{OS: "windows", Root: "/dev/sda2"}
+	if !linux.HasOS() || !windows.HasOS() {
+		t.Fatal("fixtures lack an OS")
+	}
+	for _, c := range []struct {
+		name string
+		mut  func(*DomainRequest)
+		info *guest.Info
+		want string // "" when allowed
+	}{
+		{"linux", func(*DomainRequest) {}, linux, ""},
+		{"unknown yet", func(*DomainRequest) {}, nil, ""},
+		{"no initial bus", func(r *DomainRequest) { r.InitialBootBus = ""; r.BootTest.Enabled = false }, windows, ""},
+		{"windows", func(*DomainRequest) {}, windows, "the guest is windows"},
+		{"not running", func(r *DomainRequest) { r.Running = false }, linux, "running is false"},
+		{"no boot test", func(r *DomainRequest) { r.BootTest.Enabled = false }, linux, "boot test is disabled"},
+	} {
+		r := ok
+		c.mut(&r)
+		err := checkBootPhases(r, c.info)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		fe, isFault := fault.As(err)
+		if !isFault || fe.Code != fault.BootPhases || !strings.Contains(err.Error(), c.want) || fe.Hint == "" {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package guestfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
+)
+
+// TestMain lets this test binary act as a provider process holding an open
+// appliance, which the test then SIGKILLs.
+func TestMain(m *testing.M) {
+	if img := os.Getenv("VMCONV_TEST_APPLIANCE_DISK"); img != "" {
+		s, err := Open(context.Background(), Options{Drive: img, Format: "qcow2", ReadOnly: true,
+			TCG: guestfsenv.Mode() == accel.TCG, WorkDir: os.Getenv("VMCONV_TEST_APPLIANCE_WORK")})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(3)
+		}
+		time.Sleep(10 * time.Minute)
+		s.Close()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestApplianceDiesWithItsParent: a provider killed mid-apply must not leave
+// the appliance's qemu (1.5 GiB) running, even when libguestfs' recovery
+// process is killed with it.
+func TestApplianceDiesWithItsParent(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC is not set: appliance tests run with the acceptance tests")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "empty.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	work := filepath.Join(dir, "work")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "VMCONV_TEST_APPLIANCE_DISK="+img, "VMCONV_TEST_APPLIANCE_WORK="+work)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child.Process.Pid))
+	t.Cleanup(func() {
+		for _, p := range sameCommandLine(cmdline) {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		child.Wait()
+	})
+	// Kill it while the appliance boots, the moment a killed apply is
+	// likeliest to hit (a launch takes up to a minute under emulation).
+	var pid int
+	for deadline := time.Now().Add(2 * time.Minute); pid == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the appliance's qemu never started")
+		}
+		// libguestfs runs qemu through the wrapper to probe it first; the
+		// appliance is the run with a kernel.
+		if b, err := os.ReadFile(filepath.Join(work, "guestfs-hv.pid")); err == nil {
+			p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); err == nil && strings.Contains(string(cmd), "-kernel") {
+				pid = p
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	// Kill it the way `pkill -f terraform-provider-vmconv` does: the
+	// provider and every process that shares its command line, which
+	// includes libguestfs' own recovery process, the one that would
+	// otherwise reap the appliance.
+	for _, p := range sameCommandLine(cmdline) {
+		if p != pid {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	child.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the appliance's qemu (pid %d) outlived its killed parent", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sameCommandLine lists the processes running with this command line.
+func sameCommandLine(want []byte) []int {
+	if len(want) == 0 {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); err == nil && string(b) == string(want) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
