@@ -116,7 +116,7 @@ func TestAccWindowsFixes(t *testing.T) {
 						}
 						ro, err := winReg(out, `HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnce`)
 						if err != nil || !strings.Contains(ro, `pnputil /add-driver`) || !strings.Contains(ro, `MsiExec.exe /X{VMWARE-TOOLS} /qn /norestart`) ||
-							!strings.Contains(ro, `"vmconv-qemu-guest-agent"=str(1):"msiexec.exe /i \"C:\\Program Files\\vmconv\\virtio\\guest-agent\\qemu-ga-x86_64.msi\" /qn /norestart"`) {
+							!strings.Contains(ro, `"vmconv-qemu-guest-agent"=str(1):"msiexec.exe /i \"C:\Program Files\vmconv\virtio\guest-agent\qemu-ga-x86_64.msi\" /qn /norestart"`) {
 							return fmt.Errorf("RunOnce: %v\n%s", err, ro)
 						}
 						// The pre-existing VMware drivers are untouched.
