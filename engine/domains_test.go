@@ -9,7 +9,8 @@ import (
 )
 
 // initial_boot_bus is refused whenever there would be no boot test to end
-// its first phase, instead of being quietly skipped.
+// its first phase (no marker and no success pattern), instead of being
+// quietly skipped.
 func TestCheckBootPhases(t *testing.T) {
 	ok := DomainRequest{Name: "d", Running: true, BootTest: BootTestSpec{Enabled: true}, InitialBootBus: "sata", Disks: []DomainDisk{{Source: "/x.qcow2"}}}
 	linux := &guest.Info{OS: "linux", Root: "/dev/sda1"}
@@ -27,6 +28,7 @@ func TestCheckBootPhases(t *testing.T) {
 		{"unknown yet", func(*DomainRequest) {}, nil, ""},
 		{"no initial bus", func(r *DomainRequest) { r.InitialBootBus = ""; r.BootTest.Enabled = false }, windows, ""},
 		{"windows", func(*DomainRequest) {}, windows, "the guest is windows"},
+		{"windows with a pattern", func(r *DomainRequest) { r.BootTest.SuccessPattern = "SAC>" }, windows, ""},
 		{"not running", func(r *DomainRequest) { r.Running = false }, linux, "running is false"},
 		{"no boot test", func(r *DomainRequest) { r.BootTest.Enabled = false }, linux, "boot test is disabled"},
 	} {

@@ -177,7 +177,7 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"initial_boot_bus": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "Boot first with every disk on this bus (`sata`), wait for the guest, shut it down, then boot on the disks' own bus: " +
 					"for guests that need one boot on an emulated controller to activate their virtio drivers. The switch happens when the first boot's test passes, so it needs " +
-					"`running`, an enabled `boot_test` and a Linux guest; otherwise the plan fails rather than boot straight on the final bus. Each phase is reported in `boot_phases`.",
+					"`running`, an enabled `boot_test`, and a Linux guest or a `boot_test.success_pattern`; otherwise the plan fails rather than boot straight on the final bus. Each phase is reported in `boot_phases`.",
 				Validators:    []validator.String{stringvalidator.OneOf("sata")},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
 			"shutdown_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("3m"),

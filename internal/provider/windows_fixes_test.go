@@ -63,6 +63,21 @@ func TestAccWindowsFixes(t *testing.T) {
 	conv := func(fixes string) string {
 		return guestConversion(src, out, fixes+"\n  boot_test = { enabled = false }")
 	}
+	withISO := fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)
+	domains := filepath.Join(dir, "domains")
+	winName := testDomainName("win")
+	const winAddr = "vmconv_kvm_domain.win"
+	winDomain := func(body string) string {
+		return fmt.Sprintf(`
+resource "vmconv_kvm_domain" "win" {
+  name             = %q
+  memory           = 1024
+  disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
+  initial_boot_bus = "sata"
+  %s
+}
+`, winName, body)
+	}
 	noOutput := func() {
 		if _, err := os.Stat(out); err == nil {
 			t.Error("a refused conversion wrote the output")
@@ -71,6 +86,7 @@ func TestAccWindowsFixes(t *testing.T) {
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		CheckDestroy:             checkDomainGone(winName, domains),
 		Steps: []resource.TestStep{
 			{
 				Config:      conv(""),
@@ -179,17 +195,40 @@ func TestAccWindowsFixes(t *testing.T) {
 					}),
 			},
 			{
-				// Windows has no boot test to end a SATA phase: asking for
-				// one fails the plan rather than booting straight on virtio.
-				Config: conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)) + `
-resource "vmconv_kvm_domain" "win" {
-  name             = "vmconv-test-win-phases"
-  disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
-  initial_boot_bus = "sata"
-}
-`,
+				// No marker is planted in Windows and no success pattern is
+				// given: nothing could end a SATA phase, so the plan fails
+				// rather than boot straight on virtio.
+				Config:      providerBlock(domains) + conv(withISO) + winDomain(""),
 				PlanOnly:    true,
-				ExpectError: wrapTolerant(`(?s)Boot Phases Not Possible.*the guest is windows.*boot-start`),
+				ExpectError: wrapTolerant(`(?s)Boot Phases Not Possible.*the guest is windows.*success_pattern`),
+			},
+			{
+				// The two phases through libvirt, on the converted image:
+				// SATA until the guest writes the pattern to its serial
+				// console, the power button, the plug after shutdown_timeout
+				// (the stand-in boot code ignores the button, as a hung
+				// guest would), then virtio until the pattern again. The
+				// disk's boot code stands in for Windows (see
+				// wintest.SerialLine); the BIOS must find and run it on each
+				// bus.
+				Config: providerBlock(domains) + conv(withISO) + winDomain(`boot_test = { success_pattern = "SAC>", timeout = "10m" }
+  shutdown_timeout = "5s"`),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(winAddr, "boot_phases.#", "2"),
+					resource.TestCheckResourceAttr(winAddr, "boot_phases.0.disk_bus", "sata"),
+					resource.TestCheckResourceAttr(winAddr, "boot_phases.0.status", "passed"),
+					resource.TestCheckResourceAttr(winAddr, "boot_phases.1.disk_bus", "virtio"),
+					resource.TestCheckResourceAttr(winAddr, "boot_phases.1.status", "passed"),
+					resource.TestMatchResourceAttr(winAddr, "xml", regexp.MustCompile(`<target dev='vda' bus='virtio'`)),
+					checkDomain(winName, "running", 1024*1024),
+					func(*terraform.State) error {
+						log, err := os.ReadFile(filepath.Join(domains, winName, "console.log"))
+						if err != nil || !strings.Contains(string(log), wintest.SerialLine) {
+							return fmt.Errorf("the last phase's console log lacks the boot code's line: %v\n%s", err, log)
+						}
+						return nil
+					},
+				),
 			},
 		},
 	})

@@ -149,8 +149,48 @@ umount-all
 		os.Remove(path)
 		return fmt.Errorf("guestfish: %v: %s", err, out)
 	}
+	if err := writeBootCode(path); err != nil {
+		return err
+	}
 	if g.BitLocker {
 		return bitlocker(path)
+	}
+	return nil
+}
+
+// SerialLine is what the disk's boot code writes to the first serial port:
+// the prompt of Windows' Emergency Management Services console, which a
+// Windows guest with EMS on writes once it is up.
+const SerialLine = "vmconv synthetic Windows boot code: SAC>"
+
+// writeBootCode puts x86 real-mode code in the MBR's bootstrap area that
+// writes SerialLine to COM1 and halts, ignoring the power button. It
+// stands in for Windows' boot in tests of the boot sequencing: the BIOS
+// must find the disk on each bus and run it, and the domain must be shut
+// down from outside.
+func writeBootCode(path string) error {
+	code := []byte{
+		0xFA,       // cli
+		0x31, 0xC0, // xor ax, ax
+		0x8E, 0xD8, // mov ds, ax
+		0xBE, 0x16, 0x7C, // mov si, 0x7c16 (the message)
+		0xBA, 0xF8, 0x03, // mov dx, 0x3f8 (COM1)
+		0xAC,       // 0x0b: lodsb
+		0x84, 0xC0, // test al, al
+		0x74, 0x03, // jz 0x13
+		0xEE,       // out dx, al
+		0xEB, 0xF8, // jmp 0x0b
+		0xF4,       // 0x13: hlt
+		0xEB, 0xFD, // jmp 0x13
+	}
+	code = append(code, SerialLine+"\r\n\x00"...)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(code, 0); err != nil {
+		return err
 	}
 	return nil
 }
