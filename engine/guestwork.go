@@ -136,7 +136,7 @@ func (validateStage) run(ctx context.Context, j *job) error {
 		return skip{"no operating system on the disk (a data disk): nothing to boot"}
 	}
 	if j.res.Guest.OS == "windows" {
-		return skip{"the boot test's success signal is planted by a Linux unit: " + j.res.Guest.OS + " guests are boot-tested by vmconv_kvm_domain with a boot_test.success_pattern (see the Windows guide)"}
+		return skip{"the boot test's success signal is planted by a Linux unit: Windows guests are boot-tested by vmconv_kvm_domain with a boot_test.success_pattern (see the Windows guide)"}
 	}
 	res, err := j.e.bootTest(ctx, j.tmp, diskformatDriver(j.plan.Output.Format), j.res.Guest, j.plan.Request.BootTest.Options,
 		output.BootLogPath(j.plan.Output.Path), filepath.Join(j.work, "boot"))

@@ -144,9 +144,6 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 		t.Fatal(err)
 	}
 	unfixed := "  fixes = { enabled = false }\n  "
-	// Steps that only boot the unfixed guest need no plan-time preview;
-	// its appliance launch costs a minute under software emulation.
-	noPreview := "provider \"vmconv\" {\n  plan_inspection = false\n}\n"
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
@@ -225,7 +222,7 @@ func TestAccGuest_eachFixMatters(t *testing.T) {
 		{"network", "network_down"},     // ifupdown waits for ens192, pinned to a VMware MAC
 	} {
 		steps = append(steps, resource.TestStep{
-			Config: "provider \"vmconv\" {\n  plan_inspection = false\n}\n" + guestConversion(src, out, fmt.Sprintf(`  fixes = { disabled = [%q], keep_vmware_tools = true }
+			Config: noPreview + guestConversion(src, out, fmt.Sprintf(`  fixes = { disabled = [%q], keep_vmware_tools = true }
   %s`, c.off, kvmBoot)),
 			ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + c.reason),
 		})

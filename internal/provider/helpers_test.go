@@ -1,7 +1,6 @@
 package provider_test
 
 import (
-	"os"
 	"regexp"
 	"strings"
 )
@@ -21,4 +20,7 @@ const dataPlaneOnly = `
   boot_test = { enabled = false }
 `
 
-func osMkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
+// noPreview turns plan-time inspection off, for steps that only boot a
+// guest unfixed or with a fix disabled: its appliance launch costs a minute
+// under software emulation.
+const noPreview = "provider \"vmconv\" {\n  plan_inspection = false\n}\n"

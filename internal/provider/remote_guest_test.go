@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestAccGuest_fromOVAOverHTTP(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
 	dir := acctest.SharedTempDir(t)
 	ova := filepath.Join(dir, "web", "web.ova")
-	if err := osMkdirAll(filepath.Dir(ova)); err != nil {
+	if err := os.MkdirAll(filepath.Dir(ova), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := testimg.OVA(ova, "web", testimg.OVF("web", "plain-stream.vmdk", 4096, 1, 1024, false), fx.Path(fx.Stream)); err != nil {

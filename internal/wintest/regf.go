@@ -9,7 +9,8 @@ import (
 	"encoding/binary"
 	"sort"
 	"strings"
-	"unicode/utf16"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
 
 // Value types.
@@ -60,21 +61,19 @@ func (k *Key) Path(p string) *Key {
 
 // SZ sets a string value.
 func (k *Key) SZ(name, s string) *Key {
-	k.Values = append(k.Values, Value{name, RegSZ, utf16z(s)})
+	k.Values = append(k.Values, Value{name, RegSZ, guest.SZ(s)})
 	return k
 }
 
 // ExpandSZ sets an expandable string value.
 func (k *Key) ExpandSZ(name, s string) *Key {
-	k.Values = append(k.Values, Value{name, RegExpandSZ, utf16z(s)})
+	k.Values = append(k.Values, Value{name, RegExpandSZ, guest.SZ(s)})
 	return k
 }
 
 // DWORD sets a 32-bit value.
 func (k *Key) DWORD(name string, v uint32) *Key {
-	b := make([]byte, 4)
-	binary.LittleEndian.PutUint32(b, v)
-	k.Values = append(k.Values, Value{name, RegDWORD, b})
+	k.Values = append(k.Values, Value{name, RegDWORD, guest.DWORD(v)})
 	return k
 }
 
@@ -82,15 +81,6 @@ func (k *Key) DWORD(name string, v uint32) *Key {
 func (k *Key) Binary(name string, b []byte) *Key {
 	k.Values = append(k.Values, Value{name, RegBinary, b})
 	return k
-}
-
-func utf16z(s string) []byte {
-	u := utf16.Encode([]rune(s + "\x00"))
-	b := make([]byte, 2*len(u))
-	for i, c := range u {
-		binary.LittleEndian.PutUint16(b[2*i:], c)
-	}
-	return b
 }
 
 // writer lays cells out in hive bins.
@@ -172,7 +162,7 @@ func Hive(root *Key, name string) []byte {
 	binary.LittleEndian.PutUint32(base[36:], uint32(rootOff))
 	binary.LittleEndian.PutUint32(base[40:], uint32(len(w.data)))
 	binary.LittleEndian.PutUint32(base[44:], 1) // clustering factor
-	fn := utf16z(name)
+	fn := guest.SZ(name)
 	copy(base[48:48+64], fn)
 	var sum uint32
 	for i := 0; i < 508; i += 4 {
