@@ -8,139 +8,16 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"fmt"
 	"hash"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-
-	"github.com/vmware/govmomi/ovf"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
-
-// OVF is what a migration needs from an OVF descriptor.
-type OVF struct {
-	Name      string    `json:"name"`
-	CPUs      int       `json:"cpus"`
-	MemoryMiB int       `json:"memory_mib"`
-	Firmware  string    `json:"firmware"` // bios or uefi
-	OSType    string    `json:"os_type,omitempty"`
-	Disks     []OVFDisk `json:"disks"`
-	NICs      []OVFNIC  `json:"nics"`
-}
-
-// OVFDisk is one disk and the archive member that holds it.
-type OVFDisk struct {
-	ID       string `json:"id"`
-	File     string `json:"file"`
-	Capacity int64  `json:"capacity"`
-	Format   string `json:"format,omitempty"`
-}
-
-// OVFNIC is one network adapter.
-type OVFNIC struct {
-	Network string `json:"network,omitempty"`
-	Model   string `json:"model,omitempty"`
-	MAC     string `json:"mac,omitempty"`
-}
-
-// CIM resource types (DSP0004) the OVF's hardware items use.
-const (
-	cimProcessor = 3
-	cimMemory    = 4
-	cimEthernet  = 10
-)
-
-// ParseOVF reads an OVF descriptor with govmomi's ovf package.
-func ParseOVF(r io.Reader, file string) (*OVF, error) {
-	env, err := ovf.Unmarshal(io.LimitReader(r, 16<<20))
-	if err != nil {
-		return nil, fault.Wrap(fault.CorruptDescriptor, file, err, "the OVF descriptor is not valid XML")
-	}
-	vs := env.VirtualSystem
-	if vs == nil {
-		return nil, fault.New(fault.UnsupportedFormat, file, "the OVF holds no single VirtualSystem (a vApp collection is not supported)").
-			WithHint("Export the VM itself, not a vApp.")
-	}
-	out := &OVF{Name: vs.ID, Firmware: "bios"}
-	if vs.Name != nil && *vs.Name != "" {
-		out.Name = *vs.Name
-	}
-	if vs.OperatingSystem != nil && vs.OperatingSystem.OSType != nil {
-		out.OSType = *vs.OperatingSystem.OSType
-	}
-	files := map[string]ovf.File{}
-	for _, f := range env.References {
-		files[f.ID] = f
-	}
-	if env.Disk != nil {
-		for _, d := range env.Disk.Disks {
-			if d.FileRef == nil {
-				continue // a blank disk: nothing to convert
-			}
-			f, ok := files[*d.FileRef]
-			if !ok {
-				return nil, fault.New(fault.CorruptDescriptor, file, "disk %s names file %q, which References does not list", d.DiskID, *d.FileRef)
-			}
-			capacity, _ := strconv.ParseInt(d.Capacity, 10, 64)
-			if d.CapacityAllocationUnits != nil {
-				capacity *= ovf.ParseCapacityAllocationUnits(*d.CapacityAllocationUnits)
-			}
-			od := OVFDisk{ID: d.DiskID, File: f.Href, Capacity: capacity}
-			if d.Format != nil {
-				od.Format = *d.Format
-			}
-			out.Disks = append(out.Disks, od)
-		}
-	}
-	if len(out.Disks) == 0 {
-		return nil, fault.New(fault.CorruptDescriptor, file, "the OVF describes no disk with a file").WithHint("Check that the export included the disks.")
-	}
-	for _, hw := range vs.VirtualHardware {
-		for _, c := range append(hw.Config, hw.ExtraConfig...) {
-			if c.Key == "firmware" && c.Value == "efi" {
-				out.Firmware = "uefi"
-			}
-		}
-		for _, it := range hw.Item {
-			if it.ResourceType == nil {
-				continue
-			}
-			q := int64(0)
-			if it.VirtualQuantity != nil {
-				q = int64(*it.VirtualQuantity)
-			}
-			switch *it.ResourceType {
-			case cimProcessor:
-				out.CPUs = int(q)
-			case cimMemory:
-				unit := int64(1 << 20)
-				if it.AllocationUnits != nil {
-					unit = ovf.ParseCapacityAllocationUnits(*it.AllocationUnits)
-				}
-				out.MemoryMiB = int(q * unit >> 20)
-			case cimEthernet:
-				n := OVFNIC{}
-				if len(it.Connection) > 0 {
-					n.Network = it.Connection[0]
-				}
-				if it.ResourceSubType != nil {
-					n.Model = strings.ToLower(*it.ResourceSubType)
-				}
-				if it.Address != nil {
-					n.MAC = strings.ToLower(*it.Address)
-				}
-				out.NICs = append(out.NICs, n)
-			}
-		}
-	}
-	return out, nil
-}
 
 // OVA is an extracted archive.
 type OVA struct {
@@ -310,9 +187,4 @@ func (h *hashes) sums() map[string]string {
 		out[k] = hex.EncodeToString(v.Sum(nil))
 	}
 	return out
-}
-
-// String describes the OVF for logs.
-func (o *OVF) String() string {
-	return fmt.Sprintf("%s: %d CPUs, %d MiB, %s, %d disks, %d NICs", o.Name, o.CPUs, o.MemoryMiB, o.Firmware, len(o.Disks), len(o.NICs))
 }
