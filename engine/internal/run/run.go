@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,14 +39,28 @@ type Cmd struct {
 	Lines func(line string)
 }
 
-// String renders the command line for messages.
+// String renders the whole command line, for logs.
 func (c Cmd) String() string {
 	return strings.TrimSpace(c.Name + " " + strings.Join(c.Args, " "))
 }
 
+// Short names the command for messages a user reads: the tool and its
+// subcommand ("qemu-img convert"). The full argument list (temporary
+// paths, driver options) would bury what went wrong.
+func (c Cmd) Short() string {
+	s := filepath.Base(c.Name)
+	if len(c.Args) > 0 && subcommand.MatchString(c.Args[0]) {
+		s += " " + c.Args[0]
+	}
+	return s
+}
+
+var subcommand = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
 // Error is a command that failed, with what it printed.
 type Error struct {
-	Cmd      string
+	Cmd      string   // Short: the tool and its subcommand
+	Argv     []string // the whole command line, for logs and debugging
 	ExitCode int
 	Stderr   string
 	Err      error
@@ -244,7 +260,7 @@ func Run(ctx context.Context, c Cmd) ([]byte, error) {
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		}
-		return nil, &Error{Cmd: c.String(), ExitCode: code, Stderr: stderr.String(), Err: err}
+		return nil, &Error{Cmd: c.Short(), Argv: append([]string{c.Name}, c.Args...), ExitCode: code, Stderr: stderr.String(), Err: err}
 	}
 	return stdout.Bytes(), nil
 }

@@ -29,6 +29,37 @@ func TestErrorCarriesStderr(t *testing.T) {
 	}
 }
 
+// TestErrorNamesTheCommandNotItsArgv: a diagnostic shows "qemu-img
+// convert", not the temporary paths and options of the call; the argv is
+// kept for logs.
+func TestErrorNamesTheCommandNotItsArgv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cmd  Cmd
+		want string
+	}{
+		{"subcommand", Cmd{Name: "/bin/sh", Args: []string{"convert", "-p", "/secret/tmp/.out.vmconv-tmp-1"}}, "sh convert"},
+		{"option first", Cmd{Name: "sh", Args: []string{"-c", "echo boom >&2; exit 3 # /secret/tmp"}}, "sh"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.cmd)
+			var re *Error
+			if !errors.As(err, &re) {
+				t.Fatalf("got %v", err)
+			}
+			if re.Cmd != tc.want || !strings.HasPrefix(err.Error(), tc.want+": ") {
+				t.Errorf("error %q names %q, want %q", err, re.Cmd, tc.want)
+			}
+			if strings.Contains(err.Error(), "/secret/tmp") {
+				t.Errorf("error shows the argv: %q", err)
+			}
+			if len(re.Argv) != len(tc.cmd.Args)+1 {
+				t.Errorf("argv not kept: %q", re.Argv)
+			}
+		})
+	}
+}
+
 // TestCancelKillsTheProcessGroup starts a shell whose child ignores
 // SIGTERM; cancelling must still leave nothing running.
 func TestCancelKillsTheProcessGroup(t *testing.T) {
