@@ -3,7 +3,8 @@
 // it into place only when complete, so a failed, cancelled or killed run
 // never leaves a partial file at the output path. An exclusive lock held for
 // the whole write keeps two writers of one path from interleaving; whoever
-// holds it also removes temporary files that a killed run left behind.
+// holds it also removes temporary files that a killed run left behind, and
+// the lock file itself goes with the lock.
 package output
 
 import (
@@ -14,7 +15,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -28,14 +28,6 @@ func ReportPath(path string) string { return path + ReportSuffix }
 
 // BootLogPath is where the console log of the output's boot test is kept.
 func BootLogPath(path string) string { return path + ".boot-test.log" }
-
-func lockPath(path string) string {
-	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmconv.lock")
-}
-
-func tempPrefix(path string) string {
-	return "." + filepath.Base(path) + ".vmconv-tmp-"
-}
 
 // CheckDir verifies the output folder exists and is a writable folder.
 func CheckDir(path string) error {
@@ -101,8 +93,14 @@ func CheckFree(path string, overwrite bool) error {
 	if overwrite {
 		return nil
 	}
+	if _, err := os.Stat(ReportPath(path)); err == nil {
+		return fault.New(fault.OutputExists, path, "a vmconv output that this resource does not manage already exists at the output path").
+			WithHint("To manage it as it is, import it: `terraform import <resource address> %s` (its report, %s, records how it was made). "+
+				"Otherwise move or delete it, choose another output.path, or set output.overwrite = true to replace it.", path, ReportPath(path))
+	}
 	return fault.New(fault.OutputExists, path, "a file that this resource does not manage already exists at the output path").
-		WithHint("Move or delete it, choose another output.path, set output.overwrite = true to replace it, or import it with `terraform import` if it is a previous vmconv output.")
+		WithHint("Move or delete it, choose another output.path, or set output.overwrite = true to replace it. "+
+			"It has no vmconv report beside it (%s), so it cannot be imported.", filepath.Base(ReportPath(path)))
 }
 
 // FreeBytes is the space available to this user in path's folder.
@@ -142,71 +140,6 @@ func human(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// Lock is an exclusive claim on an output path.
-type Lock struct {
-	f    *os.File
-	path string
-}
-
-// Acquire takes the output's lock without waiting: a second writer fails
-// at once with a clear error instead of queueing behind a long conversion.
-func Acquire(path string) (*Lock, error) {
-	lp := lockPath(path)
-	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fault.Wrap(fault.OutputNotWritable, path, err, "cannot create the lock file %s", lp)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fault.New(fault.OutputLocked, path, "another conversion is writing this output path right now").
-				WithHint("Two resources (or two runs) name the same output.path. Give each its own path, or wait for the other run to finish.").
-				WithFact("Lock file", lp)
-		}
-		return nil, fault.Wrap(fault.OutputNotWritable, path, err, "cannot lock %s", lp)
-	}
-	return &Lock{f: f, path: path}, nil
-}
-
-// Release drops the lock.
-func (l *Lock) Release() {
-	if l != nil && l.f != nil {
-		syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
-		l.f.Close()
-		l.f = nil
-	}
-}
-
-// RemoveLockFile deletes the lock file, once the output itself is gone.
-func RemoveLockFile(path string) { os.Remove(lockPath(path)) }
-
-// CleanStale removes temporary files a killed run left for this output.
-// Call it only while holding the lock: no live writer can own them then.
-func (l *Lock) CleanStale() ([]string, error) {
-	dir := filepath.Dir(l.path)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix(l.path)) {
-			p := filepath.Join(dir, e.Name())
-			if err := os.RemoveAll(p); err == nil {
-				removed = append(removed, p)
-			}
-		}
-	}
-	return removed, nil
-}
-
-// TempPath returns a fresh hidden temporary name beside the output.
-func (l *Lock) TempPath() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return filepath.Join(filepath.Dir(l.path), fmt.Sprintf("%s%d-%s", tempPrefix(l.path), os.Getpid(), hex.EncodeToString(b)))
-}
-
 // Commit makes a completed temporary file the output: fsync the data,
 // rename over the output, fsync the folder so the rename survives a crash.
 func Commit(tmp, path string) error {
@@ -239,9 +172,7 @@ func SyncDir(dir string) error {
 
 // WriteAtomic writes data to path through a temporary file and rename.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
-	b := make([]byte, 6)
-	rand.Read(b)
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(b))
+	tmp := TempName(path)
 	if err := os.WriteFile(tmp, data, perm); err != nil {
 		os.Remove(tmp)
 		return err
@@ -251,4 +182,29 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return nil
+}
+
+// TempName is a fresh hidden name beside path for something that will be
+// renamed to path: ".<name>.tmp-<pid>-<random>". The writer's pid lets
+// CleanStale tell a killed writer's leftover from a live writer's file.
+func TempName(path string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s%s%d-%s", filepath.Base(path), tmpInfix, os.Getpid(), hex.EncodeToString(b)))
+}
+
+// CommitDir puts a completed temporary folder in place of dir. The folder
+// is replaced, not merged: a file the previous run kept and this one did
+// not is gone afterwards.
+func CommitDir(tmp, dir string) error {
+	if err := SyncDir(tmp); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(dir))
 }

@@ -857,14 +857,25 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 				WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's output.path). A disk a running guest depends on is never deleted under it."))
 		return
 	}
+	if _, err := os.Stat(filepath.Dir(outPath)); errors.Is(err, fs.ErrNotExist) {
+		return // the whole folder is gone: nothing left to delete
+	}
+	// Under the output's lock, so a conversion writing the path is never
+	// deleted under; releasing it removes the lock file too.
+	lock, err := output.Acquire(outPath)
+	if err != nil {
+		addFaultAt(&resp.Diagnostics, path.Root("output").AtName("path"), "Deleting the converted disk", err)
+		return
+	}
+	defer lock.Release()
 	for _, p := range []string{outPath, output.ReportPath(outPath), output.BootLogPath(outPath)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			resp.Diagnostics.AddError("Cannot Delete Output", fmt.Sprintf("Removing a file of the conversion failed.\n\nFile: %s\nError: %v", p, err))
 			return
 		}
 	}
-	os.RemoveAll(outPath + ".vmconv-hives") // a Windows guest's hive backups
-	output.RemoveLockFile(outPath)
+	os.RemoveAll(output.HivesPath(outPath)) // a Windows guest's hive backups
+	lock.CleanStale()
 }
 
 func (r *diskConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
