@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -180,14 +179,18 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 		}
 		lastErr = err
 		if attempt == o.Attempts-1 {
-			return nil, fault.Wrap(fault.FetchFailed, red, lastErr, "the download did not complete after %d attempts", o.Attempts).
-				WithHint("Check the server and the network, then run terraform apply again: the download resumes where it stopped.")
+			return nil, gaveUp(red, lastErr, o.Attempts, meta)
 		}
 		res.Resumed = true
 		log("warn", "a part of the download stopped early; resuming it", map[string]any{"error": err.Error()})
 	}
 	for attempt := 0; !parallel && attempt < o.Attempts; attempt++ {
 		if ctx.Err() != nil {
+			if meta.Length <= 0 {
+				discardPart(dest)
+				return nil, fault.Wrap(fault.Cancelled, red, ctx.Err(), "the download was interrupted").
+					WithHint("Run terraform apply again: the download starts over (the server gives no length, so the part downloaded was removed).")
+			}
 			return nil, fault.Wrap(fault.Cancelled, red, ctx.Err(), "the download was interrupted").
 				WithHint("Run terraform apply again: the download resumes where it stopped.")
 		}
@@ -195,20 +198,25 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 		if fi, err := os.Stat(part); err == nil && meta.Length > 0 {
 			have = fi.Size()
 		}
-		done, err := fetchOnce(ctx, c, rawURL, part, have, &meta, o, res, log)
+		done, err := fetchOnce(ctx, c, rawURL, part, metaPath+".part", have, &meta, o, res, log)
 		writeJSON(metaPath+".part", meta)
 		if err == nil && done {
 			break
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
+			if perm.discard {
+				discardPart(dest)
+			}
 			return nil, perm.err
 		}
 		lastErr = err
 		log("warn", "the download stopped early; resuming", map[string]any{"error": err.Error(), "have": have})
 		if attempt == o.Attempts-1 {
-			return nil, fault.Wrap(fault.FetchFailed, red, lastErr, "the download did not complete after %d attempts", o.Attempts).
-				WithHint("Check the server and the network, then run terraform apply again: the download resumes where it stopped.")
+			if meta.Length <= 0 {
+				discardPart(dest)
+			}
+			return nil, gaveUp(red, lastErr, o.Attempts, meta)
 		}
 	}
 
@@ -239,18 +247,39 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 	return res, nil
 }
 
-type permanentError struct{ err error }
+// permanentError ends a download without another attempt; discard says
+// the part downloaded is of no use to a later one and is removed.
+type permanentError struct {
+	err     error
+	discard bool
+}
 
 func (p *permanentError) Error() string { return p.err.Error() }
 
+// gaveUp is the fault for a download that kept stopping early. Whether
+// another apply continues it depends on whether the server gave a length.
+func gaveUp(red string, err error, attempts int, meta partMeta) error {
+	fe := fault.Wrap(fault.FetchFailed, red, err, "the download did not complete after %d attempts", attempts)
+	if meta.Length <= 0 {
+		return fe.WithHint("Check the server and the network, then run terraform apply again: the download starts over (the server gives no length, so the part downloaded was removed).")
+	}
+	return fe.WithHint("Check the server and the network, then run terraform apply again: the download resumes where it stopped.")
+}
+
+// discardPart removes a partial download and its record.
+func discardPart(dest string) {
+	os.Remove(dest + ".part")
+	os.Remove(dest + ".json.part")
+}
+
 // fetchOnce sends one (ranged) GET and appends its body to part. It
 // returns done when part holds the whole object.
-func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part string, have int64, meta *partMeta, o HTTPOptions, res *Result,
+func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part, metaFile string, have int64, meta *partMeta, o HTTPOptions, res *Result,
 	log func(string, string, map[string]any)) (bool, error) {
 	red := Redact(rawURL)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return false, &permanentError{fault.Wrap(fault.InvalidRequest, red, err, "invalid URL")}
+		return false, &permanentError{err: fault.Wrap(fault.InvalidRequest, red, err, "invalid URL")}
 	}
 	for k, v := range o.Headers {
 		req.Header.Set(k, v)
@@ -272,6 +301,7 @@ func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part string
 	defer resp.Body.Close()
 
 	var f *os.File
+	from := have // where this body starts in part
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && have > 0:
 		start, total, ok := contentRange(resp.Header.Get("Content-Range"))
@@ -282,11 +312,12 @@ func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part string
 			meta.Length = total
 		}
 		if f, err = os.OpenFile(part, os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-			return false, &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot continue the partial download")}
+			return false, &permanentError{err: fault.Wrap(fault.OutputNotWritable, part, err, "cannot continue the partial download")}
 		}
 		res.Resumed = true
 		log("info", "resuming the download", map[string]any{"from": have})
 	case resp.StatusCode == http.StatusOK:
+		from = 0
 		if have > 0 {
 			res.Restarts++
 			log("warn", "the server sent the whole object again (it ignores ranges, or the object changed): restarting", map[string]any{"had": have})
@@ -298,30 +329,29 @@ func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part string
 			meta.Length = -1 // unknown: trust the end of the body
 		}
 		if f, err = os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
-			return false, &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
+			return false, &permanentError{err: fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
 		}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && have > 0 && have == meta.Length:
 		return true, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		return false, &permanentError{fault.New(fault.RemoteNotFound, red, "the server has no such file (HTTP %d)", resp.StatusCode).
+		return false, &permanentError{err: fault.New(fault.RemoteNotFound, red, "the server has no such file (HTTP %d)", resp.StatusCode).
 			WithHint("Check source.url.href.")}
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return false, &permanentError{fault.New(fault.AuthFailed, red, "the server refused access (HTTP %d)", resp.StatusCode).
+		return false, &permanentError{err: fault.New(fault.AuthFailed, red, "the server refused access (HTTP %d)", resp.StatusCode).
 			WithHint("Check the credentials in source.url.headers.")}
 	default:
 		return false, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	defer f.Close()
-	n, copyErr := io.Copy(f, resp.Body)
-	if err := f.Sync(); err != nil && copyErr == nil {
-		copyErr = err
-	}
-	if copyErr != nil {
-		return false, fmt.Errorf("connection dropped after %d bytes: %w", n, copyErr)
+	// Recorded before the body, so that a part cut short by a full disk
+	// can be resumed: the record could not be written after.
+	resumable := meta.Length > 0 && writeJSON(metaFile, *meta) == nil
+	n, err := copyBounded(f, resp.Body, red, from, meta.Length, resumable)
+	if err != nil {
+		return false, err
 	}
 	if meta.Length < 0 {
-		fi, _ := f.Stat()
-		meta.Length = fi.Size()
+		meta.Length = n
 		return true, nil
 	}
 	fi, err := f.Stat()

@@ -62,12 +62,14 @@ func readPartMeta(p string) (partMeta, error) {
 	return m, json.Unmarshal(b, &m)
 }
 
-func writeJSON(p string, v any) {
+func writeJSON(p string, v any) error {
 	b, _ := json.Marshal(v)
 	tmp := p + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		os.Rename(tmp, p)
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		os.Remove(tmp) // a full disk leaves it empty or cut short
+		return err
 	}
+	return os.Rename(tmp, p)
 }
 
 // Complete reports a finished download at dest without reading it all:

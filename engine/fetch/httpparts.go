@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,11 +21,22 @@ func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part strin
 	log func(string, string, map[string]any)) error {
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return &permanentError{fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
+		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
 	}
 	defer f.Close()
+	rm, err := roomIn(filepath.Dir(part))
+	if err != nil {
+		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, filepath.Dir(part), err, "cannot read the free space of the cache folder")}
+	}
+	need := int64(0)
+	for _, p := range meta.Parts {
+		need += p.End - p.Start - p.Done
+	}
+	if need > rm.usable() {
+		return &permanentError{err: rm.tooBig(Redact(rawURL), need, "the download")}
+	}
 	if err := f.Truncate(meta.Length); err != nil {
-		return &permanentError{fault.Wrap(fault.NoSpace, part, err, "cannot size the download")}
+		return diskFull(Redact(rawURL), rm.dir, err, meta.Length-need, meta.Length, true)
 	}
 	var mu sync.Mutex
 	errs := make(chan error, len(meta.Parts))
@@ -56,7 +68,7 @@ func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part strin
 func fetchPart(ctx context.Context, c *retryablehttp.Client, rawURL string, f *os.File, p *partRange, meta *partMeta, o HTTPOptions, mu *sync.Mutex, save func()) error {
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return &permanentError{err}
+		return &permanentError{err: err}
 	}
 	for k, v := range o.Headers {
 		req.Header.Set(k, v)
@@ -78,7 +90,7 @@ func fetchPart(ctx context.Context, c *retryablehttp.Client, rawURL string, f *o
 	if resp.StatusCode != http.StatusPartialContent {
 		// The object changed (If-Range failed) or ranges stopped working:
 		// start over, serially.
-		return &permanentError{fault.New(fault.SourceChanged, Redact(rawURL), "the server stopped serving ranges of the same object (HTTP %d)", resp.StatusCode).
+		return &permanentError{err: fault.New(fault.SourceChanged, Redact(rawURL), "the server stopped serving ranges of the same object (HTTP %d)", resp.StatusCode).
 			WithHint("The file changed on the server during the download. Run terraform apply again.")}
 	}
 	if start, _, ok := contentRange(resp.Header.Get("Content-Range")); !ok || start != from {
@@ -91,7 +103,11 @@ func fetchPart(ctx context.Context, c *retryablehttp.Client, rawURL string, f *o
 		n, rerr := resp.Body.Read(buf[:min(int64(len(buf)), p.End-off)])
 		if n > 0 {
 			if _, err := f.WriteAt(buf[:n], off); err != nil {
-				return &permanentError{err}
+				save()
+				if isNoSpace(err) {
+					return diskFull(Redact(rawURL), filepath.Dir(f.Name()), err, off, meta.Length, true)
+				}
+				return &permanentError{err: fault.Wrap(fault.OutputNotWritable, f.Name(), err, "cannot write the download")}
 			}
 			off += int64(n)
 			mu.Lock()

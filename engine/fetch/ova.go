@@ -8,8 +8,10 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -32,9 +34,17 @@ var mfLine = regexp.MustCompile(`^(SHA1|SHA256|SHA512)\s*\((.+)\)\s*=\s*([0-9a-f
 
 // ExtractOVA streams an OVA (a tar) once: the OVF, the manifest and the
 // disks the OVF names go to dir; nothing else is written. A member whose
-// name could land outside dir, a link, a duplicate, a disk the OVF names
-// but the archive lacks, and a manifest checksum mismatch are refused, and
-// what was extracted is removed.
+// name could land outside dir, a link, a duplicate, a sparse member, a disk
+// the OVF names but the archive lacks, and a manifest checksum mismatch are
+// refused, and what was extracted is removed.
+//
+// Every byte written is bounded before it is written: a disk member may not
+// be larger than the OVF's ovf:size for its file, nor much larger than the
+// disk's capacity, nor than the room in dir (see room). Sparse members are
+// refused rather than kept sparse: the OVF specification (DSP0243) makes an
+// OVA a USTAR archive, which has no sparse members, and neither ovftool nor
+// VirtualBox writes them; Go's tar reader would expand the holes into
+// zeros, so a few KiB of archive could claim terabytes.
 func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 	f, err := os.Open(archive)
 	if err != nil {
@@ -44,6 +54,10 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 	hostile := func(format string, a ...any) error {
 		return fault.New(fault.HostileArchive, archive, format, a...).
 			WithHint("The archive is malformed or crafted; re-export the VM, and do not convert archives from untrusted sources.")
+	}
+	hostileMember := func(member, format string, a ...any) error {
+		return fault.New(fault.HostileArchive, MemberLabel(archive, member), format, a...).
+			WithHint("The archive is malformed or crafted; re-export the VM, and do not convert archives from untrusted sources. Nothing was kept.")
 	}
 	var written []string
 	defer func() {
@@ -59,6 +73,7 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 		sums     = map[string]map[string]string{} // member -> algorithm -> hex
 		manifest map[string][2]string             // member -> algorithm, hex
 		want     = map[string]bool{}
+		disks    = map[string]OVFDisk{}
 	)
 	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
 	for {
@@ -81,6 +96,8 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 			return nil, hostile("member %q climbs out of the archive", name)
 		case strings.Contains(clean, "/"):
 			return nil, hostile("member %q is in a folder; OVA members are flat", name)
+		case sparse(h):
+			return nil, hostileMember(clean, "member %q is a sparse file claiming %d bytes (a GNU or PAX sparse tar member); an OVA is a USTAR archive and never holds one", name, h.Size)
 		case h.Typeflag == tar.TypeSymlink || h.Typeflag == tar.TypeLink:
 			return nil, hostile("member %q is a link (to %q)", name, h.Linkname)
 		case h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA:
@@ -100,11 +117,21 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 			io.Copy(hs, tr)
 			sums[clean] = hs.sums()
 			out.OVF = o
+			declared := int64(0)
 			for _, d := range o.Disks {
 				if d.File != path.Base(d.File) || d.File == ".." {
 					return nil, hostile("the OVF names disk file %q outside the archive", d.File)
 				}
+				if !want[d.File] {
+					declared = satAdd(declared, d.Size)
+				}
 				want[d.File] = true
+				disks[d.File] = d
+			}
+			// The OVF says how much the disks take: refuse at once what
+			// cannot fit rather than after extracting the first of them.
+			if r, err := roomIn(dir); err == nil && declared > r.usable() {
+				return nil, r.tooBig(archive, declared, fmt.Sprintf("extracting the disks of %s (the sizes its OVF declares)", path.Base(archive)))
 			}
 		case ext == ".mf":
 			b, err := io.ReadAll(io.LimitReader(tr, 1<<20))
@@ -123,20 +150,15 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 				manifest[m[2]] = [2]string{m[1], strings.ToLower(m[3])}
 			}
 		case want[clean]:
+			if err := checkBounds(archive, clean, h.Size, disks[clean]); err != nil {
+				return nil, err
+			}
 			dst := filepath.Join(dir, clean)
-			w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-			if err != nil {
-				return nil, fault.Wrap(fault.OutputNotWritable, dst, err, "cannot extract the disk")
+			hs := newHashes()
+			if err := extractMember(archive, clean, dst, h.Size, io.TeeReader(tr, hs)); err != nil {
+				return nil, err
 			}
 			written = append(written, dst)
-			hs := newHashes()
-			_, err = io.Copy(io.MultiWriter(w, hs), tr)
-			if cerr := w.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return nil, fault.Wrap(fault.TruncatedImage, archive, err, "the OVA ends inside disk %q", clean)
-			}
 			sums[clean] = hs.sums()
 		default:
 			// Not needed (certificates, NVRAM, ISOs): skipped unread.
@@ -166,6 +188,93 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 		out.Verified = append(out.Verified, member)
 	}
 	return out, nil
+}
+
+// satAdd adds two sizes, stopping at the largest instead of wrapping.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// MemberLabel names a member of an archive for diagnostics, the way the
+// user knows it: by the archive they named, not the cache file it went to.
+func MemberLabel(archive, member string) string { return archive + " member " + member }
+
+// sparse reports a GNU (type 'S') or PAX (GNU.sparse.* records, formats
+// 0.0, 0.1 and 1.0) sparse member: its header claims a size the archive
+// need not hold, and Go's tar reader fills the holes with zeros.
+func sparse(h *tar.Header) bool {
+	if h.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// capacitySlack is how much larger than its capacity a disk file may be:
+// the format's metadata and, for a streamOptimized VMDK of incompressible
+// data, a sector of marker and padding per 64 KiB grain (under 1%).
+func capacitySlack(capacity int64) int64 { return capacity/8 + 64<<20 }
+
+// checkBounds refuses a disk member larger than the OVF says it is.
+func checkBounds(archive, member string, size int64, d OVFDisk) error {
+	bad := func(format string, a ...any) error {
+		return fault.New(fault.HostileArchive, MemberLabel(archive, member), format, a...).
+			WithHint("The archive does not match its own OVF: it is damaged or crafted. Re-export the VM. Nothing was kept.").
+			WithFact("Member size", fmt.Sprintf("%d bytes", size))
+	}
+	switch {
+	case d.Size > 0 && size > d.Size:
+		return bad("member %q holds %d bytes, but the OVF declares its file as %d bytes (ovf:size)", member, size, d.Size)
+	case d.Capacity > 0 && size-d.Capacity > capacitySlack(d.Capacity):
+		return bad("member %q holds %d bytes, more than a disk of %d bytes (the OVF's capacity) can take", member, size, d.Capacity)
+	}
+	return nil
+}
+
+// extractMember writes one disk member to dst, which it creates, after
+// checking it fits. It removes dst again on failure.
+func extractMember(archive, member, dst string, size int64, r io.Reader) (err error) {
+	label := MemberLabel(archive, member)
+	rm, err := roomIn(filepath.Dir(dst))
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, filepath.Dir(dst), err, "cannot read the free space of the cache folder")
+	}
+	if size > rm.usable() {
+		return rm.tooBig(label, size, fmt.Sprintf("extracting %s", label))
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, dst, err, "cannot extract the disk")
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	w := &writeError{w: f}
+	// The tar reader stops at the header's size; the limit says so here.
+	_, err = io.Copy(w, io.LimitReader(r, size))
+	if cerr := f.Close(); err == nil {
+		err, w.err = cerr, cerr
+	}
+	switch {
+	case err == nil:
+		return nil
+	case w.err != nil && isNoSpace(w.err):
+		return fault.Wrap(fault.NoSpace, label, w.err, "the cache folder %s filled up while %s was extracted into it (%s were free before)", rm.dir, label, human(rm.free)).
+			WithHint("Something else is writing to that file system. Free space in %s, or set the provider's cache_dir to a folder on a larger file system, then apply again.", rm.dir).
+			WithFact("Cache folder", rm.dir)
+	case w.err != nil:
+		return fault.Wrap(fault.OutputNotWritable, dst, w.err, "cannot extract the disk")
+	}
+	return fault.Wrap(fault.TruncatedImage, archive, err, "the OVA ends inside disk %q", member)
 }
 
 type hashes struct {

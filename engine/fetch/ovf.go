@@ -3,6 +3,7 @@ package fetch
 import (
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -27,7 +28,9 @@ type OVFDisk struct {
 	ID       string `json:"id"`
 	File     string `json:"file"`
 	Capacity int64  `json:"capacity"`
-	Format   string `json:"format,omitempty"`
+	// Size is the file's size, ovf:size in References; 0 when not given.
+	Size   int64  `json:"size,omitempty"`
+	Format string `json:"format,omitempty"`
 }
 
 // OVFNIC is one network adapter.
@@ -75,11 +78,22 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 			if !ok {
 				return nil, fault.New(fault.CorruptDescriptor, file, "disk %s names file %q, which References does not list", d.DiskID, *d.FileRef)
 			}
+			// A capacity that is not a number (an OVF property reference,
+			// "${size}") stays 0, unknown. Sizes are bounds on what is
+			// written: one that overflows is refused, not wrapped.
 			capacity, _ := strconv.ParseInt(d.Capacity, 10, 64)
+			capacity = max(0, capacity)
 			if d.CapacityAllocationUnits != nil {
-				capacity *= ovf.ParseCapacityAllocationUnits(*d.CapacityAllocationUnits)
+				unit := ovf.ParseCapacityAllocationUnits(*d.CapacityAllocationUnits)
+				if unit > 0 && capacity > math.MaxInt64/unit {
+					return nil, fault.New(fault.CorruptDescriptor, file, "disk %s declares a capacity of %s × %s, which no disk has", d.DiskID, d.Capacity, *d.CapacityAllocationUnits)
+				}
+				capacity *= unit
 			}
-			od := OVFDisk{ID: d.DiskID, File: f.Href, Capacity: capacity}
+			if f.Size > math.MaxInt64 {
+				return nil, fault.New(fault.CorruptDescriptor, file, "file %q declares a size of %d bytes (ovf:size), which no file has", f.Href, f.Size)
+			}
+			od := OVFDisk{ID: d.DiskID, File: f.Href, Capacity: capacity, Size: int64(f.Size)}
 			if d.Format != nil {
 				od.Format = *d.Format
 			}
