@@ -259,7 +259,8 @@ type resolvedSource struct {
 // the cache; a URL is downloaded into it when fetchNow or found there) and
 // resolves its chain. The fingerprint is the archive's for an OVA, the
 // remote object's for a URL, the chain's files' otherwise.
-func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow bool, sink Sink) (*resolvedSource, error) {
+func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
+	defer func() { err = e.sourceLabels(src).relabel(err) }() // name the OVA member or URL, not the cache file
 	head := src.Path
 	rs := &resolvedSource{}
 	switch {

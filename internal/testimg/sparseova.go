@@ -37,6 +37,10 @@ func SparseOVA(path, name, ovf, diskFile string, claim int64, format string) err
 			return err
 		}
 	}
+	if err := f.Truncate(claim); err != nil {
+		f.Close()
+		return err
+	}
 	if err := f.Close(); err != nil {
 		return err
 	}
