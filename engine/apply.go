@@ -175,7 +175,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if err := ctx.Err(); err != nil {
 		return nil, stageError(ctx, StageConvert, p.Output.Path, err)
 	}
-	return j.res, e.publish(j)
+	return j.res, e.publish(ctx, j)
 }
 
 // recheck repeats the plan's checks against the world as it is now.
@@ -228,14 +228,15 @@ func stageError(ctx context.Context, s StageName, file string, err error) error 
 	return fe
 }
 
-// publish renames the finished output into place and writes its report.
-func (e *Engine) publish(j *job) error {
+// publish writes the output's report, then renames the finished output
+// into place. The report comes first so that an output at the path always
+// has one, even when the process is killed right after the rename and
+// Terraform never records it: the next apply recognises it by its report
+// (see Published). The stamp is taken from the temporary file, which the
+// rename does not change (same inode, size, mtime and bytes).
+func (e *Engine) publish(ctx context.Context, j *job) error {
 	p := j.plan
-	if err := output.Commit(j.tmp, p.Output.Path); err != nil {
-		return toolFault(context.Background(), err, p.Output.Path, "cannot move the finished output into place")
-	}
-	j.tmp = ""
-	st, err := fingerprint.Of(p.Output.Path)
+	st, err := fingerprint.Of(j.tmp)
 	if err != nil {
 		return fault.Wrap(fault.Internal, p.Output.Path, err, "cannot stamp the output")
 	}
@@ -243,23 +244,49 @@ func (e *Engine) publish(j *job) error {
 	j.res.Output.Size, j.res.Output.Stamp = st.Size, st
 	j.res.Output.ReportPath = output.ReportPath(p.Output.Path)
 	if len(j.hives) > 0 {
-		dir := p.Output.Path + ".vmconv-hives"
-		os.RemoveAll(dir)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot keep the hive backups")
+		if err := keepHives(output.HivesPath(p.Output.Path), j.hives); err != nil {
+			return err
 		}
-		for name, b := range j.hives {
-			if err := output.WriteAtomic(filepath.Join(dir, name+".orig"), b, 0o644); err != nil {
-				return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot keep the hive backups")
-			}
-		}
-		j.res.HiveBackups = dir
+		j.res.HiveBackups = output.HivesPath(p.Output.Path)
 	}
 	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res}, "", "  ")
 	if err := output.WriteAtomic(j.res.Output.ReportPath, rep, 0o644); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
 	}
+	testHold(ctx, "before-publish-rename")
+	if err := output.Commit(j.tmp, p.Output.Path); err != nil {
+		if _, serr := os.Lstat(p.Output.Path); serr != nil {
+			os.Remove(j.res.Output.ReportPath) // a report of nothing
+		}
+		return toolFault(context.Background(), err, p.Output.Path, "cannot move the finished output into place")
+	}
+	j.tmp = ""
+	testHold(ctx, "after-publish-rename")
 	j.emit(EventInfo, "", "output written", map[string]any{"path": p.Output.Path, "size": st.Size, "sha256": j.res.Output.SHA256})
+	return nil
+}
+
+// keepHives writes a Windows guest's original hives into a temporary
+// folder and swaps it in for dir, so a killed run leaves a temporary that
+// the next holder of the lock removes, never a half-written dir.
+func keepHives(dir string, hives map[string][]byte) error {
+	tmp := output.TempName(dir)
+	err := os.Mkdir(tmp, 0o755)
+	for name, b := range hives {
+		if err == nil {
+			err = os.WriteFile(filepath.Join(tmp, name+".orig"), b, 0o644)
+		}
+		if err == nil {
+			err = fsyncPath(filepath.Join(tmp, name+".orig"))
+		}
+	}
+	if err == nil {
+		err = output.CommitDir(tmp, dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot keep the hive backups")
+	}
 	return nil
 }
 
@@ -344,7 +371,7 @@ func (convertStage) run(ctx context.Context, j *job) error {
 		}
 	})
 	if err != nil {
-		return toolFault(ctx, err, p.Output.Path, "qemu-img convert failed")
+		return convertFault(ctx, err, p)
 	}
 	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
 	// the freshly written pages, and doing them in turn costs their sum.

@@ -70,8 +70,11 @@ func assertNoLeftovers(t *testing.T, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.Contains(e.Name(), ".vmconv-tmp-") {
+		if strings.Contains(e.Name(), ".vmconv-tmp-") || strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
 			t.Errorf("temporary file left behind: %s", e.Name())
+		}
+		if strings.HasSuffix(e.Name(), ".vmconv.lock") {
+			t.Errorf("lock file left behind: %s", e.Name())
 		}
 	}
 }

@@ -128,3 +128,12 @@ type (
 	diagDiagnostic  = diag.Diagnostic
 	diagDiagnostics = diag.Diagnostics
 )
+
+const summaryOutputAdopted = "Output Of An Interrupted Apply Adopted"
+
+// adoptedDetail explains an output Create took over instead of converting.
+func adoptedDetail(path, created string) string {
+	return fmt.Sprintf("An earlier apply of this conversion published %s (at %s) and was interrupted before Terraform recorded it. "+
+		"Its report records this very conversion (the same source content and settings) and the file is unchanged since, "+
+		"so it was adopted as it is instead of being converted again.", path, created)
+}

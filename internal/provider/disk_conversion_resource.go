@@ -697,6 +697,12 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 	withConfigHeaders(ctx, req.Config, &ereq, &resp.Diagnostics)
 	r.withCredentials(&ereq)
 	ep, err := e.Plan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true})
+	if fault.Is(err, fault.OutputExists) && hasReport(ereq.Output.Path) {
+		// A vmconv output is at the path, perhaps the one an apply of this
+		// resource published before it was killed, and Terraform never
+		// recorded. Plan as if it were ours; Adopt below decides.
+		ep, err = e.Plan(ctx, ereq, engine.PlanOptions{ManagedOutput: true, Inspect: r.data.planInspection, Fetch: true})
+	}
 	if err != nil {
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 		return
@@ -709,10 +715,25 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 		return
 	}
 	sink := newLogSink(ctx, "vmconv_disk_conversion", ereq.Output.Path)
-	res, err := e.Apply(ctx, ep, sink, engine.ApplyOptions{})
-	if err != nil {
-		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
-		return
+	var res *engine.Result
+	if ep.Output.Replaces && hasReport(ereq.Output.Path) {
+		// With overwrite = true too: an output this very conversion already
+		// made is not made again.
+		rep, err := e.Adopt(ep, sink)
+		switch {
+		case err == nil && rep != nil:
+			res = rep.Result
+			resp.Diagnostics.AddWarning(summaryOutputAdopted, adoptedDetail(ereq.Output.Path, rep.Created))
+		case err != nil && !ereq.Output.Overwrite:
+			addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
+			return
+		}
+	}
+	if res == nil {
+		if res, err = e.Apply(ctx, ep, sink, engine.ApplyOptions{}); err != nil {
+			addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
+			return
+		}
 	}
 	// What the plan showed stays what state says was planned (Terraform
 	// requires it); the re-plan above fills what the plan left unknown.

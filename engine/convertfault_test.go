@@ -1,0 +1,127 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+)
+
+// streamGrain is one compressed grain of a streamOptimized VMDK.
+type streamGrain struct {
+	marker int64 // file offset of its marker
+	lba    int64 // the guest sector it starts at
+	size   int   // bytes of deflate data after the 12-byte marker
+}
+
+// streamGrains walks the markers of a streamOptimized VMDK.
+func streamGrains(t *testing.T, b []byte) []streamGrain {
+	t.Helper()
+	le := binary.LittleEndian
+	off := int64(le.Uint64(b[64:])) * 512 // overhead
+	var gs []streamGrain
+	for off+16 <= int64(len(b)) {
+		val, size := le.Uint64(b[off:]), le.Uint32(b[off+8:])
+		if size == 0 {
+			if le.Uint32(b[off+12:]) == 0 { // end of stream
+				break
+			}
+			off += 512 + int64(val)*512 // metadata marker: val sectors follow
+			continue
+		}
+		gs = append(gs, streamGrain{off, int64(val), int(size)})
+		off += (12 + int64(size) + 511) / 512 * 512
+	}
+	return gs
+}
+
+// TestCorruptGrainNamesTheSourceAndPosition: a streamOptimized VMDK whose
+// headers, grain directory and tables are sound, but one grain's data is
+// damaged, passes the plan and fails mid-conversion. The diagnostic must
+// name the source file and the position in the guest's disk with qemu's
+// reason, not the output and not qemu-img's argv; and nothing may be left
+// beside the output (no lock file either).
+func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
+	const size = 8 * mib
+	const badAt = 3*mib + 128<<10 // a grain of the second run of data
+	data := testimg.Layer{{Offset: 0, Length: 1 * mib, Byte: 0x11}, {Offset: 3 * mib, Length: 2 * mib, Byte: 0x22}}
+	for _, tc := range []struct {
+		name    string
+		corrupt func(b []byte, g streamGrain)
+	}{
+		{"deflate data", func(b []byte, g streamGrain) {
+			for i := g.marker + 12 + 2; i < g.marker+12+int64(g.size); i++ {
+				b[i] ^= 0x5a
+			}
+		}},
+		{"grain marker size", func(b []byte, g streamGrain) {
+			binary.LittleEndian.PutUint32(b[g.marker+8:], 0x7fffffff)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, out := t.TempDir(), t.TempDir()
+			head := filepath.Join(src, "disk.vmdk")
+			if err := testimg.StreamOptimized(head, size, data); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(head)
+			found := false
+			for _, g := range streamGrains(t, b) {
+				if g.lba*512 == badAt {
+					tc.corrupt(b, g)
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("no grain at byte %d", badAt)
+			}
+			os.WriteFile(head, b, 0o644)
+
+			e := newEngine(t)
+			outPath := filepath.Join(out, "disk.qcow2")
+			p, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Path: head}, Output: engine.OutputSpec{Path: outPath}}, engine.PlanOptions{})
+			if err != nil {
+				// A stricter plan may catch a bad marker from the headers
+				// alone; it must then say so about this file.
+				if fe, ok := fault.As(err); !ok || fe.Code != fault.CorruptImage || fe.File != head {
+					t.Fatalf("plan: got %v, want corrupt_image about %s", err, head)
+				}
+				t.Logf("refused at plan: %v", err)
+				return
+			}
+			_, err = e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
+			fe, ok := fault.As(err)
+			if !ok || fe.Code != fault.CorruptImage || fe.Stage != string(engine.StageConvert) {
+				t.Fatalf("apply: got %v, want corrupt_image at convert", err)
+			}
+			text := fe.Error() + " " + fe.Hint
+			for _, f := range fe.Facts {
+				text += " " + f.Label + ": " + f.Value
+			}
+			t.Logf("diagnostic: %s", text)
+			if fe.File != head {
+				t.Errorf("names %q, want the source %s", fe.File, head)
+			}
+			for _, want := range []string{"3.1 MiB", "byte 3276800", "Invalid argument", "qemu-img convert"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("diagnostic lacks %q", want)
+				}
+			}
+			for _, bad := range []string{outPath, "vmconv-tmp", "overlay.qcow2", " -O ", "-f qcow2"} {
+				if strings.Contains(text, bad) {
+					t.Errorf("diagnostic shows %q (the output or qemu-img's argv)", bad)
+				}
+			}
+			if _, err := os.Stat(outPath); err == nil {
+				t.Error("a failed conversion left a file at the output path")
+			}
+			assertNoLeftovers(t, out)
+		})
+	}
+}
