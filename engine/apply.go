@@ -333,7 +333,7 @@ func (flattenStage) name() StageName { return StageFlatten }
 // the chain read-only, so guest work (inspect, fix) lands in the overlay
 // and the source is never written.
 func (flattenStage) run(ctx context.Context, j *job) error {
-	top, driver, err := j.chain.Materialize(filepath.Join(j.work, "shadow"))
+	top, driver, err := j.chain.Materialize(ctx, filepath.Join(j.work, "shadow"), j.e.qemu)
 	if err != nil {
 		return err
 	}

@@ -405,7 +405,7 @@ func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	top, driver, err := c.Materialize(dir)
+	top, driver, err := c.Materialize(ctx, dir, e.qemu)
 	if err != nil {
 		return err
 	}

@@ -140,7 +140,7 @@ func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, r
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	top, driver, err := c.Materialize(filepath.Join(work, "shadow"))
+	top, driver, err := c.Materialize(ctx, filepath.Join(work, "shadow"), e.qemu)
 	if err != nil {
 		return nil, err
 	}

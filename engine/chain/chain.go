@@ -4,10 +4,14 @@
 // and allocation table, each reference confined to the source folder, no
 // loops, and snapshot CIDs that match their parents.
 //
-// qemu is the data plane, but it follows extent paths and parent hints
-// wherever they point and silently skips extent lines it does not know.
-// Materialize therefore hands qemu shadow descriptors that name only the
-// files validated here, by absolute path.
+// qemu is the data plane, but it follows extent paths, parent hints and
+// backing files wherever they point, in its own way, and silently skips
+// extent lines it does not know. Materialize therefore never hands qemu a
+// source file to interpret: every layer is pinned, with its driver, its
+// canonical file and its backing stated (see materialize.go), and VMDK
+// layers are read through shadow descriptors that name only the files
+// validated here. Names are resolved the way the kernel resolves them (see
+// open.go), and only regular files are ever opened for reading.
 package chain
 
 import (
@@ -26,6 +30,14 @@ import (
 
 // MaxDepth bounds the number of layers; VMware allows 32 snapshots.
 const MaxDepth = 255
+
+// MaxExtents bounds the extents of one descriptor: 8 TB split into 2 GB
+// extents, the largest disk VMware Workstation and Fusion split (ESXi never
+// splits). qemu's open time grows with the square of the extent count
+// (34 s for 4,096 here, 4.5 minutes for 10,000), and it opens a disk
+// several times per conversion, so the bound is also what keeps a small
+// crafted descriptor from holding a plan for an hour.
+const MaxExtents = 4096
 
 // File roles.
 const (
@@ -62,6 +74,12 @@ type Layer struct {
 
 	cid, parentCID uint32
 	parentRef      string // parent name as written in this layer
+	// parentFormat is the format this layer declares for its parent (a
+	// qcow2 backing_fmt), which the parent's content must not contradict.
+	parentFormat diskformat.Format
+	// real is the canonical path qemu is given: every symlink resolved,
+	// confined to the source folder.
+	real string
 	// direct marks a layer qemu must open as itself rather than through a
 	// shadow descriptor: qemu looks for a footer-located grain directory at
 	// the end of the descriptor file, not of the extent.
@@ -126,7 +144,7 @@ func Resolve(path string, opts Options) (*Chain, error) {
 	if err != nil {
 		return nil, fault.Wrap(fault.InvalidRequest, path, err, "cannot make the source path absolute")
 	}
-	real, err := filepath.EvalSymlinks(abs)
+	loc, err := locate(abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fault.New(fault.SourceMissing, abs, "the source disk does not exist").
@@ -134,14 +152,15 @@ func Resolve(path string, opts Options) (*Chain, error) {
 		}
 		return nil, fault.Wrap(fault.SourceUnreadable, abs, err, "cannot resolve the source path")
 	}
-	r := &resolver{opts: opts, dir: filepath.Dir(real), seen: map[fileID]int{}}
+	r := &resolver{opts: opts, dir: filepath.Dir(loc.Canonical), seen: map[fileID]int{}}
 	c := &Chain{Dir: r.dir}
-	cur := abs
+	cur, declared := abs, opts.Format
 	for depth := 0; ; depth++ {
 		if depth > MaxDepth {
-			return nil, fault.New(fault.ChainLoop, cur, "the snapshot chain is deeper than %d layers", MaxDepth)
+			return nil, fault.New(fault.ChainLoop, cur, "the snapshot chain is deeper than %d layers", MaxDepth).
+				WithHint("VMware keeps at most 32 snapshots in a chain; a deeper chain is damaged or crafted. Consolidate the snapshots on the source, then convert again.")
 		}
-		l, err := r.layer(cur, depth == 0)
+		l, err := r.layer(cur, loc, depth == 0, declared)
 		if err != nil {
 			return nil, err
 		}
@@ -149,14 +168,14 @@ func Resolve(path string, opts Options) (*Chain, error) {
 		if l.parentRef == "" {
 			break
 		}
-		parent, warn, err := r.ref(l.Path, l.parentRef, true)
+		next, warn, err := r.ref(l, l.parentRef, true)
 		if err != nil {
 			return nil, err
 		}
 		if warn != "" {
 			c.Warnings = append(c.Warnings, warn)
 		}
-		cur = parent
+		cur, loc, declared = next.Canonical, next, l.parentFormat
 	}
 	r.warnings = append(r.warnings, c.Warnings...)
 	c.Warnings = r.warnings
@@ -193,86 +212,95 @@ type resolver struct {
 	warnings []string
 }
 
-// ref resolves a name written inside the file at from, the way qemu would
-// (relative to from's folder), and confines it to the source folder. For
-// parent hints written as absolute datastore paths (/vmfs/volumes/...) that
-// do not exist here, a file of the same name beside the child is used, as
-// downloaded chains keep their layers together.
-func (r *resolver) ref(from, name string, parent bool) (string, string, error) {
+// ref resolves a name written inside the layer from, the way the kernel
+// would (relative to from's canonical folder), and confines it to the
+// source folder. For parent hints written as absolute datastore paths
+// (/vmfs/volumes/...) that do not exist here or lie outside the folder, a
+// file of the same name beside the child is used, as downloaded chains keep
+// their layers together; qemu is then pinned to that file too, so what was
+// checked is what is read.
+func (r *resolver) ref(from *Layer, name string, parent bool) (*located, string, error) {
 	what := "extent"
 	if parent {
 		what = "parent"
 	}
 	if strings.ContainsAny(name, "\x00\n\r\"") {
-		return "", "", fault.New(fault.CorruptDescriptor, from, "the %s name %q contains characters no file name may have", what, name)
+		return nil, "", fault.New(fault.CorruptDescriptor, from.Path, "the %s name %q contains characters no file name may have", what, name)
 	}
+	if name == "" {
+		return nil, "", fault.New(fault.CorruptDescriptor, from.Path, "the %s name is empty", what)
+	}
+	dir := filepath.Dir(from.real)
 	p := name
 	if !filepath.IsAbs(p) {
-		p = filepath.Join(filepath.Dir(from), p)
+		p = dir + string(filepath.Separator) + name // not Join: Join cleans ".." textually
 	}
+	loc, err := locate(p)
 	var warn string
-	if parent && filepath.IsAbs(name) {
-		if _, err := os.Lstat(p); err != nil || !r.inside(p) {
-			alt := filepath.Join(filepath.Dir(from), filepath.Base(name))
-			if _, err := os.Stat(alt); err == nil {
-				warn = fmt.Sprintf("%s names its parent by the absolute path %q; using %s from the same folder", filepath.Base(from), name, filepath.Base(alt))
-				p = alt
-			}
+	if parent && filepath.IsAbs(name) && (err != nil || !r.inside(loc.Canonical)) {
+		alt := filepath.Join(dir, filepath.Base(name))
+		if altLoc, altErr := locate(alt); altErr == nil {
+			warn = fmt.Sprintf("%s names its parent by the absolute path %q; using %s from the same folder", filepath.Base(from.Path), name, filepath.Base(alt))
+			loc, err, p = altLoc, nil, alt
 		}
 	}
-	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if parent {
-				return "", "", fault.New(fault.ChainParentMissing, from, "the parent disk %q of this snapshot does not exist", name).
+				return nil, "", fault.New(fault.ChainParentMissing, from.Path, "the parent disk %q of this snapshot does not exist", name).
 					WithHint("Copy the whole snapshot chain into one folder: every file the descriptors name, down to the base disk.").
 					WithFact("Looked for", p)
 			}
-			return "", "", fault.New(fault.SourceMissing, from, "the extent file %q named by this descriptor does not exist", name).
+			return nil, "", fault.New(fault.SourceMissing, from.Path, "the extent file %q named by this descriptor does not exist", name).
 				WithHint("Copy every extent file the descriptor lists into the same folder as the descriptor.").
 				WithFact("Looked for", p)
 		}
-		return "", "", fault.Wrap(fault.SourceUnreadable, p, err, "cannot resolve the %s %q", what, name)
+		return nil, "", fault.Wrap(fault.SourceUnreadable, from.Path, err, "cannot resolve the %s %q", what, name)
 	}
-	if !r.inside(real) {
-		return "", "", fault.New(fault.PathOutsideSource, from,
-			"the %s %q resolves to %s, outside the source folder %s", what, name, real, r.dir).
+	if !r.inside(loc.Canonical) {
+		return nil, "", fault.New(fault.PathOutsideSource, from.Path,
+			"the %s %q resolves to %s, outside the source folder %s", what, name, loc.Canonical, r.dir).
 			WithHint("vmconv reads only files inside the folder of source.path, so a disk cannot make it read other files. "+
 				"Put the %s in that folder (a copy, not a symlink out of it) and name it relatively.", what)
 	}
-	if strings.ContainsAny(real, "\"\n\r") {
-		return "", "", fault.New(fault.InvalidRequest, real, "the path contains a quote or line break, which vmconv cannot pass to qemu safely").
+	if strings.ContainsAny(loc.Canonical, "\"\n\r") {
+		return nil, "", fault.New(fault.InvalidRequest, loc.Canonical, "the path contains a quote or line break, which vmconv cannot pass to qemu safely").
 			WithHint("Rename the file or folder.")
 	}
-	return p, warn, nil
+	if !loc.Info.Mode().IsRegular() {
+		return nil, "", fault.New(fault.InvalidRequest, from.Path, "the %s %q is %s, not a disk image file", what, name, kind(loc.Info.Mode())).
+			WithHint("vmconv reads only regular files, so a disk cannot make it wait on a pipe or read a device. Replace it with the real %s file.", what).
+			WithFact("Resolves to", loc.Canonical)
+	}
+	return loc, warn, nil
 }
 
-func (r *resolver) inside(p string) bool {
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		real = filepath.Clean(p)
-	}
-	rel, err := filepath.Rel(r.dir, real)
+// inside reports whether a canonical path lies in the source folder.
+func (r *resolver) inside(canon string) bool {
+	rel, err := filepath.Rel(r.dir, canon)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
-func (r *resolver) layer(path string, head bool) (*Layer, error) {
-	f, err := os.Open(path)
+func (r *resolver) layer(path string, loc *located, head bool, declared diskformat.Format) (*Layer, error) {
+	if !loc.Info.Mode().IsRegular() {
+		what := "the source"
+		if !head {
+			what = "this layer of the chain"
+		}
+		return nil, fault.New(fault.InvalidRequest, path, "%s is %s, not a disk image file", what, kind(loc.Info.Mode())).
+			WithHint("Point source.path at a disk image file; vmconv reads only regular files, so a disk cannot make it wait on a pipe or read a device.")
+	}
+	f, fi, err := openRegular(loc.Canonical)
 	if err != nil {
+		if errors.Is(err, errNotRegular) {
+			return nil, fault.New(fault.InvalidRequest, path, "the disk file was replaced by %s while it was being read", kind(fi.Mode()))
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fault.New(fault.SourceMissing, path, "the disk file does not exist")
 		}
 		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the disk file")
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot stat the disk file")
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fault.New(fault.InvalidRequest, path, "the source is not a regular file (%s)", fi.Mode().Type()).
-			WithHint("Point source.path at a disk image file.")
-	}
 	if id, ok := idOf(fi); ok {
 		if i, dup := r.seen[id]; dup {
 			cycle := append(append([]string{}, r.order[i:]...), path)
@@ -288,25 +316,42 @@ func (r *resolver) layer(path string, head bool) (*Layer, error) {
 	if err != nil {
 		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot read the disk file")
 	}
-	if head && r.opts.Format != "" {
-		if ok && det.Format != r.opts.Format && !(det.Format == diskformat.Raw) {
+	switch {
+	case head && declared != "":
+		if ok && det.Format != declared && !(det.Format == diskformat.Raw) {
 			return nil, fault.New(fault.InvalidRequest, path,
-				"source.format says %s, but the content is %s (%s)", r.opts.Format, det.Format, det.Evidence).
+				"source.format says %s, but the content is %s (%s)", declared, det.Format, det.Evidence).
 				WithHint("Remove source.format to let vmconv detect the format, or fix it.")
 		}
 		if !ok || det.Format == diskformat.Raw {
-			det = diskformat.Detected{Format: r.opts.Format, Kind: diskformat.KindWhole, Evidence: "declared by source.format"}
-			if r.opts.Format == diskformat.VMDK {
+			det = diskformat.Detected{Format: declared, Kind: diskformat.KindWhole, Evidence: "declared by source.format"}
+			if declared == diskformat.VMDK {
 				return nil, fault.New(fault.UnknownFormat, path, "source.format says vmdk but the content is not a VMDK")
 			}
 		}
-	} else if !ok {
+	case declared != "":
+		// A qcow2 names its backing file's format. qemu would read the
+		// file as that format whatever it holds, so the two must agree:
+		// a qcow2 read as raw, or raw bytes read as a qcow2, is how a disk
+		// smuggles in a reference that was never checked.
+		if ok && det.Format != declared && !(declared == diskformat.Raw && det.Kind == diskformat.KindWhole && det.Format == diskformat.Raw) {
+			return nil, fault.New(fault.CorruptImage, path,
+				"the layer above names this file's format as %s, but its content is %s (%s)", declared, det.Format, det.Evidence).
+				WithHint("A backing file must be what its child's backing_fmt says. Restore the chain from its source, or rebase the child with qemu-img rebase -F on a copy.")
+		}
+		if !ok {
+			if declared != diskformat.Raw {
+				return nil, fault.New(fault.CorruptImage, path, "the layer above names this file's format as %s, but its content is not %s", declared, declared)
+			}
+			det = diskformat.Detected{Format: diskformat.Raw, Kind: diskformat.KindWhole, Evidence: "declared raw by its child's backing_fmt"}
+		}
+	case !ok:
 		return nil, fault.New(fault.UnknownFormat, path,
 			"the file's content matches no supported disk format (%s) and holds no partition table or file system a raw disk would", joinFormats()).
 			WithHint("If this is a raw disk that starts with unrecognisable data, declare it with source.format = \"raw\". Otherwise check that source.path names a disk image and not, say, a .vmx or .nvram file.").
 			WithFact("Starts with", firstBytes(f)).WithFact("Size", fmt.Sprintf("%d bytes", fi.Size()))
 	}
-	l := &Layer{Path: path, Format: det.Format}
+	l := &Layer{Path: path, Format: det.Format, real: loc.Canonical}
 	switch det.Kind {
 	case diskformat.KindDescriptor:
 		err = r.vmdkDescriptor(f, fi.Size(), l)
@@ -360,6 +405,14 @@ func (r *resolver) single(f *os.File, size int64, l *Layer) error {
 	l.VirtualSize = info.VirtualSize
 	l.Files = []File{{Path: l.Path, Role: RoleImage, Size: size}}
 	l.parentRef = info.Backing
+	if info.BackingFormat != "" {
+		pf, ok := formatOfDriver(info.BackingFormat)
+		if !ok {
+			return fault.New(fault.UnsupportedFormat, l.Path, "the qcow2 names its backing file's format as %q, which is not a disk format vmconv reads", info.BackingFormat).
+				WithHint("Convert the chain to a self-contained image first, or rebase it onto a file of a supported format (%s).", joinFormats())
+		}
+		l.parentFormat = pf
+	}
 	for _, w := range info.Warnings {
 		r.warnings = append(r.warnings, fmt.Sprintf("%s: %s", filepath.Base(l.Path), w))
 	}
@@ -436,34 +489,75 @@ func (r *resolver) vmdkDescriptor(f *os.File, size int64, l *Layer) error {
 	l.CID, l.ParentCID = fmt.Sprintf("%08x", d.CID), fmt.Sprintf("%08x", d.ParentCID)
 	l.parentRef = d.ParentFileNameHint
 	l.Files = []File{{Path: l.Path, Role: RoleDescriptor, Size: size}}
+	if len(d.Extents) > MaxExtents {
+		return fault.New(fault.CorruptDescriptor, l.Path, "the descriptor lists %d extents, more than the %d vmconv reads", len(d.Extents), MaxExtents).
+			WithHint("No real disk has that many: VMware splits disks of at most 8 TB into 2 GB extents, 4,096 of them. Restore the descriptor from the original datastore.")
+	}
+	files := map[fileID]int{}
 	for i, e := range d.Extents {
 		if e.Access == "NOACCESS" {
 			return fault.New(fault.UnsupportedFormat, l.Path, "extent %d is marked NOACCESS; its data is not available", i+1)
 		}
-		p, _, err := r.ref(l.Path, e.Filename, false)
+		loc, _, err := r.ref(l, e.Filename, false)
 		if err != nil {
 			return err
 		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fault.Wrap(fault.SourceUnreadable, p, err, "cannot stat extent %d", i+1)
+		if id, ok := idOf(loc.Info); ok {
+			// Two extents on one file would let a disk read its own
+			// metadata as data, and checking the same tables again and
+			// again is how a small descriptor makes the check run for hours.
+			if j, dup := files[id]; dup && !flatSlices(d.Extents[j], e) {
+				return fault.New(fault.CorruptDescriptor, l.Path, "extents %d and %d both name the file %s", j+1, i+1, loc.Canonical).
+					WithHint("Every extent of a VMDK has its own file, except slices of one flat file. Restore the descriptor from the original datastore.")
+			}
+			files[id] = i
 		}
-		if !fi.Mode().IsRegular() {
-			return fault.New(fault.InvalidRequest, p, "extent %d is not a regular file", i+1)
+		if err := checkExtent(loc.Canonical, e); err != nil {
+			return withFile(err, loc.Canonical)
 		}
-		if err := checkExtent(p, fi.Size(), e); err != nil {
-			return withFile(err, p)
-		}
-		real, _ := filepath.EvalSymlinks(p)
-		l.Files = append(l.Files, File{Path: p, Role: RoleExtent, Size: fi.Size()})
-		l.Extents = append(l.Extents, Extent{Path: real, Type: e.Type, Sectors: e.Sectors, Offset: e.Offset})
+		l.Files = append(l.Files, File{Path: loc.Canonical, Role: RoleExtent, Size: loc.Info.Size()})
+		l.Extents = append(l.Extents, Extent{Path: loc.Canonical, Type: e.Type, Sectors: e.Sectors, Offset: e.Offset})
 	}
 	return nil
 }
 
-func checkExtent(path string, size int64, e vmdk.Extent) error {
+// maxSectors bounds an extent's size and offset (512 TiB), far beyond
+// VMware's 62 TB, so that no sector arithmetic can overflow.
+const maxSectors = 1 << 40
+
+// formatOfDriver maps a qemu driver name, as a qcow2 backing_fmt holds it,
+// to the format vmconv reads.
+func formatOfDriver(d string) (diskformat.Format, bool) {
+	for _, f := range diskformat.Inputs {
+		if f.QemuDriver() == d {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// flatSlices reports whether two extents are both flat, the one layout
+// where several extents may lie in one file (at different offsets).
+func flatSlices(a, b vmdk.Extent) bool {
+	flat := func(e vmdk.Extent) bool { return e.Type == vmdk.ExtentFlat || e.Type == vmdk.ExtentVMFS }
+	return flat(a) && flat(b)
+}
+
+func checkExtent(path string, e vmdk.Extent) error {
+	f, fi, err := openRegular(path)
+	if err != nil {
+		if errors.Is(err, errNotRegular) {
+			return fault.New(fault.InvalidRequest, path, "the extent is %s, not a disk image file", kind(fi.Mode()))
+		}
+		return fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the extent")
+	}
+	defer f.Close()
+	size := fi.Size()
 	switch e.Type {
 	case vmdk.ExtentFlat, vmdk.ExtentVMFS:
+		if e.Offset < 0 || e.Sectors < 0 || e.Offset > maxSectors || e.Sectors > maxSectors {
+			return fault.New(fault.CorruptDescriptor, path, "the flat extent's %d sectors from sector %d are out of range", e.Sectors, e.Offset)
+		}
 		if need := (e.Offset + e.Sectors) * 512; size < need {
 			return fault.New(fault.TruncatedImage, path,
 				"the flat extent must hold %d bytes (%d sectors from sector %d) but the file is only %d bytes long", need, e.Sectors, e.Offset, size).
@@ -471,11 +565,6 @@ func checkExtent(path string, size int64, e vmdk.Extent) error {
 		}
 		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the extent")
-	}
-	defer f.Close()
 	switch e.Type {
 	case vmdk.ExtentSparse:
 		h, err := vmdk.ReadSparseHeader(f, size)

@@ -1,7 +1,10 @@
 package chain_test
 
 import (
+	"context"
+
 	"fmt"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +37,7 @@ func requireTool(t *testing.T, name string) {
 // returns the bytes, for judging in Go.
 func convertRaw(t *testing.T, c *chain.Chain) []byte {
 	t.Helper()
-	top, driver, err := c.Materialize(filepath.Join(t.TempDir(), "shadow"))
+	top, driver, err := c.Materialize(context.Background(), filepath.Join(t.TempDir(), "shadow"), qemuimg.Exec{})
 	if err != nil {
 		t.Fatal(err)
 	}
