@@ -2,10 +2,11 @@
 // image under QEMU. It boots a throwaway overlay of the output, never the
 // output itself, so the output's checksum is the same before and after.
 //
-// The success signal. A VMware guest has no serial console, so the boot
-// test instruments the overlay: it adds console=ttyS0 to the kernel command
-// line (the initramfs then reports a missing root on the serial port) and
-// plants a one-shot systemd unit that, once the system reaches multi-user,
+// The success signal. A VMware guest usually has no serial console, so the
+// boot test instruments the overlay: it adds console=ttyS0 to the kernel
+// command line (the initramfs then reports a missing root on the serial
+// port), unless the guest already has it there, as servers and cloud images
+// do, and plants a one-shot systemd unit that, once the system reaches multi-user,
 // waits up to a minute for an IPv4 address and prints a marker line carrying
 // a per-test nonce and the addresses. The marker proves the guest booted to
 // multi-user with its network up; the nonce proves it came from this boot.
@@ -30,7 +31,45 @@ const Marker = "VMCONV-BOOT-MARKER"
 // minute; initramfs-tools ignores rd.* options and waits 30 s anyway.
 const consoleArgs = "console=tty0 console=ttyS0,115200n8 rd.retry=60"
 
-var linuxLine = regexp.MustCompile(`(?m)^(\s*(?:linux|linux16|linuxefi)\s+\S+)(.*)$`)
+var (
+	linuxLine   = regexp.MustCompile(`(?m)^(\s*(?:linux|linux16|linuxefi)\s+\S+)(.*)$`)
+	blsOptions  = regexp.MustCompile(`(?m)^options\s.*$`)
+	kernelopts  = regexp.MustCompile(`(?m)^kernelopts=.*$`)
+	consoleArgR = regexp.MustCompile(`(?:^|\s)console=(\S*)`)
+)
+
+// consoleAddition is what a kernel command line needs so that the boot
+// test reads the guest on its first serial port, "" when it already does.
+// The kernel makes the last console= named /dev/console, where the
+// initramfs and systemd write their failures, so a guest that names ttyS0
+// but a later console after it gets ttyS0 named again (naming a console
+// again makes it the preferred one), with the guest's own options: the
+// speed the guest set stays the speed it runs at. A guest that names no
+// ttyS0 gets consoleArgs.
+func consoleAddition(cmdline string) string {
+	ms := consoleArgR.FindAllStringSubmatch(cmdline, -1)
+	serial := ""
+	for _, m := range ms {
+		if m[1] == "ttyS0" || strings.HasPrefix(m[1], "ttyS0,") {
+			serial = m[1]
+		}
+	}
+	switch {
+	case serial == "":
+		return consoleArgs
+	case ms[len(ms)-1][1] == serial:
+		return ""
+	}
+	return "console=" + serial
+}
+
+// withConsole appends consoleAddition to a command line that needs it.
+func withConsole(cmdline string) string {
+	if a := consoleAddition(cmdline); a != "" {
+		return cmdline + " " + a
+	}
+	return cmdline
+}
 
 const markerScript = `#!/bin/sh
 # Planted by vmconv's boot test. %s
@@ -66,8 +105,8 @@ const (
 )
 
 // Instrument prepares a mounted throwaway overlay for the boot test: a
-// serial console on every kernel command line and the marker unit. The
-// overlay is discarded afterwards.
+// serial console on every kernel command line that lacks one, and the
+// marker unit. The overlay is discarded afterwards.
 func Instrument(fs guest.FS, nonce string) error { return instrument(fs, nonce, false, false) }
 
 // InstrumentOnce prepares a guest's real disk (a domain's) for one boot
@@ -83,7 +122,11 @@ func InstrumentOnce(fs guest.FS, nonce string) error { return instrument(fs, non
 func InstrumentPhase(fs guest.FS, nonce string) error { return instrument(fs, nonce, true, true) }
 
 func instrument(fs guest.FS, nonce string, once, poweroff bool) error {
+	// found counts the kernel command lines seen, changed or not: a guest
+	// whose every line already has its serial console needs no edit, only
+	// the marker.
 	var changed []string
+	found := 0
 	edit := func(p string, edit func(string) (string, bool)) error {
 		b, err := fs.ReadFile(p)
 		if err != nil {
@@ -101,43 +144,49 @@ func instrument(fs guest.FS, nonce string, once, poweroff bool) error {
 		changed = append(changed, p)
 		return fs.WriteFile(p, []byte(out), 0o644)
 	}
-	withConsole := func(s string) (string, bool) {
-		return linuxLine.ReplaceAllStringFunc(s, func(l string) string {
-			if strings.Contains(l, "console=ttyS0") {
-				return l
-			}
-			return l + " " + consoleArgs
-		}), true
+	lines := func(re *regexp.Regexp) func(string) (string, bool) {
+		return func(s string) (string, bool) {
+			return re.ReplaceAllStringFunc(s, func(l string) string {
+				found++
+				return withConsole(l)
+			}), true
+		}
 	}
 	for _, p := range []string{"/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"} {
-		if err := edit(p, withConsole); err != nil {
+		if err := edit(p, lines(linuxLine)); err != nil {
 			return fmt.Errorf("instrument %s: %w", p, err)
 		}
 	}
 	bls, _ := fs.Glob("/boot/loader/entries/*.conf")
 	for _, p := range bls {
-		if err := edit(p, func(s string) (string, bool) {
-			return regexp.MustCompile(`(?m)^(options\s.*)$`).ReplaceAllString(s, "$1 "+consoleArgs), true
-		}); err != nil {
+		if err := edit(p, lines(blsOptions)); err != nil {
 			return err
 		}
 	}
 	// grubenv is a fixed 1024-byte block padded with '#': what the edit
 	// adds comes off the padding.
+	// A line there is no room for is not counted as found.
 	if err := edit("/boot/grub2/grubenv", func(s string) (string, bool) {
-		if !strings.Contains(s, "kernelopts=") {
+		l := kernelopts.FindString(s)
+		if l == "" {
 			return s, false
 		}
-		out := regexp.MustCompile(`(?m)^(kernelopts=.*)$`).ReplaceAllString(s, "$1 "+consoleArgs)
-		extra := len(out) - len(s)
-		if extra <= 0 || !strings.HasSuffix(out, strings.Repeat("#", extra)) {
+		add := consoleAddition(l)
+		if add == "" {
+			found++
 			return s, false
 		}
-		return out[:len(out)-extra], true
+		add = " " + add
+		if !strings.HasSuffix(s, strings.Repeat("#", len(add))) {
+			return s, false
+		}
+		found++
+		out := strings.Replace(s, l, l+add, 1)
+		return out[:len(out)-len(add)], true
 	}); err != nil {
 		return err
 	}
-	if len(changed) == 0 {
+	if found == 0 {
 		return fmt.Errorf("instrument: no kernel command line found to add a serial console to")
 	}
 	note, cleanup := "It runs in a throwaway overlay and never reaches the output.", ""

@@ -76,3 +76,102 @@ func TestInstrumentPhasePowersOffAfterRestoring(t *testing.T) {
 		}
 	}
 }
+
+func TestConsoleAddition(t *testing.T) {
+	for _, tc := range []struct{ name, cmdline, want string }{
+		{"no console", "root=/dev/sda1 ro quiet", consoleArgs},
+		{"serial console last", "root=/dev/sda1 ro console=ttyS0,115200 quiet", ""},
+		{"serial console without options", "root=/dev/vda1 console=ttyS0", ""},
+		{"cloud image: tty1 then ttyS0", "root=LABEL=cloudimg-rootfs console=tty1 console=ttyS0", ""},
+		// ttyS0 is named but tty0 takes /dev/console: ttyS0 is named
+		// again, at the guest's own speed.
+		{"serial console not last", "root=/dev/sda1 console=ttyS0,9600n8 console=tty0", "console=ttyS0,9600n8"},
+		{"another serial port", "root=/dev/sda1 console=ttyS1,115200", consoleArgs},
+		{"not a console argument", "root=/dev/sda1 netconsole=ttyS0 xconsole=ttyS0", consoleArgs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := consoleAddition(tc.cmdline); got != tc.want {
+				t.Errorf("consoleAddition(%q) = %q, want %q", tc.cmdline, got, tc.want)
+			}
+		})
+	}
+}
+
+// serialGrub is what grub-mkconfig writes for a guest whose serial console
+// is configured (GRUB_TERMINAL=serial, console=ttyS0,115200 in
+// GRUB_CMDLINE_LINUX): every linux line already has it.
+const serialGrub = `serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+menuentry 'Debian GNU/Linux' --class debian {
+	linux	/boot/vmlinuz-6.1.0-50-amd64 root=/dev/sda1 ro console=ttyS0,115200 quiet
+	initrd	/boot/initrd.img-6.1.0-50-amd64
+}
+submenu 'Advanced options for Debian GNU/Linux' {
+	menuentry 'Debian GNU/Linux, with Linux 6.1.0-50-amd64 (recovery mode)' {
+		linux	/boot/vmlinuz-6.1.0-50-amd64 root=/dev/sda1 ro single console=ttyS0,115200
+		initrd	/boot/initrd.img-6.1.0-50-amd64
+	}
+}
+`
+
+// A guest that already has its serial console is boot-tested as it is: its
+// boot configuration is left alone and the marker is planted.
+func TestInstrumentGuestWithSerialConsole(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		plant func(*guesttest.MemFS) error
+	}{
+		{"grub.cfg, throwaway overlay", map[string]string{"/boot/grub/grub.cfg": serialGrub}, func(m *guesttest.MemFS) error { return Instrument(m, "n0nce") }},
+		{"grub.cfg, domain disk", map[string]string{"/boot/grub/grub.cfg": serialGrub}, func(m *guesttest.MemFS) error { return InstrumentOnce(m, "n0nce") }},
+		{"BLS entry and grubenv", map[string]string{
+			"/boot/grub2/grub.cfg":        "blscfg\n",
+			"/boot/loader/entries/a.conf": "options root=/dev/mapper/rhel-root ro console=ttyS0,115200n8\n",
+			"/boot/grub2/grubenv":         "# GRUB Environment Block\nkernelopts=root=/dev/mapper/rhel-root ro console=ttyS0,115200n8\n" + strings.Repeat("#", 80),
+		}, func(m *guesttest.MemFS) error { return InstrumentPhase(m, "n0nce") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := guesttest.New(tc.files)
+			if err := tc.plant(m); err != nil {
+				t.Fatal(err)
+			}
+			for p, want := range tc.files {
+				if got := string(m.Files[p]); got != want {
+					t.Errorf("%s changed:\n%s", p, got)
+				}
+				if _, ok := m.Files[p+origSuffix]; ok {
+					t.Errorf("%s backed up although unchanged", p)
+				}
+			}
+			script := string(m.Files[markerPath])
+			if !strings.Contains(script, `echo "VMCONV-BOOT-MARKER n0nce ip=`) || strings.Contains(script, "mv -f") {
+				t.Errorf("script:\n%s", script)
+			}
+			if m.Links[wantsPath] != unitPath {
+				t.Error("marker unit not enabled")
+			}
+		})
+	}
+}
+
+// A serial console named before tty0 is named again, at its own speed.
+func TestInstrumentMakesTheSerialConsolePrimary(t *testing.T) {
+	cfg := "menuentry 'Debian' {\n\tlinux\t/boot/vmlinuz root=/dev/sda1 ro console=ttyS0,38400 console=tty0\n}\n"
+	m := guesttest.New(map[string]string{"/boot/grub/grub.cfg": cfg})
+	if err := Instrument(m, "n0nce"); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(m.Files["/boot/grub/grub.cfg"]); !strings.Contains(got, "console=ttyS0,38400 console=tty0 console=ttyS0,38400\n") || strings.Contains(got, "115200") {
+		t.Errorf("grub.cfg:\n%s", got)
+	}
+}
+
+// A grubenv with no room for the console is not a command line the test
+// can use.
+func TestInstrumentFullGrubenvIsNotFound(t *testing.T) {
+	m := guesttest.New(map[string]string{"/boot/grub2/grubenv": "# GRUB Environment Block\nkernelopts=root=/dev/sda1 ro\n"})
+	if err := Instrument(m, "x"); err == nil {
+		t.Fatal("instrumented a guest whose only command line could not take the console")
+	}
+}
