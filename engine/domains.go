@@ -143,6 +143,9 @@ func (e *Engine) CheckDomain(ctx context.Context, req DomainRequest, managed boo
 	if err := checkBootPhases(req, info); err != nil {
 		return err
 	}
+	if err := checkBootNetwork(req); err != nil {
+		return err
+	}
 	hv, err := e.hypervisor()
 	if err != nil {
 		return err
@@ -155,7 +158,18 @@ func (e *Engine) CheckDomain(ctx context.Context, req DomainRequest, managed boo
 				WithHint("Choose another name, or bring the existing domain under Terraform with terraform import.")
 		}
 	}
-	return nil
+	return e.checkDomainAccess(ctx, req, hv)
+}
+
+// checkBootNetwork refuses a boot test that requires the network of a
+// domain with no network interface: it could only fail, after the whole
+// boot, and for no fault of the guest.
+func checkBootNetwork(req DomainRequest) error {
+	if !req.BootTest.Enabled || !req.Running || !req.BootTest.RequireNetwork || req.BootTest.SuccessPattern != "" || len(req.NICs) > 0 {
+		return nil
+	}
+	return fault.New(fault.BootTestImpossible, req.Name, "boot_test.require_network is true, but the domain has no network interface, so no address can come up").
+		WithHint("Add a network interface (network_interfaces = [{ network = \"default\" }], or { user = true }), or set boot_test.require_network = false to test the boot without network.")
 }
 
 // checkBootPhases refuses an initial_boot_bus that would be ignored: the
@@ -358,7 +372,7 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 		}
 		st.Phases = append(st.Phases, r)
 		if !r.Passed() {
-			return nil, BootTestError(r)
+			return nil, BootTestError(r, domainSite(req))
 		}
 		// A guest with the planted marker powers itself off after the
 		// first boot; the power button and then the plug are for a guest
@@ -388,7 +402,7 @@ func (e *Engine) CreateDomain(ctx context.Context, req DomainRequest, sink Sink)
 		st.Phases = append(st.Phases, r)
 		st.BootTest = r
 		if !r.Passed() {
-			return nil, BootTestError(r)
+			return nil, BootTestError(r, domainSite(req))
 		}
 	} else {
 		s, err := e.spec(ctx, req, st, "")

@@ -145,7 +145,7 @@ func (validateStage) run(ctx context.Context, j *job) error {
 		return err
 	}
 	if !res.Passed() {
-		return BootTestError(res)
+		return BootTestError(res, BootSite{Fixes: &j.plan.Request.Fixes, Pattern: j.plan.Request.BootTest.SuccessPattern != ""})
 	}
 	j.emit(EventInfo, StageValidate, "boot test passed: "+res.Detail, map[string]any{"duration_ms": res.DurationMS, "accel": res.Accel})
 	return nil
@@ -207,26 +207,29 @@ func (e *Engine) bootTest(ctx context.Context, image, format string, info *guest
 }
 
 // BootTestError turns a failed boot test into a diagnostic-ready error
-// with the console's last lines.
-func BootTestError(r *validate.Result) error {
+// with the console's last lines, and hints that fit where it ran.
+func BootTestError(r *validate.Result, site BootSite) error {
 	tailText := consoleTail(r.ConsoleLog, 25)
-	fe := fault.New(fault.BootTestFailed, r.ConsoleLog, "the converted guest did not boot: %s", r.Detail).
+	file, what := r.ConsoleLog, "the converted guest"
+	if site.Domain != "" {
+		// The domain's console log goes with its folder.
+		file, what = site.Disk, fmt.Sprintf("the guest of domain %q", site.Domain)
+	}
+	fe := fault.New(fault.BootTestFailed, file, "%s did not boot: %s", what, r.Detail).
 		WithFact("Reason", r.Reason).
-		WithFact("Boot", fmt.Sprintf("%s disk, %s NIC, %s firmware, %s, after %.0fs", r.DiskBus, r.NICModel, r.Firmware, r.Accel, float64(r.DurationMS)/1000))
+		WithFact("Boot", fmt.Sprintf("%s disk, %s NIC, %s firmware, %s, after %.0fs", r.DiskBus, orNone(r.NICModel), r.Firmware, r.Accel, float64(r.DurationMS)/1000))
 	if r.Matched != "" {
 		fe = fe.WithFact("Console line", r.Matched)
 	}
 	fe = fe.WithFact("Console log (last lines)", "\n"+tailText)
-	hint := "Nothing was written at the output path; the full console log is kept at " + r.ConsoleLog + "."
-	switch r.Reason {
-	case validate.ReasonRootNotFound:
-		hint += " Check that the initramfs and fstab fixes are on (fixes.disabled)."
-	case validate.ReasonNetworkDown:
-		hint += " The guest booted but its network did not come up: check the network fix, or set boot_test.require_network = false."
-	case validate.ReasonTimeout:
-		hint += " Raise boot_test.timeout if the guest is only slow (software emulation is slow)."
+	return fe.WithHint("%s", bootHint(r, site))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no"
 	}
-	return fe.WithHint("%s", hint)
+	return s
 }
 
 func consoleTail(path string, n int) string {

@@ -40,5 +40,8 @@ type Hypervisor interface {
 	Undefine(name string) error
 	// List lists every defined domain.
 	List() ([]Info, error)
+	// Capabilities is the host's capabilities XML (virsh capabilities),
+	// which names the user QEMU runs as.
+	Capabilities() (string, error)
 	Close() error
 }

@@ -60,6 +60,8 @@ const (
 	DiskInUse             Code = "disk_in_use"
 	BootPhases            Code = "boot_phases"
 	RemoteNotFound        Code = "remote_not_found"
+	DiskUnreachable       Code = "disk_unreachable"
+	BootTestImpossible    Code = "boot_test_impossible"
 )
 
 // Error is a classified failure with the facts a user needs.

@@ -57,6 +57,8 @@ var summaries = map[fault.Code]string{
 	fault.HostileArchive:        "Archive Rejected As Unsafe",
 	fault.DiskInUse:             "Disk Is In Use By A Domain",
 	fault.RemoteNotFound:        "Remote Object Not Found",
+	fault.DiskUnreachable:       "Domain Disk Not Reachable By QEMU",
+	fault.BootTestImpossible:    "Boot Test Cannot Succeed",
 }
 
 // summaryFor returns the Title Case summary for a fault code.
@@ -117,7 +119,14 @@ const (
 	summarySourceUnavailable = "Source Disk No Longer Available"
 	summaryImport            = "Cannot Import Output"
 	summaryOutputMaybeOwned  = "Output File Exists"
+	summaryBootTestNoNetwork = "Boot Test Will Not Check The Network"
 )
+
+// bootTestNoNetworkDetail explains a domain boot test that does not wait
+// for the network because the domain has no network interface.
+const bootTestNoNetworkDetail = "The domain has no network interface, so its boot test waits for the guest to reach multi-user " +
+	"and does not require a network address: boot_test.require_network is planned as false. " +
+	"Add an entry to network_interfaces to test the network as well; setting boot_test.require_network = true on a domain without one fails the plan."
 
 func unconfiguredDetail(what string) string {
 	return fmt.Sprintf("The vmconv provider was not configured before %s. This is a bug in the provider or in Terraform; please report it.", what)

@@ -853,7 +853,7 @@ func (r *diskConversionResource) rerunBootTest(ctx context.Context, m *diskConve
 		return nil, err
 	}
 	if !res.Passed() {
-		return nil, engine.BootTestError(res)
+		return nil, engine.BootTestError(res, engine.RerunSite(rep))
 	}
 	rep.Result.BootTest = res
 	if err := engine.WriteReport(out.Path, rep); err != nil {

@@ -228,6 +228,12 @@ func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	var plan kvmDomainModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if r.planBootNetwork(ctx, req, &plan, &resp.Diagnostics) {
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	}
 	if resp.Diagnostics.HasError() || plan.Name.IsUnknown() {
 		return
 	}
@@ -248,6 +254,34 @@ func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	if err := r.data.engine.CheckDomain(ctx, dreq, false); err != nil {
 		addFaultAt(&resp.Diagnostics, attrForDomainFault(err), "Planning the domain", err)
 	}
+}
+
+// planBootNetwork: a domain without a network interface can boot-test
+// everything but its network. Unless the configuration sets
+// boot_test.require_network, the test then does not require it, and a plan
+// that creates the domain says so; set to true, CheckDomain refuses the
+// plan. It reports whether it changed the plan.
+func (r *kvmDomainResource) planBootNetwork(ctx context.Context, req resource.ModifyPlanRequest, plan *kvmDomainModel, diags *diagDiagnostics) bool {
+	if len(plan.NetworkInterfaces) > 0 || plan.BootTest.IsNull() || plan.BootTest.IsUnknown() {
+		return false
+	}
+	var set types.Bool
+	diags.Append(req.Config.GetAttribute(ctx, path.Root("boot_test").AtName("require_network"), &set)...)
+	var bt domainBootTest
+	diags.Append(plan.BootTest.As(ctx, &bt, objectAsOptions)...)
+	if diags.HasError() || !set.IsNull() {
+		return false
+	}
+	if req.State.Raw.IsNull() && bt.Enabled.ValueBool() && plan.Running.ValueBool() && bt.SuccessPattern.IsNull() {
+		diags.AddAttributeWarning(path.Root("network_interfaces"), summaryBootTestNoNetwork, bootTestNoNetworkDetail)
+	}
+	if bt.RequireNetwork.Equal(types.BoolValue(false)) {
+		return false
+	}
+	attrs := plan.BootTest.Attributes()
+	attrs["require_network"] = types.BoolValue(false)
+	plan.BootTest = types.ObjectValueMust(domainBootAttrTypes, attrs)
+	return true
 }
 
 func (r *kvmDomainResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -338,8 +372,10 @@ func (m *kvmDomainModel) fillImported(xml string, obs domain.Observed) {
 		}
 		m.NetworkInterfaces = append(m.NetworkInterfaces, nic)
 	}
+	// As planBootNetwork plans it: no network interface, no network
+	// required.
 	m.BootTest = types.ObjectValueMust(domainBootAttrTypes, map[string]attr.Value{
-		"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(true),
+		"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(len(m.NetworkInterfaces) > 0),
 	})
 	m.ShutdownTimeout = types.StringValue("3m")
 	m.InitialBootBus = types.StringNull()
@@ -474,8 +510,10 @@ func attrForDomainFault(err error) path.Path {
 	switch fault.CodeOf(err) {
 	case fault.FirmwareMissing:
 		return path.Root("firmware")
-	case fault.SourceMissing, fault.UnknownFormat, fault.InvalidRequest:
+	case fault.SourceMissing, fault.UnknownFormat, fault.InvalidRequest, fault.DiskUnreachable:
 		return path.Root("disks")
+	case fault.BootTestImpossible:
+		return path.Root("boot_test").AtName("require_network")
 	}
 	return path.Root("name")
 }

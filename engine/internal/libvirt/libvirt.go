@@ -193,3 +193,5 @@ func (c *Conn) List() ([]domain.Info, error) {
 	}
 	return out, nil
 }
+
+func (c *Conn) Capabilities() (string, error) { return c.c.GetCapabilities() }

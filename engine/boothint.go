@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+)
+
+// BootSite is where a boot test ran. A failed boot's hints speak of what
+// the user can change there: a conversion's fixes; a domain's bus, NICs and
+// firmware, and the conversion (or its absence) behind the domain's disk.
+// A hint that names a fix or a NIC the boot never had sends the user the
+// wrong way.
+type BootSite struct {
+	// Domain names the vmconv_kvm_domain that booted; empty for a
+	// conversion's boot test.
+	Domain string
+	// Disk is the domain's first disk.
+	Disk string
+	// Rerun is a conversion's existing output booted again because its
+	// boot_test changed.
+	Rerun bool
+	// Fixes are the fixes the disk's conversion ran with; nil for a
+	// domain's disk that vmconv did not convert (no report beside it).
+	Fixes *FixSpec
+	// NICs are the domain's network interfaces.
+	NICs []domain.NIC
+	// Pattern is set when boot_test.success_pattern, not the planted
+	// marker, was the success signal.
+	Pattern bool
+}
+
+// RerunSite is the site of a conversion's boot test run again on its
+// existing output, as its report describes the conversion.
+func RerunSite(rep *Report) BootSite {
+	s := BootSite{Rerun: true}
+	if rep != nil && rep.Plan != nil {
+		f := rep.Plan.Request.Fixes
+		s.Fixes = &f
+	}
+	return s
+}
+
+// domainSite describes a domain's boot for its hints.
+func domainSite(req DomainRequest) BootSite {
+	s := BootSite{Domain: req.Name, NICs: req.NICs, Pattern: req.BootTest.SuccessPattern != ""}
+	if len(req.Disks) > 0 {
+		s.Disk = req.Disks[0].Source
+		if rep, err := ReadReport(s.Disk); err == nil && rep.Plan != nil {
+			f := rep.Plan.Request.Fixes
+			s.Fixes = &f
+		}
+	}
+	return s
+}
+
+// bootHint says what happened to the output or domain, then what to look
+// at for this reason, in this site.
+func bootHint(r *validate.Result, s BootSite) string {
+	var h []string
+	switch {
+	case s.Domain != "":
+		h = append(h, "The domain was removed again with its overlays; the disk it booted is unchanged. Its console log went with the domain's folder: the last lines are above.")
+	case s.Rerun:
+		h = append(h, "The output was not changed and keeps its previous boot test result; the full console log is kept at "+r.ConsoleLog+".")
+	default:
+		h = append(h, "Nothing was written at the output path; the full console log is kept at "+r.ConsoleLog+".")
+	}
+	add := func(parts ...string) {
+		for _, p := range parts {
+			if p != "" {
+				h = append(h, p)
+			}
+		}
+	}
+	switch r.Reason {
+	case validate.ReasonRootNotFound:
+		if n := s.fixNote("initramfs", "fstab", "grub"); n != "" {
+			add(n)
+		} else if s.Domain != "" {
+			add(fmt.Sprintf("Its conversion adapted the guest to KVM: check that the disks' bus (this boot used %s) is one the guest's initramfs has a driver for, and that every disk its root needs is in disks.", r.DiskBus))
+		} else {
+			add("The initramfs, fstab and grub fixes ran: the console's last lines show which device the initramfs waited for.")
+		}
+	case validate.ReasonEmergency:
+		add(s.fixNote("fstab"))
+		if s.Domain != "" {
+			add("The console's last lines show which mount failed: every disk the guest's fstab names must be in disks.")
+		} else {
+			add("The console's last lines show which mount failed: the boot test boots this disk alone, so a file system on another disk must be nofail in the guest's fstab.")
+		}
+	case validate.ReasonNetworkDown:
+		if s.Domain != "" && len(s.NICs) == 0 {
+			add("The domain has no network interface: add one to network_interfaces, or set boot_test.require_network = false.")
+			break
+		}
+		add(s.fixNote("network"))
+		if s.Domain != "" {
+			add(fmt.Sprintf("Check that %s hands out addresses (DHCP), and that the guest's network configuration matches the NIC (a conversion with fixes.keep_network_identity keeps the source MAC pinned: set network_interfaces[].mac to it).", nicsText(s.NICs)))
+		} else {
+			add(fmt.Sprintf("The boot test's NIC was a %s on user-mode networking, which hands out an address by DHCP: the console's last lines show what the guest's network did.", r.NICModel))
+		}
+		add("If the guest is not meant to have network at boot, set boot_test.require_network = false.")
+	case validate.ReasonTimeout:
+		if s.Pattern {
+			add("boot_test.success_pattern never matched: check it matches a line the guest writes to its first serial port (an empty console log means the guest writes nothing there).")
+		} else {
+			add("The guest never reported reaching multi-user. Raise boot_test.timeout if it is only slow (software emulation is slow); the console's last lines show where it stopped.")
+		}
+	case validate.ReasonNoBootloader:
+		where := "boot_test.firmware"
+		if s.Domain != "" {
+			where = "the domain's firmware"
+		}
+		add(fmt.Sprintf("The boot used %s firmware: check that %s is the guest's.", r.Firmware, where))
+		if r.Firmware == "uefi" {
+			add(s.fixNote("uefi-fallback"))
+		}
+	case validate.ReasonKernelPanic:
+		add("The console's last lines show why.")
+	case validate.ReasonHypervisor:
+		if s.Domain != "" {
+			add(fmt.Sprintf("libvirt's log of the domain is /var/log/libvirt/qemu/%s.log.", s.Domain))
+		}
+	}
+	return strings.Join(h, " ")
+}
+
+// fixNote says why the named fixes did not adapt the guest, "" when they
+// all ran.
+func (s BootSite) fixNote(fixes ...string) string {
+	list := strings.Join(fixes, ", ")
+	conv := "The conversion"
+	if s.Domain != "" {
+		conv = "The disk's conversion"
+	}
+	switch {
+	case s.Fixes == nil && s.Domain == "":
+		return ""
+	case s.Fixes == nil:
+		return fmt.Sprintf("The disk was not converted by vmconv (there is no conversion report beside it), so nothing adapted the guest to KVM: convert it with a vmconv_disk_conversion, whose fixes (%s) do that.", list)
+	case !s.Fixes.Enabled:
+		return fmt.Sprintf("%s ran with its fixes off (fixes.enabled = false): the fixes (%s) are what adapt the guest to KVM.", conv, list)
+	case s.Fixes.DryRun:
+		return fmt.Sprintf("%s ran its fixes as a dry run (fixes.dry_run = true): they were recorded, not made.", conv)
+	}
+	var off []string
+	for _, f := range fixes {
+		if slices.Contains(s.Fixes.Disabled, f) {
+			off = append(off, f)
+		}
+	}
+	if len(off) > 0 {
+		return fmt.Sprintf("%s ran with fixes.disabled turning off %s: that is the fix for this.", conv, strings.Join(off, ", "))
+	}
+	return ""
+}
+
+func nicsText(nics []domain.NIC) string {
+	var ns []string
+	for _, n := range nics {
+		if n.User {
+			ns = append(ns, "user-mode networking")
+		} else {
+			ns = append(ns, fmt.Sprintf("the libvirt network %q (virsh net-dumpxml %s)", n.Network, n.Network))
+		}
+	}
+	return strings.Join(slices.Compact(ns), " and ")
+}
