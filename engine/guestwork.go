@@ -85,34 +85,22 @@ func (fixStage) run(ctx context.Context, j *job) error {
 	if !j.res.Guest.HasOS() {
 		return skip{"no operating system on the disk (a data disk): nothing to fix"}
 	}
-	if j.res.Guest.OS == "windows" {
-		reg, _ := j.session.(guest.Registry)
-		wr, err := fix.RunWindows(ctx, j.res.Guest, j.session, reg, j.plan.Request.Fixes.Options, j.plan.Request.Fixes.DryRun)
-		if err != nil {
-			return err
-		}
-		j.res.Fixes, j.res.Drivers = &wr.Result, wr.Drivers
-		if !j.plan.Request.Fixes.DryRun {
-			j.hives = wr.Backups
-		}
-		for _, c := range wr.Changes {
-			j.emit(EventChange, StageFix, fmt.Sprintf("%s: %s %s", c.Fix, c.Action, c.Path), map[string]any{"fix": c.Fix, "reason": c.Reason})
-		}
-		if err := j.session.Sync(); err != nil {
-			return fault.Wrap(fault.FixFailed, "", err, "cannot flush the fixed guest")
-		}
-		return j.closeSession()
+	r, why := fix.For(j.res.Guest)
+	if r == nil {
+		return skip{why}
 	}
-	if j.res.Guest.OS != "linux" {
-		return skip{"offline fixes for " + j.res.Guest.OS + " guests are not built"}
-	}
-	res, err := fix.Run(ctx, j.res.Guest, j.session, j.plan.Request.Fixes.Options)
-	j.res.Fixes = res
-	if res != nil {
-		for _, c := range res.Changes {
+	o := j.plan.Request.Fixes.Options
+	o.DryRun = j.plan.Request.Fixes.DryRun
+	rep, err := r.Run(ctx, j.res.Guest, j.session, o)
+	if rep != nil {
+		j.res.Fixes, j.res.Drivers = &rep.Result, rep.Drivers
+		if !o.DryRun {
+			j.hives = rep.Backups
+		}
+		for _, c := range rep.Changes {
 			j.emit(EventChange, StageFix, fmt.Sprintf("%s: %s %s", c.Fix, c.Action, c.Path+c.Command), map[string]any{"fix": c.Fix, "reason": c.Reason})
 		}
-		j.res.Warnings = append(j.res.Warnings, res.Warnings...)
+		j.res.Warnings = append(j.res.Warnings, rep.Warnings...)
 	}
 	if err != nil {
 		return err

@@ -165,24 +165,26 @@ func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, r
 		g.Reason = "no operating system on the disk (a data disk): nothing to fix"
 	case !req.Fixes.Enabled:
 		g.Reason = "fixes.enabled is false"
-	case info.OS == "windows":
-		reg, _ := s.(guest.Registry)
-		wr, err := fix.RunWindows(ctx, info, s, reg, req.Fixes.Options, true)
-		if err != nil {
-			return nil, err
-		}
-		g.Outcomes, g.Changes, g.Drivers = wr.Outcomes, wr.Changes, wr.Drivers
-	case info.OS != "linux":
-		g.Reason = "offline fixes for " + info.OS + " guests are not built"
 	default:
+		r, why := fix.For(info)
+		if r == nil {
+			g.Reason = why
+			break
+		}
 		o := req.Fixes.Options
 		o.DryRun = true
-		res, err := fix.Run(ctx, info, s, o)
+		rep, err := r.Run(ctx, info, s, o)
 		if err != nil {
+			if fe, ok := fault.As(err); ok {
+				if fe.File == "" {
+					fe.File = c.Head().Path
+				}
+				return nil, fe
+			}
 			return nil, fault.Wrap(fault.FixFailed, c.Head().Path, err, "the fixes' dry run failed at plan time")
 		}
-		g.Outcomes, g.Changes = res.Outcomes, res.Changes
-		g.Warnings = append(g.Warnings, res.Warnings...)
+		g.Outcomes, g.Changes, g.Drivers = rep.Outcomes, rep.Changes, rep.Drivers
+		g.Warnings = append(g.Warnings, rep.Warnings...)
 	}
 	if err := e.storeGuestPlan(key, g); err != nil {
 		g.Warnings = append(g.Warnings, fmt.Sprintf("the inspection could not be cached: %v", err))

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -47,20 +48,11 @@ type Fix interface {
 	Apply(c *Context) error
 }
 
-// All returns the fixes in the order they run: tools and network first,
+// All returns the Linux fixes in the order they run: tools and network first,
 // then what the boot depends on, the initramfs after every file the
 // initramfs tools read, the relabel last, then the verification.
 func All() []Fix {
 	return []Fix{vmwareTools{}, network{}, fstab{}, grub{}, uefiFallback{}, initramfs{}, selinuxRelabel{}, verify{}}
-}
-
-// Names lists every fix by name.
-func Names() []string {
-	var out []string
-	for _, f := range All() {
-		out = append(out, f.Name())
-	}
-	return out
 }
 
 // Status of one fix in a run.
@@ -187,26 +179,10 @@ type Result struct {
 	Warnings []string       `json:"warnings,omitempty"`
 }
 
-// Applied lists the fixes that changed (or in a dry run would change) the
-// guest.
-func (r *Result) Applied() []string {
-	var out []string
-	for _, o := range r.Outcomes {
-		if o.Status == StatusApplied || o.Status == StatusPlanned {
-			out = append(out, o.Name)
-		}
-	}
-	return out
-}
-
 // Validate checks option values.
 func (o Options) Validate() error {
-	known := map[string]bool{}
-	for _, n := range append(Names(), WindowsVirtio) {
-		known[n] = true
-	}
 	for _, d := range o.Disabled {
-		if !known[d] {
+		if !slices.Contains(Names(), d) {
 			return fault.New(fault.InvalidRequest, "", "unknown fix %q in fixes.disabled", d).
 				WithHint("Known fixes: %s.", strings.Join(Names(), ", "))
 		}
@@ -219,16 +195,24 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Plan says which fixes would run on a guest without running any.
-func Plan(ctx context.Context, info *guest.Info, fsys guest.FS, o Options) []Outcome {
-	res, _ := run(ctx, info, fsys, o, true)
-	return res.Outcomes
+type linuxRunner struct{}
+
+func (linuxRunner) Names() []string {
+	var out []string
+	for _, f := range All() {
+		out = append(out, f.Name())
+	}
+	return out
 }
 
-// Run applies the fixes to a mounted guest (or, with Options.DryRun,
+// Run applies the Linux fixes to a mounted guest (or, with Options.DryRun,
 // records what they would do).
-func Run(ctx context.Context, info *guest.Info, fsys guest.FS, o Options) (*Result, error) {
-	return run(ctx, info, fsys, o, o.DryRun)
+func (linuxRunner) Run(ctx context.Context, info *guest.Info, fsys guest.FS, o Options) (*Report, error) {
+	res, err := run(ctx, info, fsys, o, o.DryRun)
+	if res == nil {
+		return nil, err
+	}
+	return &Report{Result: *res}, err
 }
 
 func run(ctx context.Context, info *guest.Info, fsys guest.FS, o Options, dry bool) (*Result, error) {

@@ -37,11 +37,11 @@ func debianInfo() *guest.Info {
 
 func runFixes(t *testing.T, info *guest.Info, m *guesttest.MemFS, o Options) *Result {
 	t.Helper()
-	res, err := Run(context.Background(), info, m, o)
+	res, err := Linux.Run(context.Background(), info, m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res
+	return &res.Result
 }
 
 func outcome(r *Result, name string) Outcome {
@@ -124,7 +124,7 @@ func TestFstab(t *testing.T) {
 func TestFstabWarnsAboutOtherDisks(t *testing.T) {
 	m := guesttest.New(map[string]string{"/etc/fstab": "/dev/sda1 / ext4 defaults 0 1\n/dev/sdb1 /data ext4 defaults 0 2\n"})
 	m.Run = withVirtio
-	res, err := Run(context.Background(), debianInfo(), m, Options{})
+	res, err := Linux.Run(context.Background(), debianInfo(), m, Options{})
 	if err == nil {
 		t.Fatalf("verify accepted an fstab entry on a disk not converted: %+v", res.Outcomes)
 	}
@@ -424,7 +424,7 @@ func TestVerify(t *testing.T) {
 	t.Run("missing virtio is an error when the fix ran", func(t *testing.T) {
 		m := guesttest.New(map[string]string{"/boot/initrd.img-6.1.0-50-amd64": "x", "/etc/fstab": "UUID=3f0b6a6e-1c1d-4a10-9a3e-000000000001 / ext4 defaults 0 1\n"})
 		m.Run = noVirtio // update-initramfs "ran" but the image still lacks virtio
-		_, err := Run(context.Background(), debianInfo(), m, Options{Disabled: []string{"vmware-tools"}})
+		_, err := Linux.Run(context.Background(), debianInfo(), m, Options{Disabled: []string{"vmware-tools"}})
 		if fault.CodeOf(err) != fault.FixFailed || !strings.Contains(err.Error(), "virtio_blk") {
 			t.Fatalf("got %v", err)
 		}
@@ -432,7 +432,7 @@ func TestVerify(t *testing.T) {
 	t.Run("a problem a disabled fix would solve is a warning", func(t *testing.T) {
 		m := guesttest.New(map[string]string{"/boot/initrd.img-6.1.0-50-amd64": "x", "/etc/fstab": "/dev/sda1 / ext4 defaults 0 1\n"})
 		m.Run = noVirtio
-		res, err := Run(context.Background(), debianInfo(), m, Options{Disabled: []string{"vmware-tools", "initramfs", "fstab"}})
+		res, err := Linux.Run(context.Background(), debianInfo(), m, Options{Disabled: []string{"vmware-tools", "initramfs", "fstab"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,24 +18,20 @@ const WindowsVirtio = "windows-virtio"
 // scsiAdapterClass is the device class of storage controllers.
 const scsiAdapterClass = "{4D36E97B-E325-11CE-BFC1-08002BE10318}"
 
-// WindowsResult is a Windows fix run: the changes, the drivers, and a copy
-// of each hive as it was before it was edited.
-type WindowsResult struct {
-	Result
-	Drivers []virtio.Driver   `json:"drivers"`
-	Agent   *virtio.Agent     `json:"guest_agent,omitempty"`
-	Backups map[string][]byte `json:"-"`
-}
+type windowsRunner struct{}
 
-// RunWindows makes a Windows guest boot on VirtIO: it copies viostor and
+func (windowsRunner) Names() []string { return []string{WindowsVirtio} }
+
+// Run makes a Windows guest boot on VirtIO: it copies viostor and
 // vioscsi into System32\drivers and registers them as boot-start services
 // with CriticalDeviceDatabase entries for their PCI IDs, stages NetKVM,
 // Balloon and the guest agent for installation at the first administrator
-// logon (RunOnce), and schedules VMware Tools' removal then. With dry, it
-// records all of that and writes nothing.
-func RunWindows(ctx context.Context, info *guest.Info, fsys guest.FS, reg guest.Registry, o Options, dry bool) (*WindowsResult, error) {
-	w := info.Windows
-	res := &WindowsResult{Backups: map[string][]byte{}}
+// logon (RunOnce), and schedules VMware Tools' removal then. With
+// o.DryRun, it records all of that and writes nothing.
+func (windowsRunner) Run(ctx context.Context, info *guest.Info, fsys guest.FS, o Options) (*Report, error) {
+	w, dry := info.Windows, o.DryRun
+	reg, _ := fsys.(guest.Registry)
+	res := &Report{Backups: map[string][]byte{}}
 	for _, d := range o.Disabled {
 		if d == WindowsVirtio {
 			res.Outcomes = append(res.Outcomes, Outcome{WindowsVirtio, StatusDisabled, "turned off in fixes.disabled"})

@@ -35,7 +35,7 @@ func winReg(image, key string) (string, error) {
 // TestAccWindowsFixes converts the synthetic Windows Server 2019 guest with
 // a fake virtio-win tree. Without a driver source, and with drivers for the
 // wrong architecture only (an unpacked folder), the plan fails and nothing
-// is written. With the right tree, packed into an ISO as virtio-win.iso is,
+// is written. With the fix disabled, it converts untouched. With the right tree, packed into an ISO as virtio-win.iso is,
 // the plan lists the drivers by version; the apply writes them;
 // then the hives are read back with hivex (virt-win-reg) and every service
 // value, CriticalDeviceDatabase entry, RunOnce entry and copied file is
@@ -98,8 +98,35 @@ resource "vmconv_kvm_domain" "win" {
 				ExpectError: wrapTolerant(`(?s)VirtIO Drivers Not Available.*no viostor driver for 2k19 or 2k16/amd64.*wrong architecture`),
 			},
 			{
+				// The Windows fix can be turned off like any other: no
+				// driver source is needed then, nothing is written into the
+				// guest, and the report says the fix was disabled.
 				PreConfig: noOutput,
-				Config:    conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)),
+				Config:    conv(`  fixes = { disabled = ["windows-virtio"] }`),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(guestAddr, "guest.os", "windows"),
+					resource.TestCheckResourceAttr(guestAddr, "planned_fixes.#", "0"),
+					resource.TestCheckResourceAttr(guestAddr, "fixes_applied.#", "0"),
+					func(*terraform.State) error {
+						var rep struct {
+							Result struct {
+								Fixes struct {
+									Outcomes []struct{ Name, Status string } `json:"outcomes"`
+								} `json:"fixes"`
+							} `json:"result"`
+						}
+						b, err := os.ReadFile(out + ".vmconv.json")
+						if err != nil || json.Unmarshal(b, &rep) != nil {
+							return fmt.Errorf("report: %v", err)
+						}
+						if o := rep.Result.Fixes.Outcomes; len(o) != 1 || o[0].Name != "windows-virtio" || o[0].Status != "disabled" {
+							return fmt.Errorf("fix outcomes %+v, want windows-virtio disabled", o)
+						}
+						return nil
+					}),
+			},
+			{
+				Config: conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_fixes"), knownvalue.ListPartial(map[int]knownvalue.Check{
 						0: knownvalue.ObjectPartial(map[string]knownvalue.Check{
