@@ -67,6 +67,13 @@ func (e *Engine) remoteURL(ctx context.Context, src SourceSpec, fetchNow bool, s
 		if err != nil {
 			return "", "", nil, err
 		}
+		// What the server announces must fit in the cache; the download
+		// checks again, and bounds a body without a length as it comes.
+		if h.Length > 0 {
+			if err := fetch.CheckRoom(filepath.Dir(dest), fetch.Redact(u.Href), h.Length-fetch.Partial(dest)); err != nil {
+				return "", "", nil, err
+			}
+		}
 		return "", urlFingerprint(u, h.ETag, h.LastModified, h.Length), h, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {

@@ -153,3 +153,16 @@ func sameRemote(ctx context.Context, rawURL string, o HTTPOptions, m partMeta) b
 	}
 	return h.LastModified != "" && h.LastModified == m.LastModified
 }
+
+// Partial is how much of a download to dest is already in its part file,
+// for a later HTTP to resume.
+func Partial(dest string) int64 {
+	if m, err := readPartMeta(dest + ".json.part"); err != nil || m.Length <= 0 {
+		return 0 // no length recorded: the download starts over
+	}
+	fi, err := os.Stat(dest + ".part")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

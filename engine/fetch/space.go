@@ -149,3 +149,24 @@ func diskFull(red, dir string, err error, done, length int64, resumable bool) *p
 		WithHint("Something else is writing to that file system. Free space in %s, or set the provider's cache_dir to a folder on a larger file system, then apply again. The part downloaded could not be recorded for a resume (the server gives no length, or the disk was already full) and was removed.", dir).
 		WithFact("Cache folder", dir), discard: true}
 }
+
+// CheckRoom refuses, before anything is fetched, a source of need bytes
+// that does not fit in the room of dir's file system (dir, or the nearest
+// folder above it that exists: the cache's folders are made on demand).
+// label names the source as the user wrote it.
+func CheckRoom(dir, label string, need int64) error {
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	rm, err := roomIn(dir)
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot read the free space of the cache folder")
+	}
+	if need > rm.usable() {
+		return rm.tooBig(label, need, "the download")
+	}
+	return nil
+}
