@@ -175,6 +175,9 @@ func HTTP(ctx context.Context, rawURL, dest string, o HTTPOptions) (*Result, err
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
+			if perm.discard {
+				discardPart(dest)
+			}
 			return nil, perm.err
 		}
 		lastErr = err

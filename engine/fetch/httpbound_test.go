@@ -54,26 +54,28 @@ func TestDownloadEndlessBodyIsBounded(t *testing.T) {
 	assertEmpty(t, dir)
 }
 
-// TestDownloadLengthThatDoesNotFit is refused before a byte is written.
+// TestDownloadLengthThatDoesNotFit is refused before a byte is written,
+// by a serial download and by a parallel one.
 func TestDownloadLengthThatDoesNotFit(t *testing.T) {
-	dir := smallFS(t, 16<<20)
+	body := bytes.NewReader(make([]byte, 32<<20))
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", fmt.Sprint(32<<20))
-		w.WriteHeader(http.StatusOK)
-		buf := make([]byte, 1<<20)
-		for i := 0; i < 32 && r.Context().Err() == nil; i++ {
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-		}
+		w.Header().Set("ETag", `"v1"`)
+		http.ServeContent(w, r, "disk.vmdk", time.Unix(1e9, 0), body)
 	}))
 	defer ts.Close()
-	_, err := HTTP(context.Background(), ts.URL+"/disk.vmdk", filepath.Join(dir, "disk.vmdk"), opts(&memLog{}))
-	fe, ok := fault.As(err)
-	if !ok || fe.Code != fault.NoSpace || !strings.Contains(fe.Msg, "the download needs 32.0 MiB") || !strings.Contains(fe.Hint, "cache_dir") {
-		t.Fatalf("error %v, want no_space: the download needs 32 MiB", err)
+	for name, parallel := range map[string]int{"serial": 1, "parallel": 4} {
+		t.Run(name, func(t *testing.T) {
+			dir := smallFS(t, 16<<20)
+			o := opts(&memLog{})
+			o.Parallel = parallel
+			_, err := HTTP(context.Background(), ts.URL+"/disk.vmdk", filepath.Join(dir, "disk.vmdk"), o)
+			fe, ok := fault.As(err)
+			if !ok || fe.Code != fault.NoSpace || !strings.Contains(fe.Msg, "the download needs 32.0 MiB") || !strings.Contains(fe.Hint, "cache_dir") {
+				t.Fatalf("error %v, want no_space: the download needs 32 MiB", err)
+			}
+			assertEmpty(t, dir)
+		})
 	}
-	assertEmpty(t, dir)
 }
 
 // TestDownloadDiskFillsUpMidway fills the cache's file system while a

@@ -19,11 +19,6 @@ import (
 // range of the file.
 func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part string, meta *partMeta, o HTTPOptions, res *Result, metaFile string,
 	log func(string, string, map[string]any)) error {
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
-	}
-	defer f.Close()
 	rm, err := roomIn(filepath.Dir(part))
 	if err != nil {
 		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, filepath.Dir(part), err, "cannot read the free space of the cache folder")}
@@ -33,8 +28,14 @@ func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part strin
 		need += p.End - p.Start - p.Done
 	}
 	if need > rm.usable() {
-		return &permanentError{err: rm.tooBig(Redact(rawURL), need, "the download")}
+		// Kept if a part of it is there to resume, else not started.
+		return &permanentError{err: rm.tooBig(Redact(rawURL), need, "the download"), discard: need == meta.Length}
 	}
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, part, err, "cannot write the download")}
+	}
+	defer f.Close()
 	if err := f.Truncate(meta.Length); err != nil {
 		return diskFull(Redact(rawURL), rm.dir, err, meta.Length-need, meta.Length, true)
 	}
