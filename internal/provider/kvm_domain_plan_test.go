@@ -131,6 +131,19 @@ resource "vmconv_kvm_domain" "nonic" {
 					plancheck.ExpectKnownValue(addr, tfjsonpath.New("boot_test").AtMapKey("enabled"), knownvalue.Bool(true)),
 				}},
 			},
+			{
+				// Defined (not started): the state keeps what was planned,
+				// and the next plan, whose default says true again, plans
+				// no change.
+				Config: dom("running = false"),
+				Check:  resource.TestCheckResourceAttr(addr, "boot_test.require_network", "false"),
+			},
+			{
+				Config: dom("running = false"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionNoop),
+				}},
+			},
 		},
 	})
 

@@ -234,6 +234,7 @@ func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	}
 	if r.planBootNetwork(ctx, req, &plan, &resp.Diagnostics) {
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+		r.keepUnchanged(ctx, req, &plan, resp)
 	}
 	if resp.Diagnostics.HasError() || plan.Name.IsUnknown() {
 		return
@@ -283,6 +284,24 @@ func (r *kvmDomainResource) planBootNetwork(ctx context.Context, req resource.Mo
 	attrs["require_network"] = types.BoolValue(false)
 	plan.BootTest = types.ObjectValueMust(domainBootAttrTypes, attrs)
 	return true
+}
+
+// keepUnchanged undoes what the framework did before ModifyPlan ran: the
+// boot_test default (require_network = true) differed from the state, so it
+// marked xml unknown, which shows as a change. Once planBootNetwork has
+// planned the state's value again, a plan equal to the state is no change.
+func (r *kvmDomainResource) keepUnchanged(ctx context.Context, req resource.ModifyPlanRequest, plan *kvmDomainModel, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || !plan.XML.IsUnknown() {
+		return
+	}
+	var xml types.String
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("xml"), &xml)...)
+	plan.XML = xml
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+	if !resp.Plan.Raw.Equal(req.State.Raw) {
+		plan.XML = types.StringUnknown()
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+	}
 }
 
 func (r *kvmDomainResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
