@@ -424,13 +424,6 @@ func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
 	return nil
 }
 
-func (e *Engine) scratch(prefix string) (string, error) {
-	if err := os.MkdirAll(e.cfg.WorkDir, 0o755); err != nil {
-		return "", fault.Wrap(fault.Internal, e.cfg.WorkDir, err, "cannot create the work folder")
-	}
-	return os.MkdirTemp(e.cfg.WorkDir, prefix)
-}
-
 // toolFault classifies a failed tool run.
 func toolFault(ctx context.Context, err error, file, msg string) error {
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
