@@ -146,6 +146,9 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	if err := e.checkChain(ctx, rs.c); err != nil {
+		return nil, err
+	}
 	if rs.head != nil {
 		return e.deferredPlan(p, req, rs.fp, rs.head, opts)
 	}

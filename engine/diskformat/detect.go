@@ -7,6 +7,7 @@ package diskformat
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"os"
 
@@ -69,17 +70,24 @@ func Detect(f *os.File) (Detected, bool, error) {
 	if err != nil {
 		return Detected{}, false, err
 	}
-	size := st.Size()
+	return DetectReader(f, st.Size())
+}
+
+// DetectReader is Detect for a file of size bytes read through r.
+func DetectReader(r io.ReaderAt, size int64) (Detected, bool, error) {
+	if size < 0 {
+		return Detected{}, false, fmt.Errorf("diskformat: negative file size %d", size)
+	}
 	buf := make([]byte, min(size, probeSize))
-	if _, err := f.ReadAt(buf, 0); err != nil && err != io.EOF {
+	if _, err := r.ReadAt(buf, 0); err != nil && err != io.EOF {
 		return Detected{}, false, err
 	}
 	d, ok := detectBytes(buf, size, func(off int64, n int) []byte {
-		b := make([]byte, n)
-		if off < 0 || off+int64(n) > size {
+		if off < 0 || off > size || int64(n) > size-off {
 			return nil
 		}
-		if _, err := f.ReadAt(b, off); err != nil {
+		b := make([]byte, n)
+		if _, err := r.ReadAt(b, off); err != nil {
 			return nil
 		}
 		return b

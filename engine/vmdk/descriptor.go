@@ -270,6 +270,9 @@ func parseExtent(line string) (Extent, error) {
 		if err != nil || off < 0 {
 			return e, fmt.Errorf("FLAT extent offset %q is not a sector number", tail)
 		}
+		if off > maxSectors {
+			return e, fmt.Errorf("FLAT extent offset %d sectors is beyond any VMDK", off)
+		}
 		e.Offset = off
 	case e.Type == ExtentVMFS && tail != "":
 		off, err := strconv.ParseInt(tail, 10, 64)

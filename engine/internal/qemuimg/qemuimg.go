@@ -6,8 +6,10 @@ package qemuimg
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ type Tool interface {
 	Measure(ctx context.Context, src, srcDriver, outFormat string, compressed bool) (*Measure, error)
 	CreateOverlay(ctx context.Context, path, backing, backingDriver string) error
 	Convert(ctx context.Context, a ConvertArgs, progress func(pct float64)) error
+	Check(ctx context.Context, path, driver string) (*CheckResult, error)
 }
 
 // Info is the subset of `qemu-img info --output=json` the engine uses.
@@ -147,4 +150,102 @@ func ParseProgress(line string) (float64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// CheckResult is `qemu-img check --output=json`, with the lines qemu-img
+// printed about each problem (it writes them to stderr, not the JSON).
+type CheckResult struct {
+	Filename    string `json:"filename"`
+	Format      string `json:"format"`
+	CheckErrors int64  `json:"check-errors"`
+	Corruptions int64  `json:"corruptions"`
+	Leaks       int64  `json:"leaks"`
+	// Findings are qemu-img's own descriptions ("ERROR cluster 3
+	// refcount=0 reference=1"), at most maxFindings of them.
+	Findings []string `json:"-"`
+}
+
+// Corrupt reports damage that makes the image read wrong data. Leaked
+// clusters alone (allocated, referenced by nothing) are harmless.
+func (c *CheckResult) Corrupt() bool { return c.Corruptions > 0 || c.CheckErrors > 0 }
+
+// ErrCheckUnsupported is returned when the driver has no check (qemu-img
+// exits 63): raw and vpc, for instance.
+var ErrCheckUnsupported = errors.New("qemu-img check: the format does not support checks")
+
+const maxFindings = 20
+
+// checkNoBacking lists the drivers whose images name a backing file or
+// parent; Check pins "backing": null so qemu opens only the one file.
+var checkNoBacking = map[string]bool{"qcow2": true, "vmdk": true}
+
+// CheckSpec is the json: filename Check passes qemu-img: the driver pinned
+// (no probing), the file opened by the file protocol only, and for drivers
+// with backing files, "backing": null, so qemu reads this one file and
+// never follows a name written inside it.
+func CheckSpec(path, driver string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", fmt.Errorf("qemu-img check: %q is not an absolute path", path)
+	}
+	spec := map[string]any{"driver": driver, "file": map[string]any{"driver": "file", "filename": path}}
+	if checkNoBacking[driver] {
+		spec["backing"] = nil
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return "", err
+	}
+	return "json:" + string(b), nil
+}
+
+// Check runs `qemu-img check` read-only on one image file. Exit status 2
+// (corruption) and 3 (leaks only) are results, not errors.
+func (e Exec) Check(ctx context.Context, path, driver string) (*CheckResult, error) {
+	spec, err := CheckSpec(path, driver)
+	if err != nil {
+		return nil, err
+	}
+	var out strings.Builder
+	_, err = run.Run(ctx, run.Cmd{Name: e.bin(), Args: []string{"check", "--output=json", "-f", driver, spec},
+		Lines: func(l string) { out.WriteString(l + "\n") }})
+	var stderr string
+	if err != nil {
+		var re *run.Error
+		if !errors.As(err, &re) {
+			return nil, err
+		}
+		switch re.ExitCode {
+		case 2, 3:
+			stderr = re.Stderr
+		case 63:
+			return nil, ErrCheckUnsupported
+		default:
+			return nil, err
+		}
+	}
+	var c CheckResult
+	if err := json.Unmarshal([]byte(out.String()), &c); err != nil {
+		return nil, fmt.Errorf("qemu-img check: %w", err)
+	}
+	c.Findings = parseFindings(stderr)
+	return &c, nil
+}
+
+// parseFindings keeps the lines of qemu-img check's stderr that describe a
+// problem, dropping its summary and advice.
+func parseFindings(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.Contains(l, "were found on the image") || strings.HasPrefix(l, "Data may be corrupted") ||
+			strings.HasPrefix(l, "This means waste of disk space") {
+			continue
+		}
+		if len(out) == maxFindings {
+			out = append(out, "(more not shown)")
+			break
+		}
+		out = append(out, l)
+	}
+	return out
 }
