@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
@@ -19,28 +20,30 @@ type checkTarget struct {
 	path, driver, what string
 }
 
-// checkTargets lists the files of a layer that qemu-img 7.2 can check:
-// qcow2, VDI and VHDX images, and hosted sparse (KDMV) and vmfsSparse
-// (COWD) VMDK extents, which qemu's vmdk driver opens without a
-// descriptor. VHD (vpc) and raw have no check; seSparse extents and flat
-// extents cannot be opened alone.
+// checkTargets lists the files of a layer that qemu-img 7.2 can check on
+// their own: qcow2, VDI and VHDX images, and VMDKs that are one sparse
+// file with their descriptor inside (monolithicSparse, streamOptimized).
+// qemu cannot open a split sparse extent or a vmfsSparse (COWD) delta
+// without its descriptor (it fails with "Invalid argument" looking for the
+// CID), nor an seSparse extent or a flat one; VHD (vpc) and raw have no
+// check. Those rely on the header parsers alone, which check what qemu's
+// vmdk check does (every grain inside the file) and more.
 func checkTargets(l *chain.Layer) []checkTarget {
 	switch l.Format {
 	case diskformat.QCOW2, diskformat.VDI, diskformat.VHDX:
 		return []checkTarget{{l.Path, string(l.Format), string(l.Format) + " image"}}
 	case diskformat.VMDK:
-		var out []checkTarget
-		for _, x := range l.Extents {
-			switch x.Type {
-			case vmdk.ExtentSparse:
-				out = append(out, checkTarget{x.Path, "vmdk", "sparse VMDK extent"})
-			case vmdk.ExtentVMFSSparse:
-				out = append(out, checkTarget{x.Path, "vmdk", "vmfsSparse extent"})
-			}
+		if len(l.Extents) == 1 && l.Extents[0].Type == vmdk.ExtentSparse && sameFile(l.Extents[0].Path, l.Path) {
+			return []checkTarget{{l.Path, "vmdk", "sparse VMDK"}}
 		}
-		return out
 	}
 	return nil
+}
+
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // checkChain runs `qemu-img check` on every file of the chain that qemu

@@ -191,3 +191,84 @@ func TestPlanWarnsOfLeakedClusters(t *testing.T) {
 		t.Errorf("no warning about the leak: %q", plan.Warnings)
 	}
 }
+
+// TestPlanChecksEveryKind plans sound sources of every kind qemu-img check
+// runs on (and some it does not), so the check is known to pass them:
+// qcow2 over a backing file, VDI, VHDX, VHD, a hosted sparse chain, VMware's
+// stream layout, split extents, and vmfsSparse and seSparse snapshots.
+func TestPlanChecksEveryKind(t *testing.T) {
+	data := testimg.Layer{{Offset: 0, Length: 4096, Byte: 1}, {Offset: 1 << 20, Length: 4096, Byte: 2}}
+	cases := []struct {
+		name string
+		make func(t *testing.T, dir string) string
+	}{
+		{"qcow2 over a backing file", func(t *testing.T, dir string) string {
+			qemuSource(t, dir, "base.qcow2", "qcow2")
+			p := filepath.Join(dir, "top.qcow2")
+			if err := testimg.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"vdi", func(t *testing.T, dir string) string { return qemuSource(t, dir, "d.vdi", "vdi") }},
+		{"vhdx", func(t *testing.T, dir string) string { return qemuSource(t, dir, "d.vhdx", "vhdx") }},
+		{"vhd", func(t *testing.T, dir string) string { return qemuSource(t, dir, "d.vhd", "vpc") }},
+		{"monolithicSparse chain", func(t *testing.T, dir string) string {
+			p, err := testimg.VMDKChain(dir, "web", "monolithicSparse", 4<<20, data, testimg.Layer{{Offset: 0, Length: 512, Byte: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p[0]
+		}},
+		{"twoGbMaxExtentSparse", func(t *testing.T, dir string) string {
+			p, err := testimg.VMDKChain(dir, "split", "twoGbMaxExtentSparse", 4<<20, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p[0]
+		}},
+		{"VMware streamOptimized", func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, "stream.vmdk")
+			if err := testimg.StreamOptimized(p, 4<<20, data); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"vmfsSparse over VMFS flat", func(t *testing.T, dir string) string {
+			if _, err := testimg.VMFSFlat(dir, "base", 1, 4<<20, data); err != nil {
+				t.Fatal(err)
+			}
+			p, err := testimg.VMFSSparse(dir, "snap", "base.vmdk", 2, 1, 4<<20, 1, testimg.Layer{{Offset: 512, Length: 512, Byte: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"seSparse over VMFS flat", func(t *testing.T, dir string) string {
+			if _, err := testimg.VMFSFlat(dir, "base", 1, 4<<20, data); err != nil {
+				t.Fatal(err)
+			}
+			p, err := testimg.SESparse(dir, "snap", "base.vmdk", 2, 1, 4<<20, testimg.Layer{{Offset: 4096, Length: 4096, Byte: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+	}
+	e := newEngine(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, out := t.TempDir(), t.TempDir()
+			p, err := e.Plan(context.Background(), engine.Request{
+				Source: engine.SourceSpec{Path: c.make(t, src)},
+				Output: engine.OutputSpec{Path: filepath.Join(out, "disk.qcow2"), Format: "qcow2"},
+			}, engine.PlanOptions{})
+			if err != nil {
+				t.Fatalf("a sound source is refused: %v", err)
+			}
+			if w := strings.Join(p.Warnings, "\n"); strings.Contains(w, "qemu-img check") {
+				t.Errorf("warnings on a sound source: %s", w)
+			}
+		})
+	}
+}
