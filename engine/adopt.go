@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,12 @@ import (
 //     never matches);
 //   - the file at the output path still has the stamp the report recorded
 //     (size, mtime, sampled content): no one has written to it since.
+//
+// and the process that published it is gone: the same conversion declared
+// twice (two resources, or two workspaces running at once) is not taken for
+// an interrupted apply while the run that made the output is still going.
+// Two workspaces applied one after the other with the same settings are
+// indistinguishable from an interrupted apply and its re-run.
 //
 // Otherwise it returns an OutputExists fault that says which of these does
 // not hold, and a nil report with no error when nothing is at the path.
@@ -61,6 +68,12 @@ func (e *Engine) Adopt(p *Plan, sink Sink) (*Report, error) {
 	}
 	if rep.Plan == nil || rep.Result == nil || rep.Plan.FormatVersion != PlanFormatVersion || rep.Result.Output.SHA256 == "" {
 		return nil, foreign(path, "its report is incomplete or from an incompatible version")
+	}
+	if rep.Publisher.running() {
+		// Not an interrupted apply: a live run (this very process, perhaps)
+		// wrote it for another resource with the same settings.
+		return nil, fault.New(fault.OutputExists, path, "another run (process %d) published this output and is still running: two resources, or two runs, name the same output.path", rep.Publisher.Pid).
+			WithHint("Give each resource its own output.path. If both are meant to describe one disk, keep one of them.")
 	}
 	if diff := requestDiff(rep.Plan.Request, p.Request); len(diff) > 0 {
 		return nil, foreign(path, "its report records a different "+strings.Join(diff, ", "))
@@ -112,4 +125,49 @@ func requestDiff(a, b Request) []string {
 		}
 	}
 	return diff
+}
+
+// Publisher identifies the process that published an output.
+type Publisher struct {
+	Pid int `json:"pid"`
+	// Start is the process's start time in clock ticks after boot, so that
+	// a later process given the same pid is not taken for it.
+	Start uint64 `json:"start"`
+	Boot  string `json:"boot_id"`
+}
+
+// thisProcess is the Publisher of outputs this process writes.
+func thisProcess() *Publisher {
+	start, _ := processStart(os.Getpid())
+	return &Publisher{Pid: os.Getpid(), Start: start, Boot: bootID()}
+}
+
+// running reports whether the publisher is still running.
+func (p *Publisher) running() bool {
+	if p == nil || p.Boot != bootID() {
+		return false
+	}
+	start, ok := processStart(p.Pid)
+	return ok && start == p.Start
+}
+
+// processStart reads a live process's start time from /proc/<pid>/stat.
+func processStart(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The fields after "pid (comm)": the command may hold spaces and ")".
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 20 || f[0] == "Z" {
+		return 0, false // a zombie has exited
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	return start, err == nil
+}
+
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestAdopt(t *testing.T) {
 	}{
 		{"same conversion", nil, ""},
 		{"overwrite differs", func(t *testing.T, req *engine.Request, _ string) { req.Output.Overwrite = true }, ""},
-		{"compression differs", func(t *testing.T, req *engine.Request, _ string) { req.Output.Compression = true }, "different output format or compression"},
+		{"compression differs", func(t *testing.T, req *engine.Request, _ string) { req.Output.Compression = false }, "different output format or compression"},
 		{"boot test differs", func(t *testing.T, req *engine.Request, _ string) { req.BootTest.Options.MemoryMiB = 4096 }, "different boot test"},
 		{"fixes differ", func(t *testing.T, req *engine.Request, _ string) { req.Fixes.Enabled = true; req.Fixes.DryRun = true }, "different fixes"},
 		{"source changed", func(t *testing.T, req *engine.Request, _ string) {
@@ -45,11 +46,8 @@ func TestAdopt(t *testing.T) {
 			src, out := t.TempDir(), t.TempDir()
 			e := newEngine(t)
 			outPath := filepath.Join(out, "web.qcow2")
-			req := engine.Request{Source: engine.SourceSpec{Path: chainIn(t, src)}, Output: engine.OutputSpec{Path: outPath}}
-			_, res, err := convert(t, e, req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			req := engine.Request{Source: engine.SourceSpec{Path: chainIn(t, src)}, Output: engine.OutputSpec{Path: outPath, Compression: true}}
+			res := convertInChild(t, req.Source.Path, outPath)
 			if tc.change != nil {
 				tc.change(t, &req, outPath)
 			}
@@ -84,6 +82,43 @@ func TestAdopt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// convertInChild converts in a process that then exits, as the run whose
+// output the tests adopt has (see TestMain), and returns what it published.
+func convertInChild(t *testing.T, head, outPath string) *engine.Result {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "VMCONV_TEST_CHILD_SRC="+head, "VMCONV_TEST_CHILD_OUT="+outPath, "VMCONV_TEST_CHILD_WORK="+t.TempDir())
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("converting in a child: %v\n%s", err, out)
+	}
+	rep, err := engine.ReadReport(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.Result
+}
+
+// TestAdoptRefusesALiveRunsOutput: the same conversion declared twice (two
+// resources with one output.path) is not an interrupted apply; the second
+// must not take over the output the first, still running, just wrote.
+func TestAdoptRefusesALiveRunsOutput(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	e := newEngine(t)
+	req := engine.Request{Source: engine.SourceSpec{Path: chainIn(t, src)}, Output: engine.OutputSpec{Path: filepath.Join(out, "web.qcow2")}}
+	if _, _, err := convert(t, e, req); err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Plan(context.Background(), req, engine.PlanOptions{ManagedOutput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Adopt(p, nil)
+	if fe, ok := fault.As(err); !ok || fe.Code != fault.OutputExists || rep != nil || !strings.Contains(fe.Msg, "still running") {
+		t.Fatalf("got %v, %v; want output_exists naming the live run", rep, err)
+	}
+	assertNoLeftovers(t, out)
 }
 
 func TestAdoptNothingThere(t *testing.T) {

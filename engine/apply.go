@@ -62,6 +62,8 @@ type Report struct {
 	Created string  `json:"created"`
 	Plan    *Plan   `json:"plan"`
 	Result  *Result `json:"result"`
+	// Publisher is the process that wrote the output (see Adopt).
+	Publisher *Publisher `json:"publisher,omitempty"`
 }
 
 // ApplyOptions qualify an Apply call.
@@ -249,7 +251,7 @@ func (e *Engine) publish(ctx context.Context, j *job) error {
 		}
 		j.res.HiveBackups = output.HivesPath(p.Output.Path)
 	}
-	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res}, "", "  ")
+	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
 	if err := output.WriteAtomic(j.res.Output.ReportPath, rep, 0o644); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
 	}
