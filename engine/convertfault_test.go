@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,34 +11,6 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
-
-// streamGrain is one compressed grain of a streamOptimized VMDK.
-type streamGrain struct {
-	marker int64 // file offset of its marker
-	lba    int64 // the guest sector it starts at
-	size   int   // bytes of deflate data after the 12-byte marker
-}
-
-// streamGrains walks the markers of a streamOptimized VMDK.
-func streamGrains(t *testing.T, b []byte) []streamGrain {
-	t.Helper()
-	le := binary.LittleEndian
-	off := int64(le.Uint64(b[64:])) * 512 // overhead
-	var gs []streamGrain
-	for off+16 <= int64(len(b)) {
-		val, size := le.Uint64(b[off:]), le.Uint32(b[off+8:])
-		if size == 0 {
-			if le.Uint32(b[off+12:]) == 0 { // end of stream
-				break
-			}
-			off += 512 + int64(val)*512 // metadata marker: val sectors follow
-			continue
-		}
-		gs = append(gs, streamGrain{off, int64(val), int(size)})
-		off += (12 + int64(size) + 511) / 512 * 512
-	}
-	return gs
-}
 
 // TestCorruptGrainNamesTheSourceAndPosition: a streamOptimized VMDK whose
 // headers, grain directory and tables are sound, but one grain's data is
@@ -52,17 +23,11 @@ func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
 	const badAt = 3*mib + 128<<10 // a grain of the second run of data
 	data := testimg.Layer{{Offset: 0, Length: 1 * mib, Byte: 0x11}, {Offset: 3 * mib, Length: 2 * mib, Byte: 0x22}}
 	for _, tc := range []struct {
-		name    string
-		corrupt func(b []byte, g streamGrain)
+		name   string
+		damage testimg.GrainDamage
 	}{
-		{"deflate data", func(b []byte, g streamGrain) {
-			for i := g.marker + 12 + 2; i < g.marker+12+int64(g.size); i++ {
-				b[i] ^= 0x5a
-			}
-		}},
-		{"grain marker size", func(b []byte, g streamGrain) {
-			binary.LittleEndian.PutUint32(b[g.marker+8:], 0x7fffffff)
-		}},
+		{"deflate data", testimg.DeflateData},
+		{"grain marker size", testimg.MarkerSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, out := t.TempDir(), t.TempDir()
@@ -70,18 +35,9 @@ func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
 			if err := testimg.StreamOptimized(head, size, data); err != nil {
 				t.Fatal(err)
 			}
-			b, _ := os.ReadFile(head)
-			found := false
-			for _, g := range streamGrains(t, b) {
-				if g.lba*512 == badAt {
-					tc.corrupt(b, g)
-					found = true
-				}
+			if err := testimg.CorruptGrain(head, badAt, tc.damage); err != nil {
+				t.Fatal(err)
 			}
-			if !found {
-				t.Fatalf("no grain at byte %d", badAt)
-			}
-			os.WriteFile(head, b, 0o644)
 
 			e := newEngine(t)
 			outPath := filepath.Join(out, "disk.qcow2")

@@ -93,6 +93,17 @@ func TestAccDiskConversion_badInput(t *testing.T) {
 			t.Cleanup(func() { syscall.Unmount(out, 0) })
 			return chainIn(t, src)[0], out
 		}, `(?s)Not Enough Free Space For The Output.*Needed: \d+ bytes.*Free: \d+ bytes`},
+		{"corrupt grain found mid-conversion", func(t *testing.T, src, out string) (string, string) {
+			// Sound headers and tables: the plan passes, CONVERT fails.
+			p := filepath.Join(src, "disk.vmdk")
+			if err := testimg.StreamOptimized(p, 8*mib, testimg.Layer{{Offset: 0, Length: 8 * mib, Byte: 0x11}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := testimg.CorruptGrain(p, 3*mib+128<<10, testimg.DeflateData); err != nil {
+				t.Fatal(err)
+			}
+			return p, out
+		}, `(?s)Source Disk Is Corrupt.*cannot be read 3\.1 MiB \(39% of 8 MiB\).*File: .*/disk\.vmdk\s.*Stage: CONVERT.*Position: byte 3276800.*Command: qemu-img convert\s.*Error: error while reading at byte 3276800: Invalid argument`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
