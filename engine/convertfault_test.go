@@ -25,9 +25,11 @@ func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		damage testimg.GrainDamage
+		ova    bool // the disk inside an OVA, read from the cache
 	}{
-		{"deflate data", testimg.DeflateData},
-		{"grain marker size", testimg.MarkerSize},
+		{"deflate data", testimg.DeflateData, false},
+		{"grain marker size", testimg.MarkerSize, false},
+		{"deflate data in an OVA", testimg.DeflateData, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src, out := t.TempDir(), t.TempDir()
@@ -39,9 +41,18 @@ func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			source := engine.SourceSpec{Path: head}
+			if tc.ova {
+				ova := filepath.Join(src, "disk.ova")
+				if err := testimg.OVA(ova, "vm", testimg.OVF("vm", "disk.vmdk", size/mib, 1, 512, false), head); err != nil {
+					t.Fatal(err)
+				}
+				os.Remove(head)
+				source, head = engine.SourceSpec{OVA: ova}, ova // the file the user named
+			}
 			e := newEngine(t)
 			outPath := filepath.Join(out, "disk.qcow2")
-			p, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Path: head}, Output: engine.OutputSpec{Path: outPath}}, engine.PlanOptions{})
+			p, err := e.Plan(context.Background(), engine.Request{Source: source, Output: engine.OutputSpec{Path: outPath}}, engine.PlanOptions{})
 			if err != nil {
 				// A stricter plan may catch a bad marker from the headers
 				// alone; it must then say so about this file.
@@ -69,7 +80,7 @@ func TestCorruptGrainNamesTheSourceAndPosition(t *testing.T) {
 					t.Errorf("diagnostic lacks %q", want)
 				}
 			}
-			for _, bad := range []string{outPath, "vmconv-tmp", "overlay.qcow2", " -O ", "-f qcow2"} {
+			for _, bad := range []string{outPath, "vmconv-tmp", "overlay.qcow2", " -O ", "-f qcow2", e.Config().CacheDir} {
 				if strings.Contains(text, bad) {
 					t.Errorf("diagnostic shows %q (the output or qemu-img's argv)", bad)
 				}
