@@ -19,6 +19,9 @@ type COWDHeader struct {
 	GDOffset   uint32 // sectors
 	GDEntries  uint32
 	FreeSector uint32
+	// Unchecked is set by CheckTables when the tables exceeded what a check
+	// reads (maxTableBytes) and the rest was not checked.
+	Unchecked bool
 }
 
 // cowdGTEntries is fixed for COWD files.
@@ -122,5 +125,6 @@ func (h *COWDHeader) CheckTables(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return tableErr(err, "the grain directory")
 	}
+	h.Unchecked = l.unchecked()
 	return l.finish()
 }

@@ -15,9 +15,10 @@ import (
 // them. docs: templates/resources/disk_conversion.md.tmpl.
 const (
 	// maxTableBytes bounds how much grain-table metadata a check reads:
-	// 1 GiB covers 256M grains (a fully written 2 TiB vmfsSparse delta of
-	// 512-byte grains has 4G; past the bound, qemu-img check reads the
-	// rest before any data moves).
+	// 1 GiB covers 256M grains, 128 GiB written in a vmfsSparse delta's
+	// 512-byte grains (and far more than any hosted sparse extent, whose
+	// tables for 2 TiB take 128 MiB). Past it the rest is not checked,
+	// which the header's Unchecked field reports.
 	maxTableBytes = 1 << 30
 	// maxRegions bounds the metadata structures (grain tables) a check
 	// records to find overlaps.
@@ -127,8 +128,7 @@ type layout struct {
 	phase  int64
 	grains *span.Map
 	loose  []int64
-	// stopped is set when a bound was reached and the rest is left to
-	// qemu-img check.
+	// stopped is set when a bound was reached and the rest is not checked.
 	stopped bool
 	read    int64
 }
@@ -248,9 +248,9 @@ func (l *layout) finish() error {
 	return nil
 }
 
-// Unchecked reports whether a bound stopped the check before the end of
-// the tables; qemu-img check then covers the rest.
-func (l *layout) Unchecked() bool { return l.stopped || l.grains.Full() }
+// unchecked reports whether a bound stopped the check before the end of
+// the tables.
+func (l *layout) unchecked() bool { return l.stopped || l.grains.Full() }
 
 // fmtGrain names the table entry of a grain for messages.
 func fmtGrain(table, entry int64) string {

@@ -23,6 +23,9 @@ type SESparseHeader struct {
 	GrainTablesSize   uint64
 	GrainsOffset      uint64
 	GrainsSize        uint64
+	// Unchecked is set by CheckTables when the tables exceeded what a check
+	// reads (maxTableBytes) and the rest was not checked.
+	Unchecked bool
 
 	// regions are the header's areas, in bytes, checked to lie inside the
 	// file (those qemu reads) and apart from each other.
@@ -118,11 +121,10 @@ func ReadSESparseHeader(r io.ReaderAt, size int64) (*SESparseHeader, error) {
 func (h *SESparseHeader) CheckTables(r io.ReaderAt, size int64) error {
 	le := binary.LittleEndian
 	l := newLayout(size, int64(h.GrainSize)*sector, 0, false)
-	for _, g := range h.regions {
-		// The grain and table areas may be declared larger than the file
-		// has grown; each table and grain is checked against the file.
-		l.regions = append(l.regions, g)
-	}
+	// The grain and table areas may be declared larger than the file has
+	// grown, so only their overlaps are checked here; each table and grain
+	// is checked against the file below.
+	l.regions = append(l.regions, h.regions...)
 	if err := l.seal(); err != nil {
 		return err
 	}
@@ -197,5 +199,6 @@ func (h *SESparseHeader) CheckTables(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return tableErr(err, "the seSparse grain directory")
 	}
+	h.Unchecked = l.unchecked() || tables.Full() || grains.Full()
 	return nil
 }

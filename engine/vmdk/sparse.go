@@ -55,6 +55,9 @@ type SparseHeader struct {
 	// FooterGD is set when the header defers the grain directory to the
 	// footer, as VMware's streamOptimized exports do.
 	FooterGD bool
+	// Unchecked is set by CheckTables when the tables exceeded what a check
+	// reads (maxTableBytes) and the rest was not checked.
+	Unchecked bool
 }
 
 // Compressed reports a streamOptimized extent (deflate grains with markers).
@@ -292,6 +295,7 @@ func (h *SparseHeader) CheckTables(r io.ReaderAt, size int64) error {
 	if err != nil {
 		return tableErr(err, "the grain directory")
 	}
+	h.Unchecked = l.unchecked()
 	return l.finish()
 }
 
