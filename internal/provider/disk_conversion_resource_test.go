@@ -188,9 +188,11 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 			},
 		},
 		CheckDestroy: func(*terraform.State) error {
-			for _, p := range []string{out, out + ".vmconv.json"} {
-				if _, err := os.Stat(p); err == nil {
-					return fmt.Errorf("%s still exists after destroy", p)
+			// The output, its report, and the lock file destroy took.
+			entries, _ := os.ReadDir(filepath.Dir(out))
+			for _, e := range entries {
+				if strings.Contains(e.Name(), filepath.Base(out)) {
+					return fmt.Errorf("%s still exists after destroy", e.Name())
 				}
 			}
 			return nil
