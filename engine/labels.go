@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
+	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
 )
 
 // An OVA's disk or a downloaded file is read from the cache, so the faults
@@ -26,7 +27,7 @@ func (e *Engine) sourceLabels(src SourceSpec) sourceLabels {
 	// <key>.tmp/, and faults about writing it rightly name the cache.
 	ovaDir := regexp.QuoteMeta(filepath.Join(e.cfg.CacheDir, "ova")) + `/[0-9a-f]{24}/`
 	member := func(archive string) *labelRule {
-		return &labelRule{regexp.MustCompile(ovaDir), func(string) string { return fetch.MemberLabel(archive, "") }}
+		return &labelRule{regexp.MustCompile(ovaDir), func(string) string { return ovf.MemberLabel(archive, "") }}
 	}
 	switch {
 	case src.OVA != "":

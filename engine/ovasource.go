@@ -7,18 +7,18 @@ import (
 	"path/filepath"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
 )
 
 // localOVA is an OVA source made local: the archive's fingerprint, its
 // OVF, and the chosen disk extracted into the cache.
 type localOVA struct {
-	Fingerprint string     `json:"fingerprint"`
-	OVF         *fetch.OVF `json:"ovf"`
-	Disk        string     `json:"disk"`
-	Reused      bool       `json:"-"`
+	Fingerprint string   `json:"fingerprint"`
+	OVF         *ovf.OVF `json:"ovf"`
+	Disk        string   `json:"disk"`
+	Reused      bool     `json:"-"`
 }
 
 // localizeOVA extracts an OVA's disks once per archive fingerprint into
@@ -44,7 +44,7 @@ func (e *Engine) localizeOVA(ctx context.Context, src SourceSpec) (*localOVA, er
 		if err := os.MkdirAll(tmp, 0o755); err != nil {
 			return nil, fault.Wrap(fault.OutputNotWritable, tmp, err, "cannot create the extraction folder")
 		}
-		o, err := fetch.ExtractOVA(ctx, src.OVA, tmp)
+		o, err := ovf.ExtractOVA(ctx, src.OVA, tmp)
 		if err != nil {
 			os.RemoveAll(tmp)
 			return nil, err

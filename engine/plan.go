@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
 
@@ -142,7 +142,7 @@ type SourcePlan struct {
 	Chain       []*chain.Layer `json:"chain"`
 	// OVF is the archive's descriptor, for an OVA source: the VM's CPUs,
 	// memory, firmware and NICs.
-	OVF *fetch.OVF `json:"ovf,omitempty"`
+	OVF *ovf.OVF `json:"ovf,omitempty"`
 	// Deferred is set when a remote source was planned from its metadata
 	// alone: format, chain and sizes are learnt at apply, after FETCH.
 	Deferred bool `json:"deferred,omitempty"`

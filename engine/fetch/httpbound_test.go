@@ -1,6 +1,10 @@
 package fetch
 
 import (
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -23,7 +27,7 @@ import (
 // request, no retries), says why without telling the user to apply again
 // for a resume, and leaves no .part behind.
 func TestDownloadEndlessBodyIsBounded(t *testing.T) {
-	dir := smallFS(t, 16<<20)
+	dir := testimg.SmallFS(t, 16<<20)
 	var requests atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -51,7 +55,7 @@ func TestDownloadEndlessBodyIsBounded(t *testing.T) {
 	if n := requests.Load(); n != 1 {
 		t.Errorf("%d requests: an endless body is not worth retrying", n)
 	}
-	assertEmpty(t, dir)
+	testimg.AssertEmpty(t, dir)
 }
 
 // TestDownloadLengthThatDoesNotFit is refused before a byte is written,
@@ -65,7 +69,7 @@ func TestDownloadLengthThatDoesNotFit(t *testing.T) {
 	defer ts.Close()
 	for name, parallel := range map[string]int{"serial": 1, "parallel": 4} {
 		t.Run(name, func(t *testing.T) {
-			dir := smallFS(t, 16<<20)
+			dir := testimg.SmallFS(t, 16<<20)
 			o := opts(&memLog{})
 			o.Parallel = parallel
 			_, err := HTTP(context.Background(), ts.URL+"/disk.vmdk", filepath.Join(dir, "disk.vmdk"), o)
@@ -73,7 +77,7 @@ func TestDownloadLengthThatDoesNotFit(t *testing.T) {
 			if !ok || fe.Code != fault.NoSpace || !strings.Contains(fe.Msg, "the download needs 32.0 MiB") || !strings.Contains(fe.Hint, "cache_dir") {
 				t.Fatalf("error %v, want no_space: the download needs 32 MiB", err)
 			}
-			assertEmpty(t, dir)
+			testimg.AssertEmpty(t, dir)
 		})
 	}
 }
@@ -82,7 +86,7 @@ func TestDownloadLengthThatDoesNotFit(t *testing.T) {
 // download of known length is under way: the fault says so and keeps the
 // part, and once space is freed the next download resumes it.
 func TestDownloadDiskFillsUpMidway(t *testing.T) {
-	dir := smallFS(t, 16<<20)
+	dir := testimg.SmallFS(t, 16<<20)
 	body := make([]byte, 8<<20)
 	rand.Read(body)
 	half := make(chan struct{})
@@ -136,9 +140,9 @@ func TestDownloadDiskFillsUpMidway(t *testing.T) {
 }
 
 func freeIn(t *testing.T, dir string) int64 {
-	rm, err := roomIn(dir)
+	rm, err := room.In(dir)
 	if err != nil {
 		t.Error(err)
 	}
-	return rm.free
+	return rm.Free
 }

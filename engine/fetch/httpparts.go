@@ -1,6 +1,8 @@
 package fetch
 
 import (
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
+
 	"context"
 	"fmt"
 	"io"
@@ -19,7 +21,7 @@ import (
 // range of the file.
 func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part string, meta *partMeta, o HTTPOptions, res *Result, metaFile string,
 	log func(string, string, map[string]any)) error {
-	rm, err := roomIn(filepath.Dir(part))
+	rm, err := room.In(filepath.Dir(part))
 	if err != nil {
 		return &permanentError{err: fault.Wrap(fault.OutputNotWritable, filepath.Dir(part), err, "cannot read the free space of the cache folder")}
 	}
@@ -27,9 +29,9 @@ func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part strin
 	for _, p := range meta.Parts {
 		need += p.End - p.Start - p.Done
 	}
-	if need > rm.usable() {
+	if need > rm.Usable() {
 		// Kept if a part of it is there to resume, else not started.
-		return &permanentError{err: rm.tooBig(Redact(rawURL), need, "the download"), discard: need == meta.Length}
+		return &permanentError{err: rm.TooBig(Redact(rawURL), need, "the download"), discard: need == meta.Length}
 	}
 	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
@@ -37,7 +39,7 @@ func fetchParts(ctx context.Context, c *retryablehttp.Client, rawURL, part strin
 	}
 	defer f.Close()
 	if err := f.Truncate(meta.Length); err != nil {
-		return diskFull(Redact(rawURL), rm.dir, err, meta.Length-need, meta.Length, true)
+		return diskFull(Redact(rawURL), rm.Dir, err, meta.Length-need, meta.Length, true)
 	}
 	var mu sync.Mutex
 	errs := make(chan error, len(meta.Parts))
@@ -105,7 +107,7 @@ func fetchPart(ctx context.Context, c *retryablehttp.Client, rawURL string, f *o
 		if n > 0 {
 			if _, err := f.WriteAt(buf[:n], off); err != nil {
 				save()
-				if isNoSpace(err) {
+				if room.IsNoSpace(err) {
 					return diskFull(Redact(rawURL), filepath.Dir(f.Name()), err, off, meta.Length, true)
 				}
 				return &permanentError{err: fault.Wrap(fault.OutputNotWritable, f.Name(), err, "cannot write the download")}

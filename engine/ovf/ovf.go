@@ -1,4 +1,9 @@
-package fetch
+// Package ovf reads OVF descriptors and OVA archives: the VM's shape (CPUs,
+// memory, firmware, disks, NICs) from the descriptor, with govmomi's
+// parser, and the disks from the archive, streamed once and bounded by
+// what the descriptor declares and the room in the cache. Downloading an
+// OVA is engine/fetch's job; this package sees only local files.
+package ovf
 
 import (
 	"fmt"
@@ -7,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vmware/govmomi/ovf"
+	govmomiovf "github.com/vmware/govmomi/ovf"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
@@ -49,7 +54,7 @@ const (
 
 // ParseOVF reads an OVF descriptor with govmomi's ovf package.
 func ParseOVF(r io.Reader, file string) (*OVF, error) {
-	env, err := ovf.Unmarshal(io.LimitReader(r, 16<<20))
+	env, err := govmomiovf.Unmarshal(io.LimitReader(r, 16<<20))
 	if err != nil {
 		return nil, fault.Wrap(fault.CorruptDescriptor, file, err, "the OVF descriptor is not valid XML")
 	}
@@ -65,7 +70,7 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 	if vs.OperatingSystem != nil && vs.OperatingSystem.OSType != nil {
 		out.OSType = *vs.OperatingSystem.OSType
 	}
-	files := map[string]ovf.File{}
+	files := map[string]govmomiovf.File{}
 	for _, f := range env.References {
 		files[f.ID] = f
 	}
@@ -84,7 +89,7 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 			capacity, _ := strconv.ParseInt(d.Capacity, 10, 64)
 			capacity = max(0, capacity)
 			if d.CapacityAllocationUnits != nil {
-				unit := ovf.ParseCapacityAllocationUnits(*d.CapacityAllocationUnits)
+				unit := govmomiovf.ParseCapacityAllocationUnits(*d.CapacityAllocationUnits)
 				if unit > 0 && capacity > math.MaxInt64/unit {
 					return nil, fault.New(fault.CorruptDescriptor, file, "disk %s declares a capacity of %s × %s, which no disk has", d.DiskID, d.Capacity, *d.CapacityAllocationUnits)
 				}
@@ -123,7 +128,7 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 			case cimMemory:
 				unit := int64(1 << 20)
 				if it.AllocationUnits != nil {
-					unit = ovf.ParseCapacityAllocationUnits(*it.AllocationUnits)
+					unit = govmomiovf.ParseCapacityAllocationUnits(*it.AllocationUnits)
 				}
 				out.MemoryMiB = int(q * unit >> 20)
 			case cimEthernet:

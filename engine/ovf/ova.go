@@ -1,6 +1,8 @@
-package fetch
+package ovf
 
 import (
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
+
 	"archive/tar"
 	"bufio"
 	"context"
@@ -130,8 +132,8 @@ func ExtractOVA(ctx context.Context, archive, dir string) (_ *OVA, err error) {
 			}
 			// The OVF says how much the disks take: refuse at once what
 			// cannot fit rather than after extracting the first of them.
-			if r, err := roomIn(dir); err == nil && declared > r.usable() {
-				return nil, r.tooBig(archive, declared, fmt.Sprintf("extracting the disks of %s (the sizes its OVF declares)", path.Base(archive)))
+			if r, err := room.In(dir); err == nil && declared > r.Usable() {
+				return nil, r.TooBig(archive, declared, fmt.Sprintf("extracting the disks of %s (the sizes its OVF declares)", path.Base(archive)))
 			}
 		case ext == ".mf":
 			b, err := io.ReadAll(io.LimitReader(tr, 1<<20))
@@ -242,12 +244,12 @@ func checkBounds(archive, member string, size int64, d OVFDisk) error {
 // checking it fits. It removes dst again on failure.
 func extractMember(archive, member, dst string, size int64, r io.Reader) (err error) {
 	label := MemberLabel(archive, member)
-	rm, err := roomIn(filepath.Dir(dst))
+	rm, err := room.In(filepath.Dir(dst))
 	if err != nil {
 		return fault.Wrap(fault.OutputNotWritable, filepath.Dir(dst), err, "cannot read the free space of the cache folder")
 	}
-	if size > rm.usable() {
-		return rm.tooBig(label, size, fmt.Sprintf("extracting %s", label))
+	if size > rm.Usable() {
+		return rm.TooBig(label, size, fmt.Sprintf("extracting %s", label))
 	}
 	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -258,21 +260,21 @@ func extractMember(archive, member, dst string, size int64, r io.Reader) (err er
 			os.Remove(dst)
 		}
 	}()
-	w := &writeError{w: f}
+	w := &room.Writer{W: f}
 	// The tar reader stops at the header's size; the limit says so here.
 	_, err = io.Copy(w, io.LimitReader(r, size))
 	if cerr := f.Close(); err == nil {
-		err, w.err = cerr, cerr
+		err, w.Err = cerr, cerr
 	}
 	switch {
 	case err == nil:
 		return nil
-	case w.err != nil && isNoSpace(w.err):
-		return fault.Wrap(fault.NoSpace, label, w.err, "the cache folder %s filled up while %s was extracted into it (%s were free before)", rm.dir, label, human(rm.free)).
-			WithHint("Something else is writing to that file system. Free space in %s, or set the provider's cache_dir to a folder on a larger file system, then apply again.", rm.dir).
-			WithFact("Cache folder", rm.dir)
-	case w.err != nil:
-		return fault.Wrap(fault.OutputNotWritable, dst, w.err, "cannot extract the disk")
+	case w.Err != nil && room.IsNoSpace(w.Err):
+		return fault.Wrap(fault.NoSpace, label, w.Err, "the cache folder %s filled up while %s was extracted into it (%s were free before)", rm.Dir, label, room.Human(rm.Free)).
+			WithHint("Something else is writing to that file system. Free space in %s, or set the provider's cache_dir to a folder on a larger file system, then apply again.", rm.Dir).
+			WithFact("Cache folder", rm.Dir)
+	case w.Err != nil:
+		return fault.Wrap(fault.OutputNotWritable, dst, w.Err, "cannot extract the disk")
 	}
 	return fault.Wrap(fault.TruncatedImage, archive, err, "the OVA ends inside disk %q", member)
 }

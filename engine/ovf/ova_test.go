@@ -1,4 +1,4 @@
-package fetch
+package ovf
 
 import (
 	"archive/tar"

@@ -1,4 +1,4 @@
-package fetch
+package ovf
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -15,35 +14,6 @@ import (
 )
 
 const gib = int64(1) << 30
-
-// smallFS mounts a tmpfs of size bytes at a new folder: a real file system
-// that fills up, for the bounds that depend on free space.
-func smallFS(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root; CI runs as root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
-}
-
-func assertEmpty(t *testing.T, dir string) {
-	t.Helper()
-	if es, _ := os.ReadDir(dir); len(es) != 0 {
-		var names []string
-		for _, e := range es {
-			names = append(names, e.Name())
-		}
-		t.Errorf("left behind in %s: %v", dir, names)
-	}
-	if du, err := testimg.DiskUsage(dir); err != nil || du > 64<<10 {
-		t.Errorf("%s takes %d bytes on disk (%v)", dir, du, err)
-	}
-}
 
 // TestExtractOVARefusesSparseMembers feeds ExtractOVA tar bombs written by
 // GNU tar in every sparse dialect: a 20 KiB archive whose disk member
@@ -69,7 +39,7 @@ func TestExtractOVARefusesSparseMembers(t *testing.T) {
 				}
 				dir := t.TempDir()
 				if os.Geteuid() == 0 {
-					dir = smallFS(t, 64<<20)
+					dir = testimg.SmallFS(t, 64<<20)
 				}
 				_, err := ExtractOVA(context.Background(), ova, dir)
 				fe, ok := fault.As(err)
@@ -79,7 +49,7 @@ func TestExtractOVARefusesSparseMembers(t *testing.T) {
 				if fe.File != ova+" member web-disk1.vmdk" {
 					t.Errorf("the fault names %q, not the OVA's member", fe.File)
 				}
-				assertEmpty(t, dir)
+				testimg.AssertEmpty(t, dir)
 			})
 		}
 	}
@@ -112,7 +82,7 @@ func TestExtractOVABounds(t *testing.T) {
 			if !ok || fe.Code != tc.code || !strings.Contains(fe.Msg, tc.want) {
 				t.Fatalf("error %v, want %s containing %q", err, tc.code, tc.want)
 			}
-			assertEmpty(t, dir)
+			testimg.AssertEmpty(t, dir)
 		})
 	}
 }
@@ -121,7 +91,7 @@ func TestExtractOVABounds(t *testing.T) {
 // that does not fit is refused before a byte is written, with the cache
 // folder, the OVA and the member named.
 func TestExtractOVANoRoom(t *testing.T) {
-	dir := smallFS(t, 8<<20)
+	dir := testimg.SmallFS(t, 8<<20)
 	body := bytes.Repeat([]byte("KDMV"), 9<<20/4)
 	ovfText := []byte(strings.Replace(fmt.Sprintf(testOVF, "web01-disk1.vmdk"), ` ovf:size="4096"`, "", 1))
 	ova := writeOVA(t, member{name: "web01.ovf", body: ovfText}, member{name: "web01-disk1.vmdk", body: body})
@@ -133,5 +103,5 @@ func TestExtractOVANoRoom(t *testing.T) {
 	if fe.File != ova+" member web01-disk1.vmdk" || !strings.Contains(fe.Msg, dir) || !strings.Contains(fe.Hint, "cache_dir") {
 		t.Errorf("the fault does not name the member and the cache folder: %s (hint %q)", fe, fe.Hint)
 	}
-	assertEmpty(t, dir)
+	testimg.AssertEmpty(t, dir)
 }
