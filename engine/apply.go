@@ -189,16 +189,26 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		return err
 	}
 	c, fp := rs.c, rs.fp
+	if c == nil {
+		return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
+	}
 	if fp != p.Source.Fingerprint {
 		return fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
 			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").
 			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", fp)
 	}
 	j.chain = c
+	if p.Source.Deferred {
+		// Planned from the remote end's metadata: the images are checked
+		// now, after FETCH and before a byte of the output is written.
+		if err := e.checkChain(ctx, c); err != nil {
+			return rs.src.Relabel(err)
+		}
+	}
 	if err := output.CheckDir(p.Output.Path); err != nil {
 		return err
 	}
-	if err := output.CheckNotSource(p.Output.Path, sourceFiles(c, req.Source)); err != nil {
+	if err := output.CheckNotSource(p.Output.Path, rs.files()); err != nil {
 		return err
 	}
 	if !opts.ManagedOutput {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -22,10 +21,10 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 )
 
 // Config configures an Engine. Zero values pick sensible defaults.
@@ -146,30 +145,31 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	if err != nil {
 		return nil, err
 	}
+	if rs.remote != nil {
+		return e.deferredPlan(p, req, rs, opts)
+	}
 	if err := e.checkChain(ctx, rs.c); err != nil {
-		return nil, err
+		return nil, rs.src.Relabel(err)
 	}
-	if rs.head != nil {
-		return e.deferredPlan(p, req, rs.fp, rs.head, opts)
-	}
-	c, ova, fp := rs.c, rs.ova, rs.fp
+	c, fp := rs.c, rs.fp
 	p.Warnings = append(p.Warnings, c.Warnings...)
 	p.Source = SourcePlan{
 		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
 		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
-	if kind, shown, fetched := describeSource(req.Source, nil); kind != "path" {
+	if kind := rs.src.Kind(); kind != "path" {
+		shown, fetched := rs.src.Describe(nil)
 		p.Source.Kind, p.Source.Path = kind, shown
 		fetchPlan = StagePlan{StageFetch, true, fetched}
+		if rs.local.Note != "" {
+			fetchPlan.Reason += "; " + rs.local.Note
+		}
 	}
-	if ova != nil {
-		p.Source.OVF = ova.OVF
-		fetchPlan.Reason += fmt.Sprintf("; disk %d is %s of %s", req.Source.OVADisk, ova.OVF.Disks[req.Source.OVADisk].File, ova.OVF.Name)
-	}
+	p.Source.OVF = rs.local.OVF
 
 	// The output: where, whether it may be written, how big it will be.
-	if err := e.checkOutputPath(req, sourceFiles(c, req.Source), opts); err != nil {
+	if err := e.checkOutputPath(req, rs.files(), opts); err != nil {
 		return nil, err
 	}
 	if _, err := os.Lstat(req.Output.Path); err == nil {
@@ -236,6 +236,26 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	return p, nil
 }
 
+// deferredPlan plans a remote source that is not fetched yet from what its
+// remote end reports.
+func (e *Engine) deferredPlan(p *Plan, req Request, rs *resolvedSource, opts PlanOptions) (*Plan, error) {
+	shown, fetch := rs.src.Describe(rs.remote)
+	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp, Deferred: true, RemoteSize: rs.remote.Length}
+	if err := e.checkOutputPath(req, nil, opts); err != nil {
+		return nil, err
+	}
+	p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+	p.Stages = []StagePlan{
+		{StageFetch, true, fetch},
+		{StageFlatten, true, "the format and chain are read after FETCH"},
+		inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
+	}
+	if p.Stage(StageInspect).Run {
+		p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply (provider plan_fetch = true fetches at plan time)"}
+	}
+	return p, nil
+}
+
 // checkOutputPath refuses outputs that would destroy something.
 func (e *Engine) checkOutputPath(req Request, sources []string, opts PlanOptions) error {
 	if err := output.CheckDir(req.Output.Path); err != nil {
@@ -251,81 +271,54 @@ func (e *Engine) checkOutputPath(req Request, sources []string, opts PlanOptions
 }
 
 type resolvedSource struct {
-	c   *chain.Chain
-	ova *localOVA
-	fp  string
-	// head is set when a remote source was not fetched: plan from it.
-	head *fetch.Head
+	src   source.Source
+	c     *chain.Chain
+	local *source.Local
+	fp    string
+	// remote is set when a remote source was not fetched: plan from it.
+	remote *source.Remote
+}
+
+// sourceEnv is what the sources need from the engine; their messages go to
+// the sink as FETCH events.
+func (e *Engine) sourceEnv(sink Sink) source.Env {
+	return source.Env{CacheDir: e.cfg.CacheDir, Log: fetchLog{sink}}
+}
+
+// fetchLog turns the transports' messages (URLs redacted, no header
+// values) into FETCH events.
+type fetchLog struct{ sink Sink }
+
+func (l fetchLog) Log(level, msg string, f map[string]any) {
+	if l.sink != nil {
+		l.sink.Event(Event{Kind: EventInfo, Stage: StageFetch, Message: msg, Fields: f})
+	}
 }
 
 // resolveSource makes the source local (an OVA's disk is extracted into
-// the cache; a URL is downloaded into it when fetchNow or found there) and
-// resolves its chain. The fingerprint is the archive's for an OVA, the
-// remote object's for a URL, the chain's files' otherwise.
-func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
-	defer func() { err = e.sourceLabels(src).relabel(err) }() // name the OVA member or URL, not the cache file
-	head := src.Path
-	rs := &resolvedSource{}
-	switch {
-	case src.OVA != "":
-		ova, err := e.localizeOVA(ctx, src)
-		if err != nil {
-			return nil, err
-		}
-		head, rs.ova, rs.fp = ova.Disk, ova, ova.Fingerprint
-	case src.OVAURL != nil:
-		local, fp, h, err := e.remoteURL(ctx, SourceSpec{URL: src.OVAURL}, fetchNow, sink)
-		if err != nil {
-			return nil, err
-		}
-		if local == "" {
-			rs.fp, rs.head = fp, h
-			return rs, nil
-		}
-		ova, err := e.localizeOVA(ctx, SourceSpec{OVA: local, OVADisk: src.OVADisk})
-		if err != nil {
-			return nil, err
-		}
-		head, rs.ova, rs.fp = ova.Disk, ova, fp
-	case src.ESXi != nil:
-		local, fp, h, err := e.remoteESXi(ctx, src.ESXi, fetchNow, sink)
-		if err != nil {
-			return nil, err
-		}
-		if local == "" {
-			rs.fp, rs.head = fp, h
-			return rs, nil
-		}
-		head, rs.fp = local, fp
-	case src.VSphere != nil:
-		local, fp, size, err := e.remoteVSphere(ctx, src.VSphere, fetchNow, sink)
-		if err != nil {
-			return nil, err
-		}
-		if local == "" {
-			rs.fp, rs.head = fp, &fetch.Head{Length: size, AcceptRanges: true}
-			return rs, nil
-		}
-		head, rs.fp = local, fp
-	case src.URL != nil:
-		local, fp, h, err := e.remoteURL(ctx, src, fetchNow, sink)
-		if err != nil {
-			return nil, err
-		}
-		if local == "" {
-			rs.fp, rs.head = fp, h
-			return rs, nil
-		}
-		head, rs.fp = local, fp
+// the cache; a remote disk is copied into it when fetchNow or found there)
+// and resolves its chain. The fingerprint is the source's own when it has
+// one (an archive's, a remote object's), the chain's files' otherwise.
+// Faults name what the user wrote, never a cache file.
+func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
+	rs := &resolvedSource{src: source.Select(spec, e.sourceEnv(sink))}
+	defer func() { err = rs.src.Relabel(err) }()
+	rs.local, rs.remote, err = rs.src.Locate(ctx, fetchNow)
+	if err != nil {
+		return nil, err
 	}
-	c, err := chain.Resolve(head, chain.Options{
-		Format:                 diskformat.Format(src.Format),
-		AllowParentCIDMismatch: src.AllowParentCIDMismatch,
+	if rs.remote != nil {
+		rs.fp = rs.remote.Fingerprint
+		return rs, nil
+	}
+	c, err := chain.Resolve(rs.local.Head, chain.Options{
+		Format:                 diskformat.Format(spec.Format),
+		AllowParentCIDMismatch: spec.AllowParentCIDMismatch,
 	})
 	if err != nil {
 		return nil, err
 	}
-	rs.c = c
+	rs.c, rs.fp = c, rs.local.Fingerprint
 	if rs.fp == "" {
 		if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {
 			return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
@@ -334,13 +327,9 @@ func (e *Engine) resolveSource(ctx context.Context, src SourceSpec, fetchNow boo
 	return rs, nil
 }
 
-// sourceFiles are the files an output must never overwrite.
-func sourceFiles(c *chain.Chain, src SourceSpec) []string {
-	fs := filePaths(c)
-	if src.OVA != "" {
-		fs = append(fs, src.OVA)
-	}
-	return fs
+// files are the files an output must never overwrite.
+func (rs *resolvedSource) files() []string {
+	return append(filePaths(rs.c), rs.src.Protected()...)
 }
 
 func inspectStagePlan(req Request) StagePlan {
@@ -443,34 +432,11 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 }
 
 func normalize(req Request) (Request, error) {
-	kinds := 0
-	for _, set := range []bool{req.Source.Path != "", req.Source.OVA != "", req.Source.URL != nil, req.Source.VSphere != nil, req.Source.ESXi != nil, req.Source.OVAURL != nil} {
-		if set {
-			kinds++
-		}
+	src, err := req.Source.Normalize()
+	if err != nil {
+		return req, err
 	}
-	switch {
-	case kinds == 0:
-		return req, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url, source.vsphere or source.esxi_ssh.")
-	case kinds > 1:
-		return req, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
-	case req.Source.URL != nil || req.Source.OVAURL != nil:
-		spec := req.Source.URL
-		if spec == nil {
-			spec = req.Source.OVAURL
-		}
-		u, err := url.Parse(spec.Href)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return req, fault.New(fault.InvalidRequest, fetch.Redact(spec.Href), "the source URL is not an http or https URL")
-		}
-		spec.Shown = fetch.Redact(spec.Href)
-	case req.Source.OVA != "":
-		abs, err := filepath.Abs(req.Source.OVA)
-		if err != nil {
-			return req, fault.Wrap(fault.InvalidRequest, req.Source.OVA, err, "invalid OVA path")
-		}
-		req.Source.OVA = abs
-	}
+	req.Source = src
 	if req.Output.Path == "" {
 		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path.")
 	}

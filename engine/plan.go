@@ -6,6 +6,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
 
@@ -55,66 +56,14 @@ type BootTestSpec struct {
 	validate.Options
 }
 
-// SourceSpec names the source disk.
-type SourceSpec struct {
-	// Path is the newest file of a local disk (a snapshot chain's head).
-	Path string `json:"path,omitempty"`
-	// Format declares the format instead of detecting it (for raw disks
-	// without a partition table); it must not contradict the content.
-	Format string `json:"format,omitempty"`
-	// AllowParentCIDMismatch accepts snapshots whose parentCID does not
-	// match the parent's CID.
-	AllowParentCIDMismatch bool `json:"allow_parent_cid_mismatch,omitempty"`
-	// OVA is a local OVA archive to take the disk from, instead of Path.
-	OVA string `json:"ova,omitempty"`
-	// OVADisk is which of the OVF's disks (in its order), from 0.
-	OVADisk int `json:"ova_disk,omitempty"`
-	// OVAURL is an OVA on an HTTP(S) server, downloaded (resumably) into
-	// the cache before it is extracted like a local one.
-	OVAURL *URLSpec `json:"ova_url,omitempty"`
-	// URL is a disk file on an HTTP(S) server, instead of Path.
-	URL *URLSpec `json:"url,omitempty"`
-	// VSphere is a VM's disk in vCenter or ESXi, instead of Path.
-	VSphere *VSphereSpec `json:"vsphere,omitempty"`
-	// ESXi is a disk on an ESXi host's datastore, copied over SSH.
-	ESXi *ESXiSpec `json:"esxi_ssh,omitempty"`
-}
-
-// ESXiSpec is a VMDK on an ESXi host, read over SSH (SFTP). The private key
-// is not serialized.
-type ESXiSpec struct {
-	Host       string `json:"host"`
-	User       string `json:"user"`
-	PrivateKey string `json:"-"`
-	HostKey    string `json:"host_key"`
-	// Path is "[datastore] folder/file.vmdk" or an absolute path.
-	Path string `json:"path"`
-}
-
-// VSphereSpec is a VM's disk in vCenter or ESXi. The credentials are not
-// serialized.
-type VSphereSpec struct {
-	URL        string `json:"url"`
-	Datacenter string `json:"datacenter,omitempty"`
-	VM         string `json:"vm"`
-	Disk       int    `json:"disk"`
-	// Snapshot takes a snapshot for a consistent read and removes it.
-	Snapshot   bool   `json:"snapshot"`
-	Thumbprint string `json:"thumbprint,omitempty"`
-	Insecure   bool   `json:"insecure,omitempty"`
-	Username   string `json:"-"`
-	Password   string `json:"-"`
-}
-
-// URLSpec is an HTTP(S) source. Href is only ever shown redacted; header
-// values never leave the process (they are not serialized).
-type URLSpec struct {
-	Href    string            `json:"-"`
-	SHA256  string            `json:"sha256,omitempty"`
-	Headers map[string]string `json:"-"`
-	// Shown is Href without user info or query, for plans and reports.
-	Shown string `json:"href"`
-}
+// The source kinds' specs live with the sources (engine/source); these
+// names keep the facade's callers off that package.
+type (
+	SourceSpec  = source.Spec
+	URLSpec     = source.URL
+	VSphereSpec = source.VSphere
+	ESXiSpec    = source.ESXi
+)
 
 // OutputSpec names the output image.
 type OutputSpec struct {

@@ -52,13 +52,6 @@ func (g *GuestPlan) PlannedFixes() []string {
 
 func (e *Engine) planCacheDir() string { return filepath.Join(e.cfg.CacheDir, "inspections") }
 
-// cacheEntry is the cache folder for one fetched source of a kind, named by
-// a hash of what identifies it.
-func (e *Engine) cacheEntry(kind, key string) string {
-	h := sha256.Sum256([]byte(key))
-	return filepath.Join(e.cfg.CacheDir, kind, hex.EncodeToString(h[:12]))
-}
-
 // planGuestKey keys a preview by everything that decides it: the source's
 // fingerprint, the chosen root, the fix options, and the driver source's
 // contents (a newer virtio-win at the same path brings other drivers).
