@@ -2,69 +2,18 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
-	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
-	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
-	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 )
-
-// StageResult records what a stage did.
-type StageResult struct {
-	Name       StageName `json:"name"`
-	Status     string    `json:"status"` // ran, skipped
-	Reason     string    `json:"reason,omitempty"`
-	DurationMS int64     `json:"duration_ms"`
-}
-
-// OutputResult describes the written output.
-type OutputResult struct {
-	Path       string            `json:"path"`
-	Format     string            `json:"format"`
-	Size       int64             `json:"size"`
-	SHA256     string            `json:"sha256"`
-	Stamp      fingerprint.Stamp `json:"stamp"`
-	ReportPath string            `json:"report_path"`
-}
-
-// Result is what Apply did.
-type Result struct {
-	Output OutputResult  `json:"output"`
-	Stages []StageResult `json:"stages"`
-	Guest  *guest.Info   `json:"guest,omitempty"`
-	Fixes  *fix.Result   `json:"fixes,omitempty"`
-	// Drivers are the VirtIO drivers a Windows guest received.
-	Drivers []virtio.Driver `json:"drivers,omitempty"`
-	// HiveBackups is the folder holding a Windows guest's hives as they
-	// were before FIX edited them.
-	HiveBackups string           `json:"hive_backups,omitempty"`
-	BootTest    *validate.Result `json:"boot_test,omitempty"`
-	Warnings    []string         `json:"warnings"`
-}
-
-// Report is the JSON document written beside the output.
-type Report struct {
-	Tool    string  `json:"tool"`
-	Created string  `json:"created"`
-	Plan    *Plan   `json:"plan"`
-	Result  *Result `json:"result"`
-	// Publisher is the process that wrote the output (see Adopt).
-	Publisher *Publisher `json:"publisher,omitempty"`
-}
 
 // ApplyOptions qualify an Apply call.
 type ApplyOptions struct {
@@ -302,135 +251,18 @@ func keepHives(dir string, hives map[string][]byte) error {
 	return nil
 }
 
-// QemuFormat is the qemu driver of an output format name.
-func QemuFormat(f string) string { return diskformatDriver(f) }
+// TestHoldEnv names a fault-injection seam for the kill tests, which must
+// SIGKILL terraform or the provider at exact moments of an apply (between
+// the rename of the output into place and Terraform recording the state is
+// a window of microseconds otherwise). When it names a hold point, Apply
+// stops there until its context ends, then carries on. Unset, it does
+// nothing. Hold points: "before-publish-rename" (the report is written, the
+// output is not in place yet) and "after-publish-rename" (the output is in
+// place, Apply has not returned).
+const TestHoldEnv = "VMCONV_TEST_HOLD"
 
-// WriteReport rewrites the report beside an output.
-func WriteReport(outputPath string, r *Report) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
+func testHold(ctx context.Context, point string) {
+	if os.Getenv(TestHoldEnv) == point {
+		<-ctx.Done()
 	}
-	return output.WriteAtomic(output.ReportPath(outputPath), b, 0o644)
-}
-
-// ReadReport loads the report written beside an output.
-func ReadReport(outputPath string) (*Report, error) {
-	b, err := os.ReadFile(output.ReportPath(outputPath))
-	if err != nil {
-		return nil, err
-	}
-	var r Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("report %s: %w", output.ReportPath(outputPath), err)
-	}
-	return &r, nil
-}
-
-type fetchStage struct{}
-
-func (fetchStage) name() StageName { return StageFetch }
-func (fetchStage) run(ctx context.Context, j *job) error {
-	// The source was made local when the plan was re-checked (an OVA's
-	// disk extracted, or found extracted, in the cache).
-	return nil
-}
-
-type flattenStage struct{}
-
-func (flattenStage) name() StageName { return StageFlatten }
-
-// run presents the chain to qemu as one disk: shadow descriptors that name
-// only validated files, under a writable qcow2 overlay. The overlay opens
-// the chain read-only, so guest work (inspect, fix) lands in the overlay
-// and the source is never written.
-func (flattenStage) run(ctx context.Context, j *job) error {
-	top, driver, err := j.chain.Materialize(ctx, filepath.Join(j.work, "shadow"), j.e.qemu)
-	if err != nil {
-		return err
-	}
-	overlay := filepath.Join(j.work, "overlay.qcow2")
-	if err := j.e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
-		return toolFault(ctx, err, j.chain.Head().Path, "qemu-img cannot open the source chain")
-	}
-	j.input, j.inputDriver = overlay, "qcow2"
-	return nil
-}
-
-type convertStage struct{}
-
-func (convertStage) name() StageName { return StageConvert }
-
-func (convertStage) run(ctx context.Context, j *job) error {
-	// The appliance holds the overlay's write lock; with fixes off it is
-	// still open here.
-	if err := j.closeSession(); err != nil {
-		return fault.Wrap(fault.InspectionFailed, "", err, "cannot release the guest appliance")
-	}
-	p := j.plan
-	j.tmp = j.lock.TempPath()
-	last := -10.0
-	lastAt := time.Now()
-	err := j.e.qemu.Convert(ctx, qemuimg.ConvertArgs{
-		Src: j.input, SrcDriver: j.inputDriver,
-		Dst: j.tmp, DstFormat: diskformatDriver(p.Output.Format),
-		Compress:   p.Output.Compression,
-		Coroutines: 16, // in-order writes keep the output byte-identical across runs
-	}, func(pct float64) {
-		if pct-last >= 5 || time.Since(lastAt) > 10*time.Second || pct == 100 && last != 100 {
-			last, lastAt = pct, time.Now()
-			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("converting: %.0f%%", pct), Percent: pct})
-		}
-	})
-	if err != nil {
-		return convertFault(ctx, err, p)
-	}
-	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
-	// the freshly written pages, and doing them in turn costs their sum.
-	flushed := make(chan error, 1)
-	go func() { flushed <- fsyncPath(j.tmp) }()
-	sum, err := sha256File(ctx, j.tmp)
-	if ferr := <-flushed; err == nil && ferr != nil {
-		err = ferr
-	}
-	if err != nil {
-		return toolFault(ctx, err, p.Output.Path, "cannot checksum the output")
-	}
-	j.res.Output.SHA256 = sum
-	return nil
-}
-
-func fsyncPath(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func diskformatDriver(f string) string { return diskformat.Format(f).QemuDriver() }
-
-func sha256File(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,13 +1,22 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
-	"github.com/vmconv/terraform-provider-vmconv/engine/source"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vmdk"
 )
 
 // PlanFormatVersion is bumped when the plan's JSON changes incompatibly.
@@ -27,51 +36,6 @@ const (
 
 // Stages lists the pipeline in order.
 var Stages = []StageName{StageFetch, StageFlatten, StageInspect, StageFix, StageConvert, StageValidate}
-
-// Request is what a user asks for: one source disk, one output image, and
-// how to fix and test the guest on it.
-type Request struct {
-	Source   SourceSpec   `json:"source"`
-	Output   OutputSpec   `json:"output"`
-	Inspect  InspectSpec  `json:"inspect"`
-	Fixes    FixSpec      `json:"fixes"`
-	BootTest BootTestSpec `json:"boot_test"`
-}
-
-// InspectSpec tunes inspection.
-type InspectSpec struct {
-	// Root chooses the operating system when the disk holds several.
-	Root string `json:"root,omitempty"`
-}
-
-// FixSpec turns the offline fixes on or off and tunes them.
-type FixSpec struct {
-	Enabled bool `json:"enabled"`
-	fix.Options
-}
-
-// BootTestSpec turns the boot test on or off and tunes it.
-type BootTestSpec struct {
-	Enabled bool `json:"enabled"`
-	validate.Options
-}
-
-// The source kinds' specs live with the sources (engine/source); these
-// names keep the facade's callers off that package.
-type (
-	SourceSpec  = source.Spec
-	URLSpec     = source.URL
-	VSphereSpec = source.VSphere
-	ESXiSpec    = source.ESXi
-)
-
-// OutputSpec names the output image.
-type OutputSpec struct {
-	Path        string `json:"path"`
-	Format      string `json:"format"`
-	Compression bool   `json:"compression"`
-	Overwrite   bool   `json:"overwrite"`
-}
 
 // StagePlan says whether a stage will run, and why.
 type StagePlan struct {
@@ -185,4 +149,321 @@ func ParsePlan(b []byte) (*Plan, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// PlanOptions qualify a Plan call.
+type PlanOptions struct {
+	// ManagedOutput says the file at the output path belongs to the caller
+	// (a previous apply of the same resource), so it may be replaced.
+	ManagedOutput bool
+	// Inspect lets the plan launch the libguestfs appliance to inspect the
+	// guest and dry-run the fixes, once per source fingerprint (cached).
+	// Without it the plan decides from metadata alone.
+	Inspect bool
+	// Fetch lets the plan download a remote source (into the cache) so it
+	// is planned like a local one. Without it a remote source that is not
+	// downloaded yet is planned from the server's metadata.
+	Fetch bool
+}
+
+// Plan decides what Apply will do. It reads the source's metadata, never
+// its data, and writes nothing but scratch files under the work folder.
+func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
+	req, err := normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{FormatVersion: PlanFormatVersion, Request: req}
+
+	// FETCH and FLATTEN: make the source local, resolve and validate the
+	// whole chain.
+	rs, err := e.resolveSource(ctx, req.Source, opts.Fetch, nil)
+	if err != nil {
+		return nil, err
+	}
+	if rs.remote != nil {
+		return e.deferredPlan(p, req, rs, opts)
+	}
+	if err := e.checkChain(ctx, rs.c); err != nil {
+		return nil, rs.src.Relabel(err)
+	}
+	c, fp := rs.c, rs.fp
+	p.Warnings = append(p.Warnings, c.Warnings...)
+	p.Source = SourcePlan{
+		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
+		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
+	}
+	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
+	if kind := rs.src.Kind(); kind != "path" {
+		shown, fetched := rs.src.Describe(nil)
+		p.Source.Kind, p.Source.Path = kind, shown
+		fetchPlan = StagePlan{StageFetch, true, fetched}
+		if rs.local.Note != "" {
+			fetchPlan.Reason += "; " + rs.local.Note
+		}
+	}
+	p.Source.OVF = rs.local.OVF
+
+	// The output: where, whether it may be written, how big it will be.
+	if err := e.checkOutputPath(req, rs.files(), opts); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(req.Output.Path); err == nil {
+		p.Output.Replaces = true
+	}
+	p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+	if err := e.estimate(ctx, c, p); err != nil {
+		return nil, err
+	}
+	if req.Fixes.Enabled && !req.Fixes.DryRun && p.Output.Format != string(diskformat.Raw) {
+		// The fixes write into the guest (a new initramfs above all), and
+		// those blocks end up in the output on top of the source's.
+		p.Output.FixAllowance, p.Output.baseEstimate = FixAllowance, p.Output.EstimatedSize
+		p.Output.EstimatedSize = min(p.Output.EstimatedSize+FixAllowance, max(p.Output.fullyAllocated, p.Output.EstimatedSize))
+		p.Output.RequiredSpace += FixAllowance
+	}
+	need := p.Output.RequiredSpace
+	if p.Output.Replaces {
+		if fi, err := os.Stat(req.Output.Path); err == nil {
+			need -= fi.Size() // the old output is removed when the new one lands
+		}
+	}
+	if err := output.CheckSpace(req.Output.Path, need); err != nil {
+		return nil, err
+	}
+
+	p.Stages = []StagePlan{
+		fetchPlan,
+		{StageFlatten, true, flattenReason(c)},
+		inspectStagePlan(req),
+		fixStagePlan(req),
+		{StageConvert, true, convertReason(p)},
+		bootStagePlan(req),
+	}
+	if p.Stage(StageInspect).Run {
+		if !opts.Inspect {
+			p.Guest = &GuestPlan{How: "skipped", Reason: "plan-time inspection is off (provider plan_inspection = false): the guest is inspected at apply"}
+		} else {
+			g, err := e.planGuest(ctx, c, fp, req)
+			if err != nil {
+				return nil, err
+			}
+			p.Guest = g
+			p.Warnings = append(p.Warnings, g.Warnings...)
+			if g.Guest != nil && !g.Guest.HasOS() {
+				// A data disk: nothing will be written to it.
+				p.Output.EstimatedSize = p.Output.baseEstimate
+				p.Output.RequiredSpace -= p.Output.FixAllowance
+				p.Output.FixAllowance = 0
+			}
+			for i := range p.Stages {
+				if p.Stages[i].Name == StageFix && p.Stages[i].Run {
+					if names := g.PlannedFixes(); len(names) > 0 {
+						p.Stages[i].Reason += ": " + strings.Join(names, ", ")
+					} else if g.Reason != "" {
+						p.Stages[i].Reason = g.Reason
+					} else {
+						p.Stages[i].Reason = "the guest needs no fixes"
+					}
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+// deferredPlan plans a remote source that is not fetched yet from what its
+// remote end reports.
+func (e *Engine) deferredPlan(p *Plan, req Request, rs *resolvedSource, opts PlanOptions) (*Plan, error) {
+	shown, fetch := rs.src.Describe(rs.remote)
+	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp, Deferred: true, RemoteSize: rs.remote.Length}
+	if err := e.checkOutputPath(req, nil, opts); err != nil {
+		return nil, err
+	}
+	p.Output.Path, p.Output.Format, p.Output.Compression = req.Output.Path, req.Output.Format, req.Output.Compression
+	p.Stages = []StagePlan{
+		{StageFetch, true, fetch},
+		{StageFlatten, true, "the format and chain are read after FETCH"},
+		inspectStagePlan(req), fixStagePlan(req), {StageConvert, true, convertReason(p)}, bootStagePlan(req),
+	}
+	if p.Stage(StageInspect).Run {
+		p.Guest = &GuestPlan{How: "skipped", Reason: "a remote source is planned from its metadata; the guest is inspected at apply (provider plan_fetch = true fetches at plan time)"}
+	}
+	return p, nil
+}
+
+// checkOutputPath refuses outputs that would destroy something.
+func (e *Engine) checkOutputPath(req Request, sources []string, opts PlanOptions) error {
+	if err := output.CheckDir(req.Output.Path); err != nil {
+		return err
+	}
+	if err := output.CheckNotSource(req.Output.Path, sources); err != nil {
+		return err
+	}
+	if !opts.ManagedOutput {
+		return output.CheckFree(req.Output.Path, req.Output.Overwrite)
+	}
+	return nil
+}
+
+func inspectStagePlan(req Request) StagePlan {
+	if !req.Fixes.Enabled && !req.BootTest.Enabled {
+		return StagePlan{StageInspect, false, "fixes and boot test are off: nothing needs the guest inspected"}
+	}
+	return StagePlan{StageInspect, true, "find the guest operating system with libguestfs, in the appliance the fixes then use"}
+}
+
+func fixStagePlan(req Request) StagePlan {
+	switch {
+	case !req.Fixes.Enabled:
+		return StagePlan{StageFix, false, "fixes.enabled is false"}
+	case req.Fixes.DryRun:
+		return StagePlan{StageFix, true, "dry run: record the fixes the guest needs without writing them"}
+	}
+	return StagePlan{StageFix, true, "fix the guest offline, in an overlay, so it boots on KVM"}
+}
+
+func bootStagePlan(req Request) StagePlan {
+	b := req.BootTest
+	switch {
+	case !b.Enabled:
+		return StagePlan{StageValidate, false, "boot_test.enabled is false"}
+	case req.Fixes.Enabled && req.Fixes.DryRun:
+		return StagePlan{StageValidate, false, "fixes.dry_run: the output is not fixed, so a boot test would only show that"}
+	}
+	bus, nic := b.DiskBus, b.NICModel
+	if bus == "" {
+		bus = "virtio"
+	}
+	if nic == "" {
+		nic = "virtio"
+	}
+	return StagePlan{StageValidate, true, fmt.Sprintf("boot a throwaway overlay of the output under QEMU on a %s disk with a %s NIC", bus, nic)}
+}
+
+func flattenReason(c *chain.Chain) string {
+	if len(c.Layers) == 1 {
+		return "one layer; read through a read-only qcow2 overlay"
+	}
+	return fmt.Sprintf("%d layers merged newest first through a read-only qcow2 overlay", len(c.Layers))
+}
+
+func convertReason(p *Plan) string {
+	s := fmt.Sprintf("write %s to %s", p.Output.Format, p.Output.Path)
+	if p.Output.Compression {
+		s += " with compression"
+	}
+	return s
+}
+
+// estimate sizes the output with qemu-img measure on the shadow chain.
+func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
+	dir, err := e.scratch("plan-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	top, driver, err := c.Materialize(ctx, dir, e.qemu)
+	if err != nil {
+		return err
+	}
+	m, err := e.qemu.Measure(ctx, top, driver, "qcow2", false)
+	if err != nil {
+		return toolFault(ctx, err, c.Head().Path, "qemu-img cannot measure the source")
+	}
+	p.Output.RequiredSpace = m.Required
+	p.Output.fullyAllocated = m.FullyAllocated
+	switch p.Output.Format {
+	case "raw":
+		p.Output.EstimatedSize = c.VirtualSize()
+	default:
+		p.Output.EstimatedSize = m.Required
+	}
+	return nil
+}
+
+// checkTarget is one file qemu-img check can open on its own.
+type checkTarget struct {
+	path, driver, what string
+}
+
+// checkTargets lists the files of a layer that qemu-img 7.2 can check on
+// their own: qcow2, VDI and VHDX images, and VMDKs that are one sparse
+// file with their descriptor inside (monolithicSparse, streamOptimized).
+// qemu cannot open a split sparse extent or a vmfsSparse (COWD) delta
+// without its descriptor (it fails with "Invalid argument" looking for the
+// CID), nor an seSparse extent or a flat one; VHD (vpc) and raw have no
+// check. Those rely on the header parsers alone, which check what qemu's
+// vmdk check does (every grain inside the file) and more.
+func checkTargets(l *chain.Layer) []checkTarget {
+	switch l.Format {
+	case diskformat.QCOW2, diskformat.VDI, diskformat.VHDX:
+		return []checkTarget{{l.Path, string(l.Format), string(l.Format) + " image"}}
+	case diskformat.VMDK:
+		if len(l.Extents) == 1 && l.Extents[0].Type == vmdk.ExtentSparse && sameFile(l.Extents[0].Path, l.Path) {
+			return []checkTarget{{l.Path, "vmdk", "sparse VMDK"}}
+		}
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+// checkChain runs `qemu-img check` on every file of the chain that qemu
+// can check, before any data moves: it finds what the header parsers do
+// not model, such as refcounts that disagree with the tables. Each check
+// opens exactly one file, with the driver pinned and no backing file (see
+// qemuimg.CheckSpec). Corruption refuses the source; leaked clusters alone
+// are harmless and only warned about.
+func (e *Engine) checkChain(ctx context.Context, c *chain.Chain) error {
+	if c == nil {
+		return nil
+	}
+	for _, l := range c.Layers {
+		for _, t := range checkTargets(l) {
+			path := t.path
+			if real, err := filepath.EvalSymlinks(path); err == nil {
+				path = real
+			}
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			res, err := e.qemu.Check(ctx, path, t.driver)
+			if errors.Is(err, qemuimg.ErrCheckUnsupported) {
+				continue
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return fault.Wrap(fault.Cancelled, t.path, ctx.Err(), "the image check was cancelled")
+				}
+				fe := fault.Wrap(fault.ToolFailed, t.path, err, "qemu-img could not check this %s", t.what).
+					WithHint("qemu-img could not open the file to check it: it is damaged in a way vmconv's own checks did not catch, or it is locked by a running VM. Close whatever uses it and retry, or restore the file from its original.")
+				var re *run.Error
+				if errors.As(err, &re) && re.Stderr != "" {
+					fe = fe.WithFact("qemu-img", re.Stderr)
+				}
+				return fe
+			}
+			if res.Corrupt() {
+				fe := fault.New(fault.CorruptImage, t.path,
+					"qemu-img check found %d corruptions and %d check errors in this %s", res.Corruptions, res.CheckErrors, t.what).
+					WithHint("The image's metadata is damaged, so converting it would produce a wrong disk. "+
+						"Restore the file from its original, or repair a copy with `qemu-img check -r all -f %s` and convert the repaired copy.", t.driver).
+					WithFact("Structure", t.what+" metadata checked by qemu-img check -f "+t.driver)
+				for _, f := range res.Findings {
+					fe = fe.WithFact("qemu-img check", f)
+				}
+				return fe
+			}
+			if res.Leaks > 0 {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s: qemu-img check found %d leaked clusters (allocated but unused space; harmless to the data)",
+					filepath.Base(t.path), res.Leaks))
+			}
+		}
+	}
+	return nil
 }

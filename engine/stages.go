@@ -2,15 +2,132 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
 )
+
+type fetchStage struct{}
+
+func (fetchStage) name() StageName { return StageFetch }
+
+func (fetchStage) run(ctx context.Context, j *job) error {
+	// The source was made local when the plan was re-checked (an OVA's
+	// disk extracted, or found extracted, in the cache).
+	return nil
+}
+
+type flattenStage struct{}
+
+func (flattenStage) name() StageName { return StageFlatten }
+
+// run presents the chain to qemu as one disk: the pinned chain, which names
+// only validated files (see engine/chain), under a writable qcow2 overlay. The overlay opens
+// the chain read-only, so guest work (inspect, fix) lands in the overlay
+// and the source is never written.
+func (flattenStage) run(ctx context.Context, j *job) error {
+	top, driver, err := j.chain.Materialize(ctx, filepath.Join(j.work, "shadow"), j.e.qemu)
+	if err != nil {
+		return err
+	}
+	overlay := filepath.Join(j.work, "overlay.qcow2")
+	if err := j.e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
+		return toolFault(ctx, err, j.chain.Head().Path, "qemu-img cannot open the source chain")
+	}
+	j.input, j.inputDriver = overlay, "qcow2"
+	return nil
+}
+
+type convertStage struct{}
+
+func (convertStage) name() StageName { return StageConvert }
+
+func (convertStage) run(ctx context.Context, j *job) error {
+	// The appliance holds the overlay's write lock; with fixes off it is
+	// still open here.
+	if err := j.closeSession(); err != nil {
+		return fault.Wrap(fault.InspectionFailed, "", err, "cannot release the guest appliance")
+	}
+	p := j.plan
+	j.tmp = j.lock.TempPath()
+	last := -10.0
+	lastAt := time.Now()
+	err := j.e.qemu.Convert(ctx, qemuimg.ConvertArgs{
+		Src: j.input, SrcDriver: j.inputDriver,
+		Dst: j.tmp, DstFormat: diskformatDriver(p.Output.Format),
+		Compress:   p.Output.Compression,
+		Coroutines: 16, // in-order writes keep the output byte-identical across runs
+	}, func(pct float64) {
+		if pct-last >= 5 || time.Since(lastAt) > 10*time.Second || pct == 100 && last != 100 {
+			last, lastAt = pct, time.Now()
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("converting: %.0f%%", pct), Percent: pct})
+		}
+	})
+	if err != nil {
+		return convertFault(ctx, err, p)
+	}
+	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
+	// the freshly written pages, and doing them in turn costs their sum.
+	flushed := make(chan error, 1)
+	go func() { flushed <- fsyncPath(j.tmp) }()
+	sum, err := sha256File(ctx, j.tmp)
+	if ferr := <-flushed; err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return toolFault(ctx, err, p.Output.Path, "cannot checksum the output")
+	}
+	j.res.Output.SHA256 = sum
+	return nil
+}
+
+func fsyncPath(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func diskformatDriver(f string) string { return diskformat.Format(f).QemuDriver() }
+
+func sha256File(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 4<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
 
 // qemuIOError matches what qemu-img convert prints when a request fails:
 // "error while reading at byte N: M", "error while reading block status at
@@ -91,6 +208,7 @@ type toolMessage struct {
 }
 
 func (t toolMessage) Error() string { return t.line }
+
 func (t toolMessage) Unwrap() error { return t.err }
 
 // position says where off lies in a disk of size bytes: "3 MiB (37% of 8 MiB)".

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +11,152 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 )
+
+// StageResult records what a stage did.
+type StageResult struct {
+	Name       StageName `json:"name"`
+	Status     string    `json:"status"` // ran, skipped
+	Reason     string    `json:"reason,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// OutputResult describes the written output.
+type OutputResult struct {
+	Path       string            `json:"path"`
+	Format     string            `json:"format"`
+	Size       int64             `json:"size"`
+	SHA256     string            `json:"sha256"`
+	Stamp      fingerprint.Stamp `json:"stamp"`
+	ReportPath string            `json:"report_path"`
+}
+
+// Result is what Apply did.
+type Result struct {
+	Output OutputResult  `json:"output"`
+	Stages []StageResult `json:"stages"`
+	Guest  *guest.Info   `json:"guest,omitempty"`
+	Fixes  *fix.Result   `json:"fixes,omitempty"`
+	// Drivers are the VirtIO drivers a Windows guest received.
+	Drivers []virtio.Driver `json:"drivers,omitempty"`
+	// HiveBackups is the folder holding a Windows guest's hives as they
+	// were before FIX edited them.
+	HiveBackups string           `json:"hive_backups,omitempty"`
+	BootTest    *validate.Result `json:"boot_test,omitempty"`
+	Warnings    []string         `json:"warnings"`
+}
+
+// Report is the JSON document written beside the output.
+type Report struct {
+	Tool    string  `json:"tool"`
+	Created string  `json:"created"`
+	Plan    *Plan   `json:"plan"`
+	Result  *Result `json:"result"`
+	// Publisher is the process that wrote the output (see Adopt).
+	Publisher *Publisher `json:"publisher,omitempty"`
+}
+
+// QemuFormat is the qemu driver of an output format name.
+func QemuFormat(f string) string { return diskformatDriver(f) }
+
+// WriteReport rewrites the report beside an output.
+func WriteReport(outputPath string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return output.WriteAtomic(output.ReportPath(outputPath), b, 0o644)
+}
+
+// ReadReport loads the report written beside an output.
+func ReadReport(outputPath string) (*Report, error) {
+	b, err := os.ReadFile(output.ReportPath(outputPath))
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("report %s: %w", output.ReportPath(outputPath), err)
+	}
+	return &r, nil
+}
+
+// Drift says whether an output still is what was written.
+type Drift string
+
+const (
+	DriftNone    Drift = "none"
+	DriftMissing Drift = "missing"
+	DriftChanged Drift = "changed"
+)
+
+// CheckOutput compares the output at path with the stamp taken when it was
+// written: size, modification time and sampled content. It reads about
+// 4 MiB whatever the disk's size, so it is cheap enough for every refresh.
+func CheckOutput(path string, want fingerprint.Stamp) (Drift, error) {
+	got, err := fingerprint.Of(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DriftMissing, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if !got.Equal(want) {
+		return DriftChanged, nil
+	}
+	return DriftNone, nil
+}
+
+// DiskInfo describes a disk without converting it.
+type DiskInfo struct {
+	Source SourcePlan  `json:"source"`
+	Guest  *guest.Info `json:"guest,omitempty"`
+	// Inspection is "inspected", "cached" or "skipped".
+	Inspection string   `json:"inspection"`
+	Warnings   []string `json:"warnings,omitempty"`
+}
+
+// DescribeDisk resolves a disk's chain and fingerprint and, with inspect,
+// finds its guest (cached by fingerprint, like plan-time inspection). It
+// writes nothing but scratch and cache files.
+func (e *Engine) DescribeDisk(ctx context.Context, src SourceSpec, inspect bool) (*DiskInfo, error) {
+	if src.Path == "" {
+		return nil, fault.New(fault.InvalidRequest, "", "no path is set").WithHint("Set path to the disk's newest file.")
+	}
+	c, err := chain.Resolve(src.Path, chain.Options{Format: diskformat.Format(src.Format), AllowParentCIDMismatch: src.AllowParentCIDMismatch})
+	if err != nil {
+		return nil, err
+	}
+	fp, _, err := fingerprint.Files(filePaths(c))
+	if err != nil {
+		return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the disk")
+	}
+	d := &DiskInfo{
+		Source: SourcePlan{Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
+			VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers},
+		Inspection: "skipped",
+		Warnings:   c.Warnings,
+	}
+	if !inspect {
+		return d, nil
+	}
+	g, err := e.planGuest(ctx, c, fp, Request{Source: src})
+	if err != nil {
+		return nil, err
+	}
+	d.Guest, d.Inspection = g.Guest, g.How
+	d.Warnings = append(d.Warnings, g.Warnings...)
+	return d, nil
+}
 
 // Adopt takes over an output that an Apply of this very plan already
 // published: a run killed after the rename (or after Apply returned, but

@@ -1,0 +1,91 @@
+package engine
+
+import (
+	"path/filepath"
+	"slices"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
+	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+)
+
+// Request is what a user asks for: one source disk, one output image, and
+// how to fix and test the guest on it.
+type Request struct {
+	Source   SourceSpec   `json:"source"`
+	Output   OutputSpec   `json:"output"`
+	Inspect  InspectSpec  `json:"inspect"`
+	Fixes    FixSpec      `json:"fixes"`
+	BootTest BootTestSpec `json:"boot_test"`
+}
+
+// InspectSpec tunes inspection.
+type InspectSpec struct {
+	// Root chooses the operating system when the disk holds several.
+	Root string `json:"root,omitempty"`
+}
+
+// FixSpec turns the offline fixes on or off and tunes them.
+type FixSpec struct {
+	Enabled bool `json:"enabled"`
+	fix.Options
+}
+
+// BootTestSpec turns the boot test on or off and tunes it.
+type BootTestSpec struct {
+	Enabled bool `json:"enabled"`
+	validate.Options
+}
+
+// The source kinds' specs live with the sources (engine/source); these
+// names keep the facade's callers off that package.
+type (
+	SourceSpec  = source.Spec
+	URLSpec     = source.URL
+	VSphereSpec = source.VSphere
+	ESXiSpec    = source.ESXi
+)
+
+// OutputSpec names the output image.
+type OutputSpec struct {
+	Path        string `json:"path"`
+	Format      string `json:"format"`
+	Compression bool   `json:"compression"`
+	Overwrite   bool   `json:"overwrite"`
+}
+
+func normalize(req Request) (Request, error) {
+	src, err := req.Source.Normalize()
+	if err != nil {
+		return req, err
+	}
+	req.Source = src
+	if req.Output.Path == "" {
+		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path.")
+	}
+	abs, err := filepath.Abs(req.Output.Path)
+	if err != nil {
+		return req, fault.Wrap(fault.InvalidRequest, req.Output.Path, err, "invalid output path")
+	}
+	req.Output.Path = abs
+	if req.Output.Format == "" {
+		req.Output.Format = string(diskformat.QCOW2)
+	}
+	if !slices.Contains(diskformat.Outputs, diskformat.Format(req.Output.Format)) {
+		return req, fault.New(fault.InvalidRequest, req.Output.Path, "output format %q is not supported", req.Output.Format).
+			WithHint("Use one of: qcow2, raw, vdi, vhdx.")
+	}
+	if req.Output.Compression && req.Output.Format != "qcow2" {
+		return req, fault.New(fault.InvalidRequest, req.Output.Path, "compression is only available for qcow2 output").
+			WithHint("Set output.compression = false or output.format = \"qcow2\".")
+	}
+	if req.Source.Format != "" && !slices.Contains(diskformat.Inputs, diskformat.Format(req.Source.Format)) {
+		return req, fault.New(fault.InvalidRequest, req.Source.Path, "source format %q is not supported", req.Source.Format)
+	}
+	if err := req.Fixes.Options.Validate(); err != nil {
+		return req, err
+	}
+	return req, nil
+}
