@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,10 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
 )
 
 // StageResult records what a stage did.
@@ -314,4 +317,94 @@ func processStart(pid int) (uint64, bool) {
 func bootID() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	return strings.TrimSpace(string(b))
+}
+
+// DeleteOutput removes a conversion's output and everything vmconv keeps
+// beside it (report, boot log, a Windows guest's hive backups), under the
+// output's lock so that a conversion writing the path is never deleted
+// under. A disk a domain runs on is refused; what is already gone is not
+// an error.
+func DeleteOutput(outputPath string) error {
+	if abs, err := filepath.Abs(outputPath); err == nil {
+		outputPath = abs
+	}
+	if holders, err := DiskHolders(outputPath); err == nil && len(holders) > 0 {
+		return fault.New(fault.DiskInUse, outputPath, "the disk is in use by domain %s, which runs on an overlay of it", strings.Join(holders, ", ")).
+			WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's output.path). A disk a running guest depends on is never deleted under it.")
+	}
+	if _, err := os.Stat(filepath.Dir(outputPath)); errors.Is(err, fs.ErrNotExist) {
+		return nil // the whole folder is gone: nothing left to delete
+	}
+	lock, err := output.Acquire(outputPath)
+	if err != nil {
+		return err
+	}
+	defer lock.Release() // removes the lock file too
+	for _, p := range []string{outputPath, output.ReportPath(outputPath), output.BootLogPath(outputPath)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fault.Wrap(fault.OutputNotWritable, p, err, "cannot remove a file of the conversion")
+		}
+	}
+	if err := os.RemoveAll(output.HivesPath(outputPath)); err != nil {
+		return fault.Wrap(fault.OutputNotWritable, output.HivesPath(outputPath), err, "cannot remove the hive backups")
+	}
+	lock.CleanStale()
+	return nil
+}
+
+// RerunBootTest boots an existing output again with new boot test
+// settings, and records the result in its report. It returns nil, nil when
+// there is nothing to boot (the boot test is off, or the disk holds no
+// operating system).
+func (e *Engine) RerunBootTest(ctx context.Context, req Request) (*validate.Result, error) {
+	if !req.BootTest.Enabled {
+		return nil, nil
+	}
+	out := req.Output
+	if abs, err := filepath.Abs(out.Path); err == nil {
+		out.Path = abs
+	}
+	rep, err := ReadReport(out.Path)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, output.ReportPath(out.Path), err, "the boot test needs the report written beside the output")
+	}
+	if rep.Result == nil || !rep.Result.Guest.HasOS() {
+		return nil, nil
+	}
+	res, err := e.BootTest(ctx, out.Path, QemuFormat(out.Format), rep.Result.Guest, req.BootTest.Options, output.BootLogPath(out.Path))
+	if err != nil {
+		return nil, err
+	}
+	if !res.Passed() {
+		return nil, BootTestError(res, RerunSite(rep))
+	}
+	rep.Result.BootTest = res
+	if err := WriteReport(out.Path, rep); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// DescribeVSphereVM reads a VM's shape, disks and NICs from vCenter or
+// ESXi, without copying anything. Only the spec's connection settings,
+// Datacenter and VM are used.
+func DescribeVSphereVM(ctx context.Context, s VSphereSpec) (*VSphereVM, error) {
+	c, err := vsphere.Connect(ctx, source.VSphereOptions(&s))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Logout(context.WithoutCancel(ctx))
+	return c.FindVM(ctx, s.Datacenter, s.VM)
+}
+
+// ReportPath is where the report of the output at outputPath is written.
+func ReportPath(outputPath string) string { return output.ReportPath(outputPath) }
+
+// WritePlanFile writes a plan as JSON where a caller asked for it.
+func WritePlanFile(path string, p *Plan) error {
+	b, err := p.JSON()
+	if err != nil {
+		return err
+	}
+	return output.WriteAtomic(path, append(b, '\n'), 0o644)
 }

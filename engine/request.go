@@ -6,9 +6,12 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
 )
 
 // Request is what a user asks for: one source disk, one output image, and
@@ -88,4 +91,37 @@ func normalize(req Request) (Request, error) {
 		return req, err
 	}
 	return req, nil
+}
+
+// Types of the engine's subpackages that callers hold, under the facade's
+// names, so that a caller (the provider) needs no package but this one.
+type (
+	GuestInfo       = guest.Info
+	GuestChange     = guest.Change
+	FixOptions      = fix.Options
+	FixResult       = fix.Result
+	BootTestOptions = validate.Options
+	BootResult      = validate.Result
+	Stamp           = fingerprint.Stamp
+	VSphereVM       = vsphere.VM
+)
+
+// FixNames lists every fix, as fixes.disabled takes them.
+func FixNames() []string { return fix.Names() }
+
+// FstabModes lists the values of fixes.fstab_mode.
+func FstabModes() []string {
+	return []string{fix.FstabStabilizeAll, fix.FstabByPathOnly, fix.FstabNone}
+}
+
+// InputFormats lists the formats vmconv reads; OutputFormats those it writes.
+func InputFormats() []string  { return formatNames(diskformat.Inputs) }
+func OutputFormats() []string { return formatNames(diskformat.Outputs) }
+
+func formatNames(fs []diskformat.Format) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = string(f)
+	}
+	return out
 }
