@@ -271,11 +271,25 @@ P
   wait "$lane"
 }
 
+# Appliances whose commands name devices (grub-install /dev/sda,
+# grub-mkconfig's root=/dev/sda1) need the guest disk to be /dev/sda.
+# libguestfs renames devices in its own calls, not inside commands, and the
+# appliance kernel scans its SCSI disks asynchronously: under load the
+# appliance's own disk can come up as sda and the guest's as sdb, and then
+# grub-install fails ("embedding is not possible, but this is required for
+# cross-disk install") or grub-mkconfig writes root=/dev/sdb1. Scanning
+# synchronously keeps the order; SDA_IS_GUEST, once the guest is mounted,
+# makes a miss fail the build instead of a fixture.
+START_APPLIANCE='set-memsize 1024
+set-append "scsi_mod.scan=sync"
+run'
+SDA_IS_GUEST='command "test -e /sys/block/sda/sda1"'
+
 grub_bios() {
   guestfish --format=raw -a "$1" <<G
-set-memsize 1024
-run
+$START_APPLIANCE
 mount /dev/sda1 /
+$SDA_IS_GUEST
 command "grub-install --target=i386-pc /dev/sda"
 command "grub-mkconfig -o /boot/grub/grub.cfg"
 umount-all
@@ -284,10 +298,10 @@ G
 
 grub_uefi() {
   guestfish --format=raw -a "$1" <<G
-set-memsize 1024
-run
+$START_APPLIANCE
 mount /dev/sda2 /
 mount /dev/sda1 /boot/efi
+$SDA_IS_GUEST
 command "grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram /dev/sda"
 command "grub-mkconfig -o /boot/grub/grub.cfg"
 umount-all
@@ -315,10 +329,10 @@ GRUB_DISABLE_LINUX_UUID=true
 GRUB_DISABLE_OS_PROBER=true
 G
   guestfish --format=raw -a "$w/serial.raw" <<G
-set-memsize 1024
-run
+$START_APPLIANCE
 mount /dev/sda1 /
 upload $w/serial.grub /etc/default/grub
+$SDA_IS_GUEST
 command "grub-mkconfig -o /boot/grub/grub.cfg"
 umount-all
 G
@@ -332,8 +346,7 @@ G
 grub_lvm() {
   local w=$1 pe
   pe=$(guestfish --format=raw -a "$w/lvm.raw" <<G | awk '/pe_start:/{print $2}'
-set-memsize 1024
-run
+$START_APPLIANCE
 pvcreate /dev/sda2
 vgcreate vg0 /dev/sda2
 lvcreate root vg0 3000
@@ -346,11 +359,11 @@ G
   dd if="$w/lvm.rootimg" of="$w/lvm.raw" bs=4M seek=$(( (2048 + 256 * 2048) * 512 + pe )) oflag=seek_bytes conv=notrunc,sparse status=none
   rm -f "$w/lvm.rootimg"
   guestfish --format=raw -a "$w/lvm.raw" <<G
-set-memsize 1024
-run
+$START_APPLIANCE
 resize2fs /dev/vg0/root
 mount /dev/vg0/root /
 mount /dev/sda1 /boot
+$SDA_IS_GUEST
 command "grub-install --target=i386-pc /dev/sda"
 command "grub-mkconfig -o /boot/grub/grub.cfg"
 umount-all
