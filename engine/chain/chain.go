@@ -449,6 +449,7 @@ func (r *resolver) vmdkMonolithic(f *os.File, size int64, l *Layer) error {
 	if err := h.CheckTables(f, size); err != nil {
 		return err
 	}
+	r.noteUnchecked(l.Path, h.Unchecked)
 	l.Subformat = d.CreateType
 	if h.Compressed() {
 		l.Subformat = "streamOptimized"
@@ -512,9 +513,11 @@ func (r *resolver) vmdkDescriptor(f *os.File, size int64, l *Layer) error {
 			}
 			files[id] = i
 		}
-		if err := checkExtent(loc.Canonical, e); err != nil {
+		unchecked, err := checkExtent(loc.Canonical, e)
+		if err != nil {
 			return withFile(err, loc.Canonical)
 		}
+		r.noteUnchecked(loc.Canonical, unchecked)
 		l.Files = append(l.Files, File{Path: loc.Canonical, Role: RoleExtent, Size: loc.Info.Size()})
 		l.Extents = append(l.Extents, Extent{Path: loc.Canonical, Type: e.Type, Sectors: e.Sectors, Offset: e.Offset})
 	}
@@ -536,6 +539,15 @@ func formatOfDriver(d string) (diskformat.Format, bool) {
 	return "", false
 }
 
+// noteUnchecked warns that a sparse file's tables were larger than the
+// check reads, so part of them was not checked (qemu still refuses a bad
+// entry when it reads it, mid-conversion).
+func (r *resolver) noteUnchecked(path string, unchecked bool) {
+	if unchecked {
+		r.warnings = append(r.warnings, fmt.Sprintf("%s: its grain tables are larger than the plan's check reads; the rest is checked by qemu as it converts", filepath.Base(path)))
+	}
+}
+
 // flatSlices reports whether two extents are both flat, the one layout
 // where several extents may lie in one file (at different offsets).
 func flatSlices(a, b vmdk.Extent) bool {
@@ -543,58 +555,63 @@ func flatSlices(a, b vmdk.Extent) bool {
 	return flat(a) && flat(b)
 }
 
-func checkExtent(path string, e vmdk.Extent) error {
+// checkExtent validates one extent file; unchecked reports a sparse
+// extent whose tables were too large to check in full.
+func checkExtent(path string, e vmdk.Extent) (unchecked bool, err error) {
 	f, fi, err := openRegular(path)
 	if err != nil {
 		if errors.Is(err, errNotRegular) {
-			return fault.New(fault.InvalidRequest, path, "the extent is %s, not a disk image file", kind(fi.Mode()))
+			return false, fault.New(fault.InvalidRequest, path, "the extent is %s, not a disk image file", kind(fi.Mode()))
 		}
-		return fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the extent")
+		return false, fault.Wrap(fault.SourceUnreadable, path, err, "cannot open the extent")
 	}
 	defer f.Close()
 	size := fi.Size()
 	switch e.Type {
 	case vmdk.ExtentFlat, vmdk.ExtentVMFS:
 		if e.Offset < 0 || e.Sectors < 0 || e.Offset > maxSectors || e.Sectors > maxSectors {
-			return fault.New(fault.CorruptDescriptor, path, "the flat extent's %d sectors from sector %d are out of range", e.Sectors, e.Offset)
+			return false, fault.New(fault.CorruptDescriptor, path, "the flat extent's %d sectors from sector %d are out of range", e.Sectors, e.Offset)
 		}
 		if need := (e.Offset + e.Sectors) * 512; size < need {
-			return fault.New(fault.TruncatedImage, path,
+			return false, fault.New(fault.TruncatedImage, path,
 				"the flat extent must hold %d bytes (%d sectors from sector %d) but the file is only %d bytes long", need, e.Sectors, e.Offset, size).
 				WithHint("The extent was cut short by an interrupted copy. Copy it again from the datastore and compare its size.")
 		}
-		return nil
+		return false, nil
 	}
 	switch e.Type {
 	case vmdk.ExtentSparse:
 		h, err := vmdk.ReadSparseHeader(f, size)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if int64(h.Capacity) != e.Sectors {
-			return fault.New(fault.CorruptImage, path, "the extent header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
+			return false, fault.New(fault.CorruptImage, path, "the extent header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
 		}
-		return h.CheckTables(f, size)
+		err = h.CheckTables(f, size)
+		return h.Unchecked, err
 	case vmdk.ExtentVMFSSparse:
 		h, err := vmdk.ReadCOWDHeader(f, size)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if int64(h.Sectors) != e.Sectors {
-			return fault.New(fault.CorruptImage, path, "the vmfsSparse header says %d sectors, the descriptor %d", h.Sectors, e.Sectors)
+			return false, fault.New(fault.CorruptImage, path, "the vmfsSparse header says %d sectors, the descriptor %d", h.Sectors, e.Sectors)
 		}
-		return h.CheckTables(f, size)
+		err = h.CheckTables(f, size)
+		return h.Unchecked, err
 	case vmdk.ExtentSESparse:
 		h, err := vmdk.ReadSESparseHeader(f, size)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if int64(h.Capacity) != e.Sectors {
-			return fault.New(fault.CorruptImage, path, "the seSparse header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
+			return false, fault.New(fault.CorruptImage, path, "the seSparse header says %d sectors, the descriptor %d", h.Capacity, e.Sectors)
 		}
-		return h.CheckTables(f, size)
+		err = h.CheckTables(f, size)
+		return h.Unchecked, err
 	}
-	return fault.New(fault.UnsupportedFormat, path, "extent type %s is not supported", e.Type).
+	return false, fault.New(fault.UnsupportedFormat, path, "extent type %s is not supported", e.Type).
 		WithHint("ZERO, raw-device and RDM extents have no data vmconv can read.")
 }
 
