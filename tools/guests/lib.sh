@@ -274,19 +274,39 @@ P
 # Appliances whose commands name devices (grub-install /dev/sda,
 # grub-mkconfig's root=/dev/sda1) need the guest disk to be /dev/sda.
 # libguestfs renames devices in its own calls, not inside commands, and the
-# appliance kernel scans its SCSI disks asynchronously: under load the
-# appliance's own disk can come up as sda and the guest's as sdb, and then
-# grub-install fails ("embedding is not possible, but this is required for
-# cross-disk install") or grub-mkconfig writes root=/dev/sdb1. Scanning
-# synchronously keeps the order; SDA_IS_GUEST, once the guest is mounted,
-# makes a miss fail the build instead of a fixture.
+# appliance kernel names its SCSI disks in the order they answer: under
+# load the appliance's own disk can come up as sda and the guest's as sdb,
+# and then grub-install fails ("embedding is not possible, but this is
+# required for cross-disk install") or grub-mkconfig writes root=/dev/sdb1.
+# Synchronous scanning makes that rarer but, here, not impossible, so
+# SDA_IS_GUEST checks it once the guest is mounted and guestfish_on
+# launches the appliance again when it fails.
 START_APPLIANCE='set-memsize 1024
 set-append "scsi_mod.scan=sync"
 run'
-SDA_IS_GUEST='command "test -e /sys/block/sda/sda1"'
+SDA_IS_GUEST="command \"sh -c 'test -e /sys/block/sda/sda1 || { echo guest-disk-is-not-sda >&2; exit 1; }'\""
+
+# guestfish_on DISK: runs the guestfish script on stdin against DISK, again
+# (up to 5 launches) while the appliance named the guest disk other than sda.
+guestfish_on() {
+  local script err i
+  script=$(cat)
+  err=$(mktemp)
+  for i in 1 2 3 4 5; do
+    if guestfish --format=raw -a "$1" <<<"$script" 2>"$err"; then
+      rm -f "$err"
+      return 0
+    fi
+    grep -q guest-disk-is-not-sda "$err" || break
+    echo "guests: the appliance did not name $(basename "$1") sda (launch $i of 5)" >&2
+  done
+  cat "$err" >&2
+  rm -f "$err"
+  return 1
+}
 
 grub_bios() {
-  guestfish --format=raw -a "$1" <<G
+  guestfish_on "$1" <<G
 $START_APPLIANCE
 mount /dev/sda1 /
 $SDA_IS_GUEST
@@ -297,7 +317,7 @@ G
 }
 
 grub_uefi() {
-  guestfish --format=raw -a "$1" <<G
+  guestfish_on "$1" <<G
 $START_APPLIANCE
 mount /dev/sda2 /
 mount /dev/sda1 /boot/efi
@@ -328,11 +348,11 @@ GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
 GRUB_DISABLE_LINUX_UUID=true
 GRUB_DISABLE_OS_PROBER=true
 G
-  guestfish --format=raw -a "$w/serial.raw" <<G
+  guestfish_on "$w/serial.raw" <<G
 $START_APPLIANCE
 mount /dev/sda1 /
-upload $w/serial.grub /etc/default/grub
 $SDA_IS_GUEST
+upload $w/serial.grub /etc/default/grub
 command "grub-mkconfig -o /boot/grub/grub.cfg"
 umount-all
 G
@@ -358,7 +378,7 @@ G
   [ -n "$pe" ] || { echo "guests: no physical volume start reported" >&2; return 1; }
   dd if="$w/lvm.rootimg" of="$w/lvm.raw" bs=4M seek=$(( (2048 + 256 * 2048) * 512 + pe )) oflag=seek_bytes conv=notrunc,sparse status=none
   rm -f "$w/lvm.rootimg"
-  guestfish --format=raw -a "$w/lvm.raw" <<G
+  guestfish_on "$w/lvm.raw" <<G
 $START_APPLIANCE
 resize2fs /dev/vg0/root
 mount /dev/vg0/root /
