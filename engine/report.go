@@ -400,6 +400,16 @@ func DescribeVSphereVM(ctx context.Context, s VSphereSpec) (*VSphereVM, error) {
 // ReportPath is where the report of the output at outputPath is written.
 func ReportPath(outputPath string) string { return output.ReportPath(outputPath) }
 
+// ReportSuffix is what ReportPath appends to an output's path.
+const ReportSuffix = output.ReportSuffix
+
+// HasReport reports whether a report lies beside the output at outputPath,
+// which makes a file there a candidate for Adopt.
+func HasReport(outputPath string) bool {
+	_, err := os.Stat(output.ReportPath(outputPath))
+	return err == nil
+}
+
 // WritePlanFile writes a plan as JSON where a caller asked for it.
 func WritePlanFile(path string, p *Plan) error {
 	b, err := p.JSON()

@@ -114,6 +114,21 @@ func FstabModes() []string {
 	return []string{fix.FstabStabilizeAll, fix.FstabByPathOnly, fix.FstabNone}
 }
 
+// DefaultFstabMode is the fstab mode of a request that sets none.
+const DefaultFstabMode = fix.FstabStabilizeAll
+
+// FixSummary names a fix and says what it does, for documentation.
+type FixSummary struct{ Name, Summary string }
+
+// LinuxFixes lists the Linux guests' fixes in the order they run.
+func LinuxFixes() []FixSummary {
+	var out []FixSummary
+	for _, f := range fix.All() {
+		out = append(out, FixSummary{Name: f.Name(), Summary: f.Summary()})
+	}
+	return out
+}
+
 // InputFormats lists the formats vmconv reads; OutputFormats those it writes.
 func InputFormats() []string  { return formatNames(diskformat.Inputs) }
 func OutputFormats() []string { return formatNames(diskformat.Outputs) }
