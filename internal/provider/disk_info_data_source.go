@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
-	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 )
 
 var (
@@ -48,17 +47,13 @@ func (d *diskInfoDataSource) Metadata(_ context.Context, req datasource.Metadata
 }
 
 func (d *diskInfoDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
-	var formats []string
-	for _, f := range diskformat.Inputs {
-		formats = append(formats, string(f))
-	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Describes a disk without converting it: its format, snapshot chain, sizes and fingerprint and, by inspecting it " +
 			"read-only with libguestfs, the guest on it. The source is never written; inspections are cached by fingerprint.",
 		Attributes: map[string]schema.Attribute{
 			"path": schema.StringAttribute{Required: true, MarkdownDescription: "The disk's file; for a snapshot chain, its newest layer."},
 			"format": schema.StringAttribute{Optional: true, MarkdownDescription: "Declare the format instead of detecting it from the content.",
-				Validators: []validator.String{stringvalidator.OneOf(formats...)}},
+				Validators: []validator.String{stringvalidator.OneOf(engine.InputFormats()...)}},
 			"allow_parent_cid_mismatch": schema.BoolAttribute{Optional: true, MarkdownDescription: "Accept snapshots whose parentCID does not match the parent's CID."},
 			"inspect":                   schema.BoolAttribute{Optional: true, MarkdownDescription: "Inspect the guest (a libguestfs appliance launch the first time). Default `true`."},
 			"id":                        schema.StringAttribute{Computed: true, MarkdownDescription: "The disk's absolute path."},
@@ -70,8 +65,7 @@ func (d *diskInfoDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 			"fingerprint":               schema.StringAttribute{Computed: true, MarkdownDescription: "The content fingerprint `vmconv_disk_conversion` uses to detect a changed source."},
 			"inspection":                schema.StringAttribute{Computed: true, MarkdownDescription: "`inspected`, `cached` or `skipped`."},
 			"guest": schema.ObjectAttribute{Computed: true, AttributeTypes: guestAttrTypes,
-				MarkdownDescription: "What inspection found: `os`, `distro`, `version`, `product_name`, `arch`, `hostname`, `root`, `firmware`, `bootloader`, " +
-					"`initramfs_tool`, `network_stacks`, `hypervisor_tools`, `kernels`, `filesystems`, `lvm`, `selinux`. Null without inspection."},
+				MarkdownDescription: "What inspection found: " + fieldNames(guestFields) + ". Null without inspection."},
 			"warnings": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "What the chain and inspection warn about."},
 		},
 	}

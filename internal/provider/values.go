@@ -2,103 +2,14 @@ package provider
 
 import (
 	"context"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
-
-	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
-	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 )
-
-// Attribute types of the computed nested objects, shared by resources and
-// data sources.
-var (
-	stringList = types.ListType{ElemType: types.StringType}
-
-	guestAttrTypes = map[string]attr.Type{
-		"os": types.StringType, "distro": types.StringType, "version": types.StringType, "product_name": types.StringType,
-		"arch": types.StringType, "hostname": types.StringType, "root": types.StringType, "firmware": types.StringType,
-		"bootloader": types.StringType, "initramfs_tool": types.StringType, "network_stacks": stringList,
-		"hypervisor_tools": stringList, "kernels": stringList, "filesystems": stringList, "lvm": stringList, "selinux": types.StringType,
-	}
-
-	changeAttrTypes = map[string]attr.Type{
-		"fix": types.StringType, "action": types.StringType, "path": types.StringType, "command": types.StringType,
-		"reason": types.StringType, "before_sha256": types.StringType, "after_sha256": types.StringType,
-	}
-
-	bootResultAttrTypes = map[string]attr.Type{
-		"status": types.StringType, "reason": types.StringType, "detail": types.StringType,
-		"duration_seconds": types.Float64Type, "console_log": types.StringType, "ip_addresses": stringList,
-		"accel": types.StringType, "disk_bus": types.StringType, "nic_model": types.StringType, "firmware": types.StringType,
-	}
-)
-
-func strList(xs []string) types.List {
-	vals := make([]attr.Value, len(xs))
-	for i, x := range xs {
-		vals[i] = types.StringValue(x)
-	}
-	return types.ListValueMust(types.StringType, vals)
-}
-
-// guestValue renders an inspection result. A nil guest (not inspected) is
-// null.
-func guestValue(g *guest.Info) types.Object {
-	if g == nil {
-		return types.ObjectNull(guestAttrTypes)
-	}
-	var kernels, fss []string
-	for _, k := range g.Kernels {
-		kernels = append(kernels, k.Version)
-	}
-	for _, f := range g.Filesystems {
-		s := f.Device + " " + f.Type
-		if f.Mountpoint != "" {
-			s += " " + f.Mountpoint
-		}
-		fss = append(fss, s)
-	}
-	return types.ObjectValueMust(guestAttrTypes, map[string]attr.Value{
-		"os": types.StringValue(g.OS), "distro": types.StringValue(g.Distro), "version": types.StringValue(g.Version),
-		"product_name": types.StringValue(g.ProductName), "arch": types.StringValue(g.Arch), "hostname": types.StringValue(g.Hostname),
-		"root": types.StringValue(g.Root), "firmware": types.StringValue(g.Firmware), "bootloader": types.StringValue(g.Bootloader),
-		"initramfs_tool": types.StringValue(g.InitramfsTool), "network_stacks": strList(g.NetworkStacks),
-		"hypervisor_tools": strList(g.HypervisorTools), "kernels": strList(kernels), "filesystems": strList(fss),
-		"lvm": strList(g.LVM), "selinux": types.StringValue(g.SELinux),
-	})
-}
-
-func changesValue(r *fix.Result) types.List {
-	elem := types.ObjectType{AttrTypes: changeAttrTypes}
-	if r == nil {
-		return types.ListValueMust(elem, []attr.Value{})
-	}
-	vals := make([]attr.Value, 0, len(r.Changes))
-	for _, c := range r.Changes {
-		vals = append(vals, types.ObjectValueMust(changeAttrTypes, map[string]attr.Value{
-			"fix": types.StringValue(c.Fix), "action": types.StringValue(c.Action), "path": types.StringValue(c.Path),
-			"command": types.StringValue(c.Command), "reason": types.StringValue(c.Reason),
-			"before_sha256": types.StringValue(c.BeforeSHA256), "after_sha256": types.StringValue(c.AfterSHA256),
-		}))
-	}
-	return types.ListValueMust(elem, vals)
-}
-
-func bootResultValue(r *validate.Result) types.Object {
-	if r == nil {
-		return types.ObjectNull(bootResultAttrTypes)
-	}
-	return types.ObjectValueMust(bootResultAttrTypes, map[string]attr.Value{
-		"status": types.StringValue(r.Status), "reason": types.StringValue(r.Reason), "detail": types.StringValue(r.Detail),
-		"duration_seconds": types.Float64Value(float64(r.DurationMS) / 1000), "console_log": types.StringValue(r.ConsoleLog),
-		"ip_addresses": strList(r.IPAddresses), "accel": types.StringValue(r.Accel), "disk_bus": types.StringValue(r.DiskBus),
-		"nic_model": types.StringValue(r.NICModel), "firmware": types.StringValue(r.Firmware),
-	})
-}
 
 // setToStrings reads a set of strings.
 func setToStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []string {
@@ -112,3 +23,79 @@ func setToStrings(ctx context.Context, s types.Set, diags *diag.Diagnostics) []s
 
 // objectAsOptions lets nested objects with unknown parts convert.
 var objectAsOptions = basetypes.ObjectAsOptions{UnhandledNullAsEmpty: true, UnhandledUnknownAsEmpty: true}
+
+func setOf(xs []string) types.Set {
+	vals := make([]attr.Value, len(xs))
+	for i, x := range xs {
+		vals[i] = types.StringValue(x)
+	}
+	return types.SetValueMust(types.StringType, vals)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func orInt(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func nullIfEmpty(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+func durationString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// fullyKnown reports whether a value and everything inside it is known.
+func fullyKnown(v attr.Value) bool {
+	if v == nil || v.IsNull() {
+		return true
+	}
+	if v.IsUnknown() {
+		return false
+	}
+	var elems []attr.Value
+	switch x := v.(type) {
+	case basetypes.ObjectValue:
+		for _, e := range x.Attributes() {
+			elems = append(elems, e)
+		}
+	case basetypes.MapValue:
+		for _, e := range x.Elements() {
+			elems = append(elems, e)
+		}
+	case basetypes.ListValue:
+		elems = x.Elements()
+	case basetypes.SetValue:
+		elems = x.Elements()
+	}
+	for _, e := range elems {
+		if !fullyKnown(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// nullOf is the null value of a type.
+func nullOf(ctx context.Context, t attr.Type) attr.Value {
+	v, err := t.ValueFromTerraform(ctx, tftypes.NewValue(t.TerraformType(ctx), nil))
+	if err != nil {
+		panic(err) // every framework type has a null value
+	}
+	return v
+}

@@ -9,7 +9,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
 var (
@@ -110,16 +111,10 @@ func (d *vsphereVMDataSource) Read(ctx context.Context, req datasource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	c, err := vsphere.Connect(ctx, vsphere.Options{URL: m.URL.ValueString(), Username: d.data.vsphereUser, Password: d.data.vspherePassword,
-		Thumbprint: m.Thumbprint.ValueString(), Insecure: m.Insecure.ValueBool()})
+	vm, err := engine.DescribeVSphereVM(ctx, engine.VSphereSpec{URL: m.URL.ValueString(), Datacenter: m.Datacenter.ValueString(), VM: m.VM.ValueString(),
+		Thumbprint: m.Thumbprint.ValueString(), Insecure: m.Insecure.ValueBool(), Username: d.data.vsphereUser, Password: d.data.vspherePassword})
 	if err != nil {
-		addFaultAt(&resp.Diagnostics, path.Root("url"), "Connecting to vSphere", err)
-		return
-	}
-	defer c.Logout(ctx)
-	vm, err := c.FindVM(ctx, m.Datacenter.ValueString(), m.VM.ValueString())
-	if err != nil {
-		addFaultAt(&resp.Diagnostics, path.Root("vm"), "Reading the VM", err)
+		addFaultAt(&resp.Diagnostics, vsphereAttributeFor(err, &m), "Reading the VM from vSphere", err)
 		return
 	}
 	m.ID, m.Name = types.StringValue(vm.UUID), types.StringValue(vm.Name)
@@ -140,4 +135,20 @@ func (d *vsphereVMDataSource) Read(ctx context.Context, req datasource.ReadReque
 	m.Disks = types.ListValueMust(types.ObjectType{AttrTypes: vsDiskAttrTypes}, disks)
 	m.NetworkInterfaces = types.ListValueMust(types.ObjectType{AttrTypes: vsNICAttrTypes}, nics)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// vsphereAttributeFor points a fault at the setting it is about: the VM or
+// the datacenter it names, or else the connection (URL, certificate,
+// credentials).
+func vsphereAttributeFor(err error, m *vsphereVMModel) path.Path {
+	fe, ok := fault.As(err)
+	switch {
+	case !ok:
+		return path.Root("url")
+	case fe.File == m.VM.ValueString():
+		return path.Root("vm")
+	case fe.File != "" && fe.File == m.Datacenter.ValueString():
+		return path.Root("datacenter")
+	}
+	return path.Root("url")
 }

@@ -1,0 +1,189 @@
+package provider
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+)
+
+// sourceKind is one way of naming the disk to convert: one attribute under
+// source, and its part of the engine's source spec. The resource only ever
+// loops over sourceKinds, so a new kind is one file here (source_<kind>.go)
+// beside its engine/source file and its field in engine.SourceSpec.
+//
+// A kind does not say whether its inputs are known: every value of the kind
+// in the configuration must be (sourceKnown), write-only ones included.
+type sourceKind interface {
+	// name is the kind's attribute under source.
+	name() string
+	// attribute is the kind's schema. It may not be required, since only
+	// one kind is set.
+	attribute() schema.Attribute
+	// spec fills the kind's part of s from its planned value v (set and
+	// known). Write-only values are not in the plan: a kind reads them from
+	// in.config, and provider settings such as credentials from in.data.
+	spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics)
+	// fromSpec rebuilds the kind's value from the request a report records
+	// (terraform import); ok is false when the request names another kind.
+	// A report holds no secrets: write-only values are left null.
+	fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) (v attr.Value, ok bool)
+}
+
+// sourceKinds are the kinds, in the order the docs list them.
+var sourceKinds = []sourceKind{pathKind{}, ovaKind{}, urlKind{}, vsphereKind{}, esxiKind{}}
+
+// specInputs is what a kind may read besides its planned value.
+type specInputs struct {
+	config tfsdk.Config
+	// at is the kind's attribute path, source.<name>.
+	at   path.Path
+	data *providerData
+}
+
+// sourceAttributes is the schema under source: every kind, and the
+// settings every kind shares.
+func sourceAttributes() map[string]schema.Attribute {
+	attrs := map[string]schema.Attribute{
+		"format": schema.StringAttribute{
+			Optional: true,
+			MarkdownDescription: "Declares the source format instead of detecting it, for raw disks that start with no recognisable partition table or file system. " +
+				"It must not contradict the content. One of " + backticked(engine.InputFormats()) + ".",
+			Validators:    []validator.String{stringvalidator.OneOf(engine.InputFormats()...)},
+			PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+		},
+		"allow_parent_cid_mismatch": schema.BoolAttribute{
+			Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			MarkdownDescription: "Convert a snapshot chain even where a snapshot's `parentCID` does not match its parent's `CID` " +
+				"(the parent was changed after the snapshot was taken). Off by default, because the result may be inconsistent.",
+		},
+	}
+	for _, k := range sourceKinds {
+		attrs[k.name()] = k.attribute()
+	}
+	return attrs
+}
+
+// sourceAttrTypes are the attribute types under source.
+var sourceAttrTypes = sync.OnceValue(func() map[string]attr.Type {
+	out := map[string]attr.Type{}
+	for name, a := range sourceAttributes() {
+		out[name] = a.GetType()
+	}
+	return out
+})
+
+// kindNames lists the kinds for descriptions: "`path`, `ova` ... and `x`".
+func kindNames() string {
+	var names []string
+	for _, k := range sourceKinds {
+		names = append(names, k.name())
+	}
+	list := backticked(names)
+	if i := strings.LastIndex(list, ", "); i >= 0 {
+		list = list[:i] + " and " + list[i+2:]
+	}
+	return list
+}
+
+// exactlyOneKind validates, from the attribute it is set on, that exactly
+// one kind is set.
+func exactlyOneKind(self string) validator.String {
+	var others []path.Expression
+	for _, k := range sourceKinds {
+		if k.name() != self {
+			others = append(others, path.MatchRelative().AtParent().AtName(k.name()))
+		}
+	}
+	return stringvalidator.ExactlyOneOf(others...)
+}
+
+// sourceSpec builds the engine's source spec from the planned source.
+func sourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.SourceSpec {
+	attrs := src.Attributes()
+	s := engine.SourceSpec{
+		Format:                 stringOf(attrs["format"]),
+		AllowParentCIDMismatch: boolOf(attrs["allow_parent_cid_mismatch"]),
+	}
+	for _, k := range sourceKinds {
+		if v := attrs[k.name()]; v != nil && !v.IsNull() && !v.IsUnknown() {
+			k.spec(ctx, v, specInputs{config: cfg, at: path.Root("source").AtName(k.name()), data: data}, &s, diags)
+		}
+	}
+	return s
+}
+
+// sourceFromSpec rebuilds the source from a report's request.
+func sourceFromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) types.Object {
+	ts := sourceAttrTypes()
+	vals := map[string]attr.Value{
+		"format":                    nullIfEmpty(s.Format),
+		"allow_parent_cid_mismatch": types.BoolValue(s.AllowParentCIDMismatch),
+	}
+	for _, k := range sourceKinds {
+		v, ok := k.fromSpec(ctx, s, diags)
+		if !ok {
+			v = nullOf(ctx, ts[k.name()])
+		}
+		vals[k.name()] = v
+	}
+	obj, d := types.ObjectValue(ts, vals)
+	diags.Append(d...)
+	return obj
+}
+
+// sourceKnown reports whether every value of the configured source is
+// known, write-only ones included (the plan holds those as null).
+func sourceKnown(ctx context.Context, cfg tfsdk.Config) bool {
+	var src types.Object
+	if d := cfg.GetAttribute(ctx, path.Root("source"), &src); d.HasError() {
+		return false
+	}
+	return !src.IsNull() && fullyKnown(src)
+}
+
+// kindValue converts a kind's planned object into its model.
+func kindValue(ctx context.Context, v attr.Value, model any, diags *diag.Diagnostics) {
+	if o, ok := v.(basetypes.ObjectValue); ok {
+		diags.Append(o.As(ctx, model, basetypes.ObjectAsOptions{})...)
+	}
+}
+
+// kindObject is a kind's model as its object value.
+func kindObject(ctx context.Context, k sourceKind, model any, diags *diag.Diagnostics) attr.Value {
+	t, _ := k.attribute().GetType().(basetypes.ObjectType)
+	v, d := types.ObjectValueFrom(ctx, t.AttrTypes, model)
+	diags.Append(d...)
+	return v
+}
+
+// configString reads a write-only string from the configuration.
+func configString(ctx context.Context, cfg tfsdk.Config, at path.Path, diags *diag.Diagnostics) string {
+	var v types.String
+	diags.Append(cfg.GetAttribute(ctx, at, &v)...)
+	return v.ValueString()
+}
+
+func stringOf(v attr.Value) string {
+	s, _ := v.(basetypes.StringValue)
+	return s.ValueString()
+}
+
+func boolOf(v attr.Value) bool {
+	b, _ := v.(basetypes.BoolValue)
+	return b.ValueBool()
+}
