@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,6 +72,77 @@ resource "vmconv_disk_conversion" "web" {
 	}
 	want := testimg.NewExpected(8*mib, baseLayer, snap1, snap2, testimg.Layer{{Offset: 0, Length: 4096, Byte: 0x42}})
 	if err := want.Compare(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAccDiskConversion_applyPlansSourceOnce applies a saved plan with the
+// terraform CLI and counts, in the engine's argv audit log, the qemu-img
+// runs that only an engine plan makes of the source: measure (the size
+// estimate) and check (one per layer of the chain). Terraform plans the
+// resource again at apply, just before it creates it, and that plan is the
+// only one: Create applies it instead of planning the source once more, and
+// Apply's re-check of the source reads it without running either.
+func TestAccDiskConversion_applyPlansSourceOnce(t *testing.T) {
+	acctest.PreCheck(t)
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC not set")
+	}
+	src, out := t.TempDir(), t.TempDir()
+	chain := chainIn(t, src)
+	outPath := filepath.Join(out, "web.qcow2")
+	argvLog := filepath.Join(t.TempDir(), "argv.log")
+	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir(), "VMCONV_ARGV_LOG="+argvLog)
+	cli.Write(fmt.Sprintf(`
+terraform {
+  required_providers {
+    vmconv = { source = "vmconv/vmconv" }
+  }
+}
+resource "vmconv_disk_conversion" "web" {
+  source = { path = %q }
+  output = { path = %q }
+  fixes     = { enabled = false }
+  boot_test = { enabled = false }
+}
+`, chain[0], outPath))
+	// runs counts the qemu-img runs of each subcommand since the last call.
+	runs := func() map[string]int {
+		t.Helper()
+		b, err := os.ReadFile(argvLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(argvLog)
+		n := map[string]int{}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var argv []string
+			if err := json.Unmarshal([]byte(line), &argv); err != nil {
+				t.Fatalf("argv log line %q: %v", line, err)
+			}
+			if len(argv) > 1 && filepath.Base(argv[0]) == "qemu-img" {
+				n[argv[1]]++
+			}
+		}
+		return n
+	}
+	cli.MustRun("plan", "-input=false", "-out=tfplan")
+	if n := runs(); n["measure"] != 1 || n["check"] != len(chain) {
+		t.Fatalf("terraform plan ran qemu-img %v; want measure once and check once per layer (%d)", n, len(chain))
+	}
+	cli.MustRun("apply", "-input=false", "tfplan")
+	n := runs()
+	if n["measure"] != 1 || n["check"] != len(chain) {
+		t.Errorf("terraform apply planned the source more than once: qemu-img ran %v; want measure once and check once per layer (%d), from Terraform's plan at apply", n, len(chain))
+	}
+	if n["convert"] != 1 {
+		t.Errorf("terraform apply ran qemu-img convert %d times, want 1", n["convert"])
+	}
+	data, err := testimg.ReadQcow2(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimg.NewExpected(8*mib, baseLayer, snap1, snap2).Compare(data); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -109,6 +111,9 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 			// decides is known after apply.
 			setDeferred(&plan)
 		}
+		if state == nil {
+			r.data.planned.put(ereq, ep)
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
@@ -157,17 +162,25 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true}, true)
-	if err != nil {
-		addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
-		return
-	}
-	if want := plan.SourceFingerprint.ValueString(); !plan.SourceFingerprint.IsUnknown() && want != "" && want != ep.Source.Fingerprint {
-		addFaultAt(&resp.Diagnostics, path.Root("source"), "Converting the disk",
-			fault.New(fault.SourceChanged, ep.Source.Path, "the source changed between plan and apply").
-				WithHint("Run terraform plan again and review the new plan.").
-				WithFact("Planned fingerprint", want).WithFact("Current fingerprint", ep.Source.Fingerprint))
-		return
+	ep := r.data.planned.take(ereq, plan.SourceFingerprint)
+	if ep != nil {
+		tflog.Debug(ctx, "applying the engine plan of this apply's plan; Apply re-checks the source against it", map[string]any{"path": ereq.Output.Path})
+	} else {
+		// No plan to take: its inputs were unknown when it was made, or its
+		// remote source was planned from metadata, whose content decides
+		// format, chain and sizes. Plan now, fetching the source.
+		var err error
+		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true}, true); err != nil {
+			addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
+			return
+		}
+		if want := plan.SourceFingerprint.ValueString(); !plan.SourceFingerprint.IsUnknown() && want != "" && want != ep.Source.Fingerprint {
+			addFaultAt(&resp.Diagnostics, path.Root("source"), "Converting the disk",
+				fault.New(fault.SourceChanged, ep.Source.Path, "the source changed between plan and apply").
+					WithHint("Run terraform plan again and review the new plan.").
+					WithFact("Planned fingerprint", want).WithFact("Current fingerprint", ep.Source.Fingerprint))
+			return
+		}
 	}
 	sink := newLogSink(ctx, "vmconv_disk_conversion", ereq.Output.Path)
 	var res *engine.Result
@@ -187,6 +200,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 		}
 	}
 	if res == nil {
+		var err error
 		if res, err = e.Apply(ctx, ep, sink, engine.ApplyOptions{}); err != nil {
 			addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 			return
@@ -318,6 +332,48 @@ func (r *diskConversionResource) enginePlan(ctx context.Context, ereq engine.Req
 		ep, err = r.data.engine.Plan(ctx, ereq, opts)
 	}
 	return ep, err
+}
+
+// plannedConversions hands the engine plan that ModifyPlan made for a new
+// conversion to the Create that applies it. Terraform plans every resource
+// again during apply, in the provider process that then applies it, so a
+// Create finds the engine plan made moments earlier for the very request it
+// builds, and applies it instead of planning again: the engine's Apply
+// re-checks the source against it, which is then the only time the source
+// is resolved after the plan. (The framework gives Create none of the
+// plan's private state, so the plan is kept here, in memory, with the
+// credentials and headers its request already held.)
+type plannedConversions struct {
+	mu sync.Mutex
+	m  map[string]plannedConversion // by output path
+}
+
+type plannedConversion struct {
+	req  engine.Request
+	plan *engine.Plan
+}
+
+func (p *plannedConversions) put(req engine.Request, plan *engine.Plan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]plannedConversion{}
+	}
+	p.m[req.Output.Path] = plannedConversion{req: req, plan: plan}
+}
+
+// take returns the plan made for req, if its source fingerprint is the one
+// Terraform planned and its content is known (a remote source planned from
+// metadata is not): then state can be filled from it.
+func (p *plannedConversions) take(req engine.Request, fingerprint types.String) *engine.Plan {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.m[req.Output.Path]
+	delete(p.m, req.Output.Path)
+	if !ok || !reflect.DeepEqual(c.req, req) || fingerprint.IsUnknown() || c.plan.Source.Fingerprint != fingerprint.ValueString() || c.plan.Source.Deferred {
+		return nil
+	}
+	return c.plan
 }
 
 // writePlanFile writes the engine's plan where plan_path asks.

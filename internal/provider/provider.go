@@ -59,6 +59,8 @@ type providerData struct {
 	planFetch bool
 	// vSphere credentials; the password is never logged.
 	vsphereUser, vspherePassword string
+	// planned hands ModifyPlan's engine plans to Create.
+	planned plannedConversions
 }
 
 // Environment variables read when an attribute is not set.
