@@ -164,6 +164,19 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bo
 	if err != nil {
 		return nil, err
 	}
+	if rs.src.Kind() == "path" && !spec.AllowOlderSnapshot {
+		// Only a local folder can hold snapshots the user did not name: a
+		// fetched source is exactly the chain its remote end names.
+		newer, err := c.NewerSnapshots()
+		if err != nil {
+			return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot look for newer snapshots beside the source")
+		}
+		if len(newer) > 0 {
+			return nil, fault.New(fault.OlderSnapshot, c.Head().Path,
+				"%s has a newer snapshot beside it, %s, so converting it would lose that snapshot's writes", filepath.Base(c.Head().Path), filepath.Base(newer[0])).
+				WithHint("%s", chain.NewerSnapshotHint(newer)).WithFact("Newer snapshot", newer[0])
+		}
+	}
 	rs.c, rs.fp = c, rs.local.Fingerprint
 	if rs.fp == "" {
 		if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {

@@ -452,3 +452,45 @@ func TestOutputIsReproducible(t *testing.T) {
 		t.Fatalf("two conversions of one source differ: %s vs %s", sums[0], sums[1])
 	}
 }
+
+// TestOlderSnapshotRefused: naming a chain's base while its snapshot lies
+// beside it would silently drop the snapshot's writes.
+func TestOlderSnapshotRefused(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	layers, err := testimg.VMDKChain(src, "web", "monolithicSparse", 8*mib, baseLayer, snap1, snap2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t)
+	req := func(head string, allow bool) engine.Request {
+		return engine.Request{Source: engine.SourceSpec{Path: head, AllowOlderSnapshot: allow}, Output: engine.OutputSpec{Path: filepath.Join(out, "web.qcow2")}}
+	}
+	for i, head := range layers[1:] {
+		_, err := e.Plan(context.Background(), req(head, false), engine.PlanOptions{})
+		fe, ok := fault.As(err)
+		if !ok || fe.Code != fault.OlderSnapshot || !strings.Contains(fe.Msg, filepath.Base(layers[i])) {
+			t.Fatalf("planning %s: got %v, want older_snapshot naming %s", filepath.Base(head), err, filepath.Base(layers[i]))
+		}
+		if _, err := e.Plan(context.Background(), req(head, true), engine.PlanOptions{}); err != nil {
+			t.Errorf("allow_older_snapshot: %v", err)
+		}
+	}
+	if _, err := e.Plan(context.Background(), req(layers[0], false), engine.PlanOptions{}); err != nil {
+		t.Errorf("the newest layer: %v", err)
+	}
+	if es, _ := os.ReadDir(out); len(es) != 0 {
+		t.Errorf("a refused plan wrote %v", es)
+	}
+	// A qcow2 snapshot names its base as its backing file.
+	q := t.TempDir()
+	base := filepath.Join(q, "base.qcow2")
+	if err := testimg.Run("qemu-img", "create", "-q", "-f", "qcow2", base, "8M"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimg.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", filepath.Join(q, "top.qcow2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Plan(context.Background(), req(base, false), engine.PlanOptions{}); !fault.Is(err, fault.OlderSnapshot) {
+		t.Errorf("qcow2 base with a snapshot beside it: got %v", err)
+	}
+}

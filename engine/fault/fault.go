@@ -62,6 +62,7 @@ const (
 	RemoteNotFound        Code = "remote_not_found"
 	DiskUnreachable       Code = "disk_unreachable"
 	BootTestImpossible    Code = "boot_test_impossible"
+	OlderSnapshot         Code = "older_snapshot"
 )
 
 // Error is a classified failure with the facts a user needs.

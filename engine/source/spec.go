@@ -19,6 +19,9 @@ type Spec struct {
 	// AllowParentCIDMismatch accepts snapshots whose parentCID does not
 	// match the parent's CID.
 	AllowParentCIDMismatch bool `json:"allow_parent_cid_mismatch,omitempty"`
+	// AllowOlderSnapshot converts a layer that has a newer snapshot beside
+	// it, knowingly without that snapshot's writes.
+	AllowOlderSnapshot bool `json:"allow_older_snapshot,omitempty"`
 	// OVA is a local OVA archive to take the disk from, instead of Path.
 	OVA string `json:"ova,omitempty"`
 	// OVADisk is which of the OVF's disks (in its order), from 0.
