@@ -90,7 +90,7 @@ func TestHostile(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, vmx, want string
-		line           int
+		line            int
 	}{
 		{"duplicate key in another case", "memSize = \"1024\"\nMEMSIZE = \"2048\"\n", "set again (first on line 1)", 2},
 		{"two units on one slot", "scsi0.present = \"TRUE\"\nscsi0:0.present = \"TRUE\"\nscsi0:0.fileName = \"a.vmdk\"\nSCSI0:0.fileName = \"b.vmdk\"\n", "set again", 4},
