@@ -17,13 +17,15 @@ var (
 	byPath = regexp.MustCompile(`^/dev/disk/by-path/(.*?)(-part([0-9]+))?$`)
 	byID   = regexp.MustCompile(`^/dev/disk/by-id/(.*?)(-part([0-9]+))?$`)
 	target = regexp.MustCompile(`-(?:scsi|sas|ata)-[0-9]+:[0-9]+:([0-9]+):[0-9]+$|-ata-([0-9]+)$`)
+	// /dev/nvme0n1p2: controller 0, namespace 1, partition 2.
+	nvmeName = regexp.MustCompile(`^/dev/nvme([0-9]+)n([0-9]+)(p([0-9]+))?$`)
 )
 
 // isUnstable reports whether a device name changes with the hypervisor, and
 // whether it is a by-path name.
 func isUnstable(dev string) (unstable, bypath bool) {
 	switch {
-	case kernelName.MatchString(dev):
+	case kernelName.MatchString(dev), nvmeName.MatchString(dev):
 		return true, false
 	case strings.HasPrefix(dev, "/dev/disk/by-path/"):
 		return true, true
@@ -34,31 +36,83 @@ func isUnstable(dev string) (unstable, bypath bool) {
 }
 
 // applianceDevice maps a guest's hypervisor-dependent device name to the
-// device the appliance sees, which holds only this disk as /dev/sda. It
-// reports false for a name that points at another disk.
-func applianceDevice(dev string) (string, bool) {
-	if m := kernelName.FindStringSubmatch(dev); m != nil {
-		if m[2] != "a" {
+// device the appliance sees. The appliance has the guest's disks attached
+// in the order the guest named them (Info.Disks), as sda, sdb...; a disk
+// converted alone is sda. It reports false for a name that points at a disk
+// the appliance does not have.
+func applianceDevice(info *guest.Info, dev string) (string, bool) {
+	disk := func(i int, part string) (string, bool) {
+		n := max(1, len(info.Disks))
+		if i < 0 || i >= n {
 			return "", false
 		}
-		return "/dev/sda" + m[3], true
+		return "/dev/sd" + letters(i) + part, true
+	}
+	if m := kernelName.FindStringSubmatch(dev); m != nil {
+		return disk(letterIndex(m[2]), m[3])
+	}
+	if m := nvmeName.FindStringSubmatch(dev); m != nil {
+		c, _ := strconv.Atoi(m[1])
+		ns, _ := strconv.Atoi(m[2])
+		return disk(slotIndex(info, "nvme", c, ns-1), m[4])
 	}
 	if m := byPath.FindStringSubmatch(dev); m != nil {
 		if t := target.FindStringSubmatch(m[1]); t != nil {
-			n := t[1]
-			if n == "" {
-				n = t[2]
+			if t[1] != "" { // SCSI target: the unit on its controller
+				v, _ := strconv.Atoi(t[1])
+				return disk(slotIndex(info, "scsi", -1, v), m[3])
 			}
-			if v, _ := strconv.Atoi(n); v != 0 && !(t[2] != "" && v == 1) {
-				return "", false // another disk on the controller
-			}
+			v, _ := strconv.Atoi(t[2]) // SATA port, from 1
+			return disk(slotIndex(info, "sata", -1, v-1), m[3])
 		}
-		return "/dev/sda" + m[3], true
+		return disk(0, m[3])
 	}
-	if m := byID.FindStringSubmatch(dev); m != nil {
-		return "/dev/sda" + m[3], true
+	if m := byID.FindStringSubmatch(dev); m != nil && len(info.Disks) <= 1 {
+		// by-id names carry the disk's serial, which nothing maps to a
+		// slot; with one disk there is only one it can be.
+		return disk(0, m[3])
 	}
 	return "", false
+}
+
+// slotIndex finds the attached disk at a slot. Without a layout (one disk
+// converted alone) the first slot of any bus is that disk. controller -1
+// matches the unit on any controller of the bus, if only one has it.
+func slotIndex(info *guest.Info, bus string, controller, unit int) int {
+	if len(info.Disks) == 0 {
+		if unit == 0 && (controller <= 0) {
+			return 0
+		}
+		return -1
+	}
+	found := -1
+	for i, d := range info.Disks {
+		if d.Bus == bus && d.Unit == unit && (controller < 0 || d.Controller == controller) {
+			if found >= 0 {
+				return -1 // ambiguous across controllers
+			}
+			found = i
+		}
+	}
+	return found
+}
+
+// letterIndex turns a disk's letters (a, b... z, aa) into its position.
+func letterIndex(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*26 + int(c-'a') + 1
+	}
+	return n - 1
+}
+
+// letters is letterIndex's inverse.
+func letters(i int) string {
+	s := ""
+	for i++; i > 0; i = (i - 1) / 26 {
+		s = string(rune('a'+(i-1)%26)) + s
+	}
+	return s
 }
 
 // stableName returns the most stable name of a file system: UUID=, then
@@ -97,7 +151,7 @@ func resolve(info *guest.Info, ref string) (guest.Filesystem, bool) {
 			return resolve(info, key+v)
 		}
 	}
-	if dev, ok := applianceDevice(ref); ok {
+	if dev, ok := applianceDevice(info, ref); ok {
 		return info.FilesystemBy(dev)
 	}
 	// LVM: /dev/mapper/vg-lv and /dev/vg/lv name the same volume.

@@ -28,6 +28,17 @@ type Info struct {
 	Warnings   []string `json:"warnings,omitempty"`
 	// Windows holds what only Windows guests have.
 	Windows *Windows `json:"windows,omitempty"`
+	// Disks are the slots the guest's disks had on the source hypervisor,
+	// in the order they are attached to the appliance (sda, sdb...); empty
+	// for a disk converted alone, which the appliance sees as sda.
+	Disks []DiskSlot `json:"disks,omitempty"`
+}
+
+// DiskSlot is where a disk sat on the source VM's controllers.
+type DiskSlot struct {
+	Bus        string `json:"bus"` // scsi, sata, nvme, ide
+	Controller int    `json:"controller"`
+	Unit       int    `json:"unit"`
 }
 
 // Windows is what inspection found in a Windows guest's registry.

@@ -31,7 +31,11 @@ import (
 type Options struct {
 	// Drive is the disk image to open, Format its qemu format.
 	Drive, Format string
-	ReadOnly      bool
+	// Drives, when set instead, are every disk of one guest, in the order
+	// the guest had them: the appliance names them sda, sdb... in that
+	// order, which is how a guest's own /dev/sdX names are resolved.
+	Drives   []Drive
+	ReadOnly bool
 	// TCG forces software emulation (nested KVM that hangs guests).
 	TCG bool
 	// MemoryMiB for the appliance; initramfs tools need room.
@@ -41,6 +45,9 @@ type Options struct {
 	// Qemu is the hypervisor binary.
 	Qemu string
 }
+
+// Drive is one disk image and its qemu format.
+type Drive struct{ Path, Format string }
 
 // Session is an open appliance.
 type Session struct {
@@ -106,10 +113,16 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	if o.TCG {
 		setup = append(setup, g.Set_backend_settings([]string{"force_tcg"}))
 	}
-	setup = append(setup, g.Add_drive(o.Drive, &lg.OptargsAdd_drive{
-		Format_is_set: true, Format: o.Format,
-		Readonly_is_set: true, Readonly: o.ReadOnly,
-	}))
+	drives := o.Drives
+	if len(drives) == 0 {
+		drives = []Drive{{o.Drive, o.Format}}
+	}
+	for _, d := range drives {
+		setup = append(setup, g.Add_drive(d.Path, &lg.OptargsAdd_drive{
+			Format_is_set: true, Format: d.Format,
+			Readonly_is_set: true, Readonly: o.ReadOnly,
+		}))
+	}
 	for _, e := range setup {
 		if e != nil {
 			g.Close()
