@@ -53,6 +53,10 @@ func TestAccDiskConversion_badInput(t *testing.T) {
 			os.WriteFile(p, []byte("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vmfs\"\nRW 16384 VMFS \"web-flat.vmdk\" 17 garbage\n"), 0o644)
 			return p, out
 		}, `(?s)VMDK Descriptor Is Invalid.*File: .*web\.vmdk.*line 6`},
+		{"older snapshot named", func(t *testing.T, src, out string) (string, string) {
+			p := chainIn(t, src)
+			return p[1], out // web-000001.vmdk, while web-000002.vmdk is its snapshot
+		}, `(?s)Source Is Not The Newest Snapshot.*web-000002\.vmdk.*allow_older_snapshot`},
 		{"parent missing", func(t *testing.T, src, out string) (string, string) {
 			p := chainIn(t, src)
 			os.Remove(p[1])
@@ -199,5 +203,33 @@ resource "vmconv_disk_conversion" "b" {
 				Check:  checkIntact,
 			},
 		},
+	})
+}
+
+// TestAccDiskConversion_allowOlderSnapshot: with allow_older_snapshot the
+// layer is converted as it was when its snapshot was taken, without the
+// snapshot's writes, as asked.
+func TestAccDiskConversion_allowOlderSnapshot(t *testing.T) {
+	t.Parallel()
+	src, out := t.TempDir(), filepath.Join(t.TempDir(), "web.qcow2")
+	p := chainIn(t, src)
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: fmt.Sprintf(`
+resource "vmconv_disk_conversion" "web" {
+  source = {
+    path                 = %s
+    allow_older_snapshot = true
+  }
+  output = { path = %s }
+%s}
+`, acctest.HCLString(p[1]), acctest.HCLString(out), dataPlaneOnly),
+			Check: resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr("vmconv_disk_conversion.web", "chain.#", "2"),
+				checkOutput(out, testimg.NewExpected(8*mib, baseLayer, snap1)),
+			),
+		}},
 	})
 }

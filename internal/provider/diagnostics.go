@@ -59,6 +59,7 @@ var summaries = map[fault.Code]string{
 	fault.RemoteNotFound:        "Remote Object Not Found",
 	fault.DiskUnreachable:       "Domain Disk Not Reachable By QEMU",
 	fault.BootTestImpossible:    "Boot Test Cannot Succeed",
+	fault.OlderSnapshot:         "Source Is Not The Newest Snapshot",
 }
 
 // summaryFor returns the Title Case summary for a fault code.

@@ -410,6 +410,8 @@ func attributeFor(err error) path.Path {
 		return path.Root("output").AtName("path")
 	case fault.ChainCIDMismatch:
 		return path.Root("source").AtName("allow_parent_cid_mismatch")
+	case fault.OlderSnapshot:
+		return path.Root("source").AtName("allow_older_snapshot")
 	default:
 		return path.Root("source").AtName("path")
 	}

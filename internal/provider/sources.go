@@ -71,6 +71,11 @@ func sourceAttributes() map[string]schema.Attribute {
 			MarkdownDescription: "Convert a snapshot chain even where a snapshot's `parentCID` does not match its parent's `CID` " +
 				"(the parent was changed after the snapshot was taken). Off by default, because the result may be inconsistent.",
 		},
+		"allow_older_snapshot": schema.BoolAttribute{
+			Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			MarkdownDescription: "Convert a local disk file that has a newer snapshot of it in the same folder. Off by default: the plan refuses such a source, " +
+				"naming the newer snapshot, because the output would silently lack that snapshot's writes. Set it to convert the disk as it was when the snapshot was taken.",
+		},
 	}
 	for _, k := range sourceKinds {
 		attrs[k.name()] = k.attribute()
@@ -118,6 +123,7 @@ func sourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *p
 	s := engine.SourceSpec{
 		Format:                 stringOf(attrs["format"]),
 		AllowParentCIDMismatch: boolOf(attrs["allow_parent_cid_mismatch"]),
+		AllowOlderSnapshot:     boolOf(attrs["allow_older_snapshot"]),
 	}
 	for _, k := range sourceKinds {
 		if v := attrs[k.name()]; v != nil && !v.IsNull() && !v.IsUnknown() {
@@ -133,6 +139,7 @@ func sourceFromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagno
 	vals := map[string]attr.Value{
 		"format":                    nullIfEmpty(s.Format),
 		"allow_parent_cid_mismatch": types.BoolValue(s.AllowParentCIDMismatch),
+		"allow_older_snapshot":      types.BoolValue(s.AllowOlderSnapshot),
 	}
 	for _, k := range sourceKinds {
 		v, ok := k.fromSpec(ctx, s, diags)
