@@ -9,7 +9,7 @@ import (
 )
 
 func TestApplianceDevice(t *testing.T) {
-	vm := &guest.Info{Disks: []guest.DiskSlot{{"scsi", 0, 0}, {"scsi", 0, 1}, {"sata", 0, 0}, {"nvme", 0, 0}}}
+	vm := &guest.Info{Disks: []guest.DiskSlot{{Bus: "scsi", Controller: 0, Unit: 0}, {Bus: "scsi", Controller: 0, Unit: 1}, {Bus: "sata", Controller: 0, Unit: 0}, {Bus: "nvme", Controller: 0, Unit: 0}}}
 	alone := &guest.Info{}
 	for _, tc := range []struct {
 		info      *guest.Info
@@ -51,7 +51,7 @@ func TestApplianceDevice(t *testing.T) {
 // resolved to its UUID once the appliance has every disk attached.
 func TestFstabAcrossDisks(t *testing.T) {
 	info := debianInfo()
-	info.Disks = []guest.DiskSlot{{"scsi", 0, 0}, {"scsi", 0, 1}}
+	info.Disks = []guest.DiskSlot{{Bus: "scsi", Controller: 0, Unit: 0}, {Bus: "scsi", Controller: 0, Unit: 1}}
 	info.Filesystems = append(info.Filesystems,
 		guest.Filesystem{Device: "/dev/sdb1", Type: "ext4", UUID: "0000aaaa-0000-4000-8000-0000000000b1", Mountpoint: "/srv"},
 		guest.Filesystem{Device: "/dev/sdb2", Type: "swap", UUID: "0000aaaa-0000-4000-8000-0000000000b2"})
