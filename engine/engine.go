@@ -21,10 +21,10 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 )
 
@@ -67,8 +67,7 @@ type Engine struct {
 	accelRes  accel.Result
 	accelErr  error
 
-	hvMu sync.Mutex
-	hv   domain.Hypervisor
+	domains *kvm.Manager
 
 	// inspecting deduplicates concurrent plan-time inspections of one
 	// source: Terraform plans many resources at once.
@@ -110,7 +109,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fault.Wrap(fault.ToolMissing, "qemu-img", err, "qemu-img is not installed").
 			WithHint("Install qemu-utils (Debian/Ubuntu: apt-get install qemu-utils), or run tools/setup.")
 	}
-	return &Engine{cfg: cfg, qemu: q, sem: make(chan struct{}, cfg.MaxParallel)}, nil
+	e := &Engine{cfg: cfg, qemu: q, sem: make(chan struct{}, cfg.MaxParallel)}
+	e.domains = e.newDomains()
+	return e, nil
 }
 
 // Config returns the effective configuration.

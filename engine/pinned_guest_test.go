@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/opentrace"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
@@ -69,7 +69,7 @@ func TestGuestChainOpensOnlyValidatedFiles(t *testing.T) {
 		Source:   engine.SourceSpec{Path: head},
 		Output:   engine.OutputSpec{Path: outPath, Format: "qcow2"},
 		Fixes:    engine.FixSpec{Enabled: true},
-		BootTest: engine.BootTestSpec{Enabled: true, Options: validate.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true}},
+		BootTest: engine.BootTestSpec{Enabled: true, Options: boottest.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true}},
 	}, engine.PlanOptions{})
 	if err != nil {
 		t.Fatal(err)

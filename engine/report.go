@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -20,7 +21,6 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
 )
@@ -54,7 +54,7 @@ type Result struct {
 	// HiveBackups is the folder holding a Windows guest's hives as they
 	// were before FIX edited them.
 	HiveBackups string           `json:"hive_backups,omitempty"`
-	BootTest    *validate.Result `json:"boot_test,omitempty"`
+	BootTest    *boottest.Result `json:"boot_test,omitempty"`
 	Warnings    []string         `json:"warnings"`
 }
 
@@ -328,7 +328,7 @@ func DeleteOutput(outputPath string) error {
 	if abs, err := filepath.Abs(outputPath); err == nil {
 		outputPath = abs
 	}
-	if holders, err := DiskHolders(outputPath); err == nil && len(holders) > 0 {
+	if holders, err := diskHolders(outputPath); err == nil && len(holders) > 0 {
 		return fault.New(fault.DiskInUse, outputPath, "the disk is in use by domain %s, which runs on an overlay of it", strings.Join(holders, ", ")).
 			WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's output.path). A disk a running guest depends on is never deleted under it.")
 	}
@@ -356,7 +356,7 @@ func DeleteOutput(outputPath string) error {
 // settings, and records the result in its report. It returns nil, nil when
 // there is nothing to boot (the boot test is off, or the disk holds no
 // operating system).
-func (e *Engine) RerunBootTest(ctx context.Context, req Request) (*validate.Result, error) {
+func (e *Engine) RerunBootTest(ctx context.Context, req Request) (*boottest.Result, error) {
 	if !req.BootTest.Enabled {
 		return nil, nil
 	}
@@ -376,7 +376,7 @@ func (e *Engine) RerunBootTest(ctx context.Context, req Request) (*validate.Resu
 		return nil, err
 	}
 	if !res.Passed() {
-		return nil, BootTestError(res, RerunSite(rep))
+		return nil, boottest.Error(res, rerunSite(rep))
 	}
 	rep.Result.BootTest = res
 	if err := WriteReport(out.Path, rep); err != nil {
@@ -417,4 +417,26 @@ func WritePlanFile(path string, p *Plan) error {
 		return err
 	}
 	return output.WriteAtomic(path, append(b, '\n'), 0o644)
+}
+
+// diskHolders lists the domains that run on an output, for refusing to
+// delete it under them.
+func diskHolders(outputPath string) ([]string, error) {
+	hs, err := output.Holds(outputPath)
+	var names []string
+	for _, h := range hs {
+		names = append(names, h.Domain)
+	}
+	return names, err
+}
+
+// rerunSite is the site of a conversion's boot test run again on its
+// existing output, as its report describes the conversion.
+func rerunSite(rep *Report) boottest.Site {
+	s := boottest.Site{Rerun: true}
+	if rep != nil && rep.Plan != nil {
+		f := fixesOf(rep.Plan.Request.Fixes)
+		s.Fixes = &f
+	}
+	return s
 }

@@ -4,13 +4,13 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
 )
 
@@ -36,11 +36,8 @@ type FixSpec struct {
 	fix.Options
 }
 
-// BootTestSpec turns the boot test on or off and tunes it.
-type BootTestSpec struct {
-	Enabled bool `json:"enabled"`
-	validate.Options
-}
+// BootTestSpec turns the boot test on and tunes it.
+type BootTestSpec = boottest.Spec
 
 // The source kinds' specs live with the sources (engine/source); these
 // names keep the facade's callers off that package.
@@ -100,8 +97,8 @@ type (
 	GuestChange     = guest.Change
 	FixOptions      = fix.Options
 	FixResult       = fix.Result
-	BootTestOptions = validate.Options
-	BootResult      = validate.Result
+	BootTestOptions = boottest.Options
+	BootResult      = boottest.Result
 	Stamp           = fingerprint.Stamp
 	VSphereVM       = vsphere.VM
 )

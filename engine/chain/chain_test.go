@@ -4,11 +4,12 @@ import (
 	"context"
 
 	"fmt"
-	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"

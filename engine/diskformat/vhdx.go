@@ -7,36 +7,25 @@ import (
 	"hash/crc32"
 	"io"
 	"math/bits"
-	"strings"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guid"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/span"
 )
 
 var (
-	vhdxRegionBAT      = guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
-	vhdxRegionMetadata = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E")
-	vhdxFileParams     = guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
-	vhdxVirtualSize    = guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
-	vhdxLogicalSector  = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
-	vhdxPhysicalSector = guid("CDA348C7-445D-4471-9CC9-E9885251C556")
-	vhdxPage83         = guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
-	vhdxParentLocator  = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
+	vhdxRegionBAT      = guid.Must("2DC27766-F623-4200-9D64-115E9BFD4A08")
+	vhdxRegionMetadata = guid.Must("8B7CA206-4790-4B9A-B8FE-575F050F886E")
+	vhdxFileParams     = guid.Must("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
+	vhdxVirtualSize    = guid.Must("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
+	vhdxLogicalSector  = guid.Must("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
+	vhdxPhysicalSector = guid.Must("CDA348C7-445D-4471-9CC9-E9885251C556")
+	vhdxPage83         = guid.Must("BECA12AB-B2E6-4523-93EF-C309E000C746")
+	vhdxParentLocator  = guid.Must("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
 
 	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 )
 
 const mib = 1 << 20
-
-// guid encodes a textual GUID in the mixed-endian form VHDX stores.
-func guid(s string) []byte {
-	s = strings.ReplaceAll(s, "-", "")
-	var raw [16]byte
-	for i := 0; i < 16; i++ {
-		fmt.Sscanf(s[2*i:2*i+2], "%02x", &raw[i])
-	}
-	return []byte{raw[3], raw[2], raw[1], raw[0], raw[5], raw[4], raw[7], raw[6],
-		raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]}
-}
 
 // vhdxChecksum is the CRC-32C of b with its checksum field (at 4) zeroed.
 func vhdxChecksum(b []byte) uint32 {

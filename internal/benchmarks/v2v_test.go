@@ -11,7 +11,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
 
@@ -70,9 +70,9 @@ func BenchmarkVirtV2V(b *testing.B) {
 		v2vOut := filepath.Join(v2vDir, "web-sda")
 
 		b.StopTimer()
-		boot := func(image, format, name string) *validate.Result {
+		boot := func(image, format, name string) *boottest.Result {
 			r, err := e.BootTest(context.Background(), image, format, res.Guest,
-				validate.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true, CPUs: 2},
+				boottest.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true, CPUs: 2},
 				filepath.Join(work, name+".boot-test.log"))
 			if err != nil {
 				b.Fatalf("boot %s: %v", name, err)

@@ -211,7 +211,7 @@ func TestAccGuest_uefi(t *testing.T) {
 // kernel line), as servers and cloud images are, converts and boot-tests on
 // virtio with its network up. The boot test once refused it ("no kernel
 // command line found to add a serial console to"); the instrument step is
-// tested on this guest's own grub.cfg by engine/validate's
+// tested on this guest's own grub.cfg by engine/boottest's
 // TestInstrumentSerialFixture, which spares the cost of a failing boot. No
 // unfixed boot either: the disk is the plain guest's with another GRUB
 // configuration, and the plain guest's failure on virtio unfixed is

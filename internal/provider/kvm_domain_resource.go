@@ -2,9 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"os/exec"
 	"regexp"
 	"time"
 
@@ -20,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -28,7 +24,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
@@ -192,10 +187,8 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()}},
 			"console_log": schema.StringAttribute{Computed: true, MarkdownDescription: "Path of the serial console log.",
 				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"xml": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's libvirt definition."},
-			"boot_test_result": schema.SingleNestedAttribute{Computed: true, MarkdownDescription: "The boot test at creation (the last phase).",
-				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
-				Attributes:    bootResultSchemaAttributes()},
+			"xml":              schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's libvirt definition."},
+			"boot_test_result": bootTestResultAttribute("The boot test at creation (the last phase)."),
 			"boot_phases": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "Each boot at creation: one, or two with `initial_boot_bus`.",
 				PlanModifiers: []planmodifier.List{listplanmodifier.UseStateForUnknown()},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
@@ -205,17 +198,6 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 					"duration_seconds": schema.Float64Attribute{Computed: true, MarkdownDescription: "How long the phase took."},
 				}}},
 		},
-	}
-}
-
-func bootResultSchemaAttributes() map[string]schema.Attribute {
-	str := func(d string) schema.Attribute { return schema.StringAttribute{Computed: true, MarkdownDescription: d} }
-	return map[string]schema.Attribute{
-		"status": str("`passed` or `failed`."), "reason": str("`success` or why it failed."), "detail": str("What was seen."),
-		"duration_seconds": schema.Float64Attribute{Computed: true, MarkdownDescription: "How long the boot took."},
-		"console_log":      str("Serial console log."),
-		"ip_addresses":     schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "IPv4 addresses."},
-		"accel":            str("`kvm` or `tcg`."), "disk_bus": str("Disk bus."), "nic_model": str("NIC model."), "firmware": str("`bios` or `uefi`."),
 	}
 }
 
@@ -341,7 +323,7 @@ func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, 
 	if key == "" {
 		key = state.ID.ValueString() // after import: a name or UUID
 	}
-	info, ok, err := r.data.engine.LookupDomain(key)
+	live, ok, err := r.data.engine.ReadDomain(key)
 	if err != nil {
 		addFault(&resp.Diagnostics, "Reading the domain", err)
 		return
@@ -350,41 +332,30 @@ func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, 
 		resp.State.RemoveResource(ctx) // deleted outside Terraform: recreated on the next apply
 		return
 	}
-	obs, err := domain.Observe(info.XML)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot Read Domain Definition", fmt.Sprintf("The domain's XML did not parse.\n\nDomain: %s\nError: %v", info.Name, err))
-		return
-	}
-	state.ID, state.UUID, state.Name = types.StringValue(info.UUID), types.StringValue(info.UUID), types.StringValue(info.Name)
-	state.Memory, state.VCPUs = types.Int64Value(int64(obs.MemoryMiB)), types.Int64Value(int64(obs.VCPUs))
-	state.Firmware = types.StringValue(obs.Firmware)
-	state.Running = types.BoolValue(info.State == domain.StateRunning)
-	state.XML = types.StringValue(info.XML)
-	state.MACAddresses = strList(obs.MACs)
+	state.ID, state.UUID, state.Name = types.StringValue(live.Info.UUID), types.StringValue(live.Info.UUID), types.StringValue(live.Info.Name)
+	state.Memory, state.VCPUs = types.Int64Value(int64(live.MemoryMiB)), types.Int64Value(int64(live.VCPUs))
+	state.Firmware = types.StringValue(live.Firmware)
+	state.Running = types.BoolValue(live.Running())
+	state.XML = types.StringValue(live.XML)
+	state.MACAddresses = strList(live.MACs)
 	if state.Disks == nil {
-		state.fillImported(info.XML, obs)
+		state.fillImported(live)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
 // fillImported rebuilds the configuration side of an imported domain from
 // its definition: a vmconv overlay's backing file is the converted image.
-func (m *kvmDomainModel) fillImported(xml string, obs domain.Observed) {
-	x, _ := domain.ObserveDisks(xml)
-	for _, d := range x {
+func (m *kvmDomainModel) fillImported(live engine.LiveDomain) {
+	for _, d := range live.Disks {
 		path := d.Path
-		if out, err := exec.Command("qemu-img", "info", "--output=json", "-U", d.Path).Output(); err == nil {
-			var info struct {
-				Backing string `json:"full-backing-filename"`
-			}
-			if json.Unmarshal(out, &info) == nil && info.Backing != "" {
-				path = info.Backing
-			}
+		if d.Backing != "" {
+			path = d.Backing
 		}
 		m.Disks = append(m.Disks, domainDisk{Path: types.StringValue(path), Bus: types.StringValue(d.Bus), Overlay: types.StringValue(d.Path)})
 	}
-	for i, n := range domain.ObserveNICs(xml) {
-		nic := domainNIC{Model: types.StringValue(n.Model), MAC: types.StringValue(obs.MACs[i]), Network: types.StringNull(), User: types.BoolNull()}
+	for i, n := range live.NICs {
+		nic := domainNIC{Model: types.StringValue(n.Model), MAC: types.StringValue(live.MACs[i]), Network: types.StringNull(), User: types.BoolNull()}
 		if n.User {
 			nic.User = types.BoolValue(true)
 		} else {
@@ -401,7 +372,7 @@ func (m *kvmDomainModel) fillImported(xml string, obs domain.Observed) {
 	m.InitialBootBus = types.StringNull()
 	m.BootTestResult = types.ObjectNull(bootResultAttrTypes)
 	m.BootPhases = types.ListValueMust(types.ObjectType{AttrTypes: phaseAttrTypes}, []attr.Value{})
-	m.ConsoleLog = types.StringValue(domain.ObserveConsoleLog(xml))
+	m.ConsoleLog = types.StringValue(live.ConsoleLog)
 	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
 		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
 	})}
@@ -474,7 +445,7 @@ func (r *kvmDomainResource) toRequest(ctx context.Context, m *kvmDomainModel) en
 		d.Disks = append(d.Disks, engine.DomainDisk{Source: disk.Path.ValueString(), Bus: disk.Bus.ValueString()})
 	}
 	for _, n := range m.NetworkInterfaces {
-		nic := domain.NIC{Network: n.Network.ValueString(), User: n.User.ValueBool(), Model: n.Model.ValueString()}
+		nic := engine.DomainNIC{Network: n.Network.ValueString(), User: n.User.ValueBool(), Model: n.Model.ValueString()}
 		if !n.MAC.IsUnknown() {
 			nic.MAC = n.MAC.ValueString()
 		}

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
 
@@ -34,8 +35,28 @@ func init() {
 			if err != nil {
 				return err
 			}
-			swept, err := e.SweepDomains(testDomainPrefix)
-			for _, n := range swept {
+			// Every test domain, destroyed and undefined through the
+			// engine, which also drops the holds its overlays put on the
+			// converted images.
+			names, err := virsh("list", "--all", "--name")
+			if err != nil {
+				return fmt.Errorf("virsh list: %v: %s", err, names)
+			}
+			for _, n := range strings.Fields(names) {
+				if !strings.HasPrefix(n, testDomainPrefix) {
+					continue
+				}
+				live, ok, err := e.ReadDomain(n)
+				if err != nil || !ok {
+					continue
+				}
+				var disks, overlays []string
+				for _, d := range live.Disks {
+					disks, overlays = append(disks, d.Backing), append(overlays, d.Path)
+				}
+				if err := e.DeleteDomain(context.Background(), n, disks, overlays); err != nil {
+					return err
+				}
 				fmt.Println("swept domain", n)
 			}
 			return err
@@ -172,7 +193,7 @@ resource "vmconv_kvm_domain" "seq" {
 						if err != nil {
 							return err
 						}
-						if !strings.Contains(string(log), validate.Marker) {
+						if !strings.Contains(string(log), boottest.Marker) {
 							return fmt.Errorf("web's console log has no boot marker")
 						}
 						return nil

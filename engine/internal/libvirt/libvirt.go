@@ -1,5 +1,5 @@
 // Package libvirt is the engine's cgo leaf over libvirt.org/go/libvirt. It
-// implements domain.Hypervisor; nothing else in the engine links libvirt.
+// implements kvm.Hypervisor; nothing else in the engine links libvirt.
 package libvirt
 
 import (
@@ -11,7 +11,7 @@ import (
 
 	lv "libvirt.org/go/libvirt"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 )
 
 // Conn is an open libvirt connection.
@@ -20,7 +20,7 @@ type Conn struct {
 	uri string
 }
 
-var _ domain.Hypervisor = (*Conn)(nil)
+var _ kvm.Hypervisor = (*Conn)(nil)
 
 // Open connects to uri.
 func Open(uri string) (*Conn, error) {
@@ -45,38 +45,38 @@ func notFound(err error) bool {
 	return errors.As(err, &le) && le.Code == lv.ERR_NO_DOMAIN
 }
 
-func stateOf(d *lv.Domain) domain.State {
+func stateOf(d *lv.Domain) kvm.State {
 	st, _, err := d.GetState()
 	if err != nil {
-		return domain.StateOther
+		return kvm.StateOther
 	}
 	switch st {
 	case lv.DOMAIN_RUNNING, lv.DOMAIN_BLOCKED:
-		return domain.StateRunning
+		return kvm.StateRunning
 	case lv.DOMAIN_SHUTOFF, lv.DOMAIN_SHUTDOWN:
-		return domain.StateShutOff
+		return kvm.StateShutOff
 	case lv.DOMAIN_PAUSED, lv.DOMAIN_PMSUSPENDED:
-		return domain.StatePaused
+		return kvm.StatePaused
 	case lv.DOMAIN_CRASHED:
-		return domain.StateCrashed
+		return kvm.StateCrashed
 	}
-	return domain.StateOther
+	return kvm.StateOther
 }
 
-func info(d *lv.Domain) (domain.Info, error) {
+func info(d *lv.Domain) (kvm.Info, error) {
 	name, err := d.GetName()
 	if err != nil {
-		return domain.Info{}, err
+		return kvm.Info{}, err
 	}
 	uuid, err := d.GetUUIDString()
 	if err != nil {
-		return domain.Info{}, err
+		return kvm.Info{}, err
 	}
 	xml, err := d.GetXMLDesc(lv.DOMAIN_XML_INACTIVE)
 	if err != nil {
-		return domain.Info{}, err
+		return kvm.Info{}, err
 	}
-	return domain.Info{Name: name, UUID: uuid, State: stateOf(d), XML: xml}, nil
+	return kvm.Info{Name: name, UUID: uuid, State: stateOf(d), XML: xml}, nil
 }
 
 func (c *Conn) lookup(nameOrUUID string) (*lv.Domain, error) {
@@ -88,23 +88,23 @@ func (c *Conn) lookup(nameOrUUID string) (*lv.Domain, error) {
 	return c.c.LookupDomainByName(nameOrUUID)
 }
 
-func (c *Conn) Lookup(nameOrUUID string) (domain.Info, bool, error) {
+func (c *Conn) Lookup(nameOrUUID string) (kvm.Info, bool, error) {
 	d, err := c.lookup(nameOrUUID)
 	if err != nil {
 		if notFound(err) {
-			return domain.Info{}, false, nil
+			return kvm.Info{}, false, nil
 		}
-		return domain.Info{}, false, err
+		return kvm.Info{}, false, err
 	}
 	defer d.Free()
 	i, err := info(d)
 	return i, err == nil, err
 }
 
-func (c *Conn) Define(xml string) (domain.Info, error) {
+func (c *Conn) Define(xml string) (kvm.Info, error) {
 	d, err := c.c.DomainDefineXML(xml)
 	if err != nil {
-		return domain.Info{}, err
+		return kvm.Info{}, err
 	}
 	defer d.Free()
 	return info(d)
@@ -125,7 +125,7 @@ func (c *Conn) Shutdown(ctx context.Context, name string) error {
 		return err
 	}
 	defer d.Free()
-	if stateOf(d) == domain.StateShutOff {
+	if stateOf(d) == kvm.StateShutOff {
 		return nil
 	}
 	if err := d.Shutdown(); err != nil {
@@ -137,12 +137,12 @@ func (c *Conn) Shutdown(ctx context.Context, name string) error {
 		select {
 		case <-ctx.Done():
 			// The guest ignored the power button: pull the plug.
-			if err := d.Destroy(); err != nil && stateOf(d) != domain.StateShutOff {
+			if err := d.Destroy(); err != nil && stateOf(d) != kvm.StateShutOff {
 				return fmt.Errorf("force off after the shutdown timeout: %w", err)
 			}
 			return nil
 		case <-t.C:
-			if stateOf(d) == domain.StateShutOff {
+			if stateOf(d) == kvm.StateShutOff {
 				return nil
 			}
 		}
@@ -158,7 +158,7 @@ func (c *Conn) Destroy(name string) error {
 		return err
 	}
 	defer d.Free()
-	if stateOf(d) == domain.StateShutOff {
+	if stateOf(d) == kvm.StateShutOff {
 		return nil
 	}
 	return d.Destroy()
@@ -173,18 +173,18 @@ func (c *Conn) Undefine(name string) error {
 		return err
 	}
 	defer d.Free()
-	if stateOf(d) != domain.StateShutOff {
+	if stateOf(d) != kvm.StateShutOff {
 		d.Destroy()
 	}
 	return d.UndefineFlags(lv.DOMAIN_UNDEFINE_NVRAM | lv.DOMAIN_UNDEFINE_MANAGED_SAVE | lv.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 }
 
-func (c *Conn) List() ([]domain.Info, error) {
+func (c *Conn) List() ([]kvm.Info, error) {
 	ds, err := c.c.ListAllDomains(0)
 	if err != nil {
 		return nil, err
 	}
-	var out []domain.Info
+	var out []kvm.Info
 	for i := range ds {
 		if in, err := info(&ds[i]); err == nil {
 			out = append(out, in)

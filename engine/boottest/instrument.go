@@ -1,4 +1,4 @@
-// Package validate is the VALIDATE stage: a boot test of the converted
+// Package boottest is the VALIDATE stage: a boot test of the converted
 // image under QEMU. It boots a throwaway overlay of the output, never the
 // output itself, so the output's checksum is the same before and after.
 //
@@ -13,7 +13,7 @@
 // A login prompt would prove less (no network) and varies across distros.
 // The overlay is discarded after the test, so nothing of this reaches the
 // output.
-package validate
+package boottest
 
 import (
 	"fmt"

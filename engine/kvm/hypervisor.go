@@ -1,8 +1,14 @@
-// Package domain builds KVM domains for migrated guests: their libvirt XML,
-// their disks (a domain-owned overlay on each converted image) and the
-// narrow hypervisor interface the engine drives. The libvirt binding lives
-// in engine/internal/libvirt (cgo).
-package domain
+// Package kvm is the domain lifecycle: a KVM domain for migrated disks is
+// defined in libvirt on qcow2 overlays it owns (the converted images are
+// never written), started, boot-tested through its serial console, changed
+// in place and removed. It builds the libvirt XML, predicts at plan time
+// whether QEMU will reach every disk, and drives libvirt through the narrow
+// Hypervisor interface; the cgo binding lives in engine/internal/libvirt.
+//
+// The package never imports the engine: what it needs from it (the
+// accelerator, overlays, the inspection appliance, scratch space, and what a
+// disk's conversion report says) comes in through Deps.
+package kvm
 
 import "context"
 

@@ -1,4 +1,4 @@
-package validate
+package boottest
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guid"
 )
 
 // ESP locates an EFI system partition, for writing a boot entry.
@@ -19,22 +21,10 @@ type ESP struct {
 
 var (
 	// The variable store GUIDs edk2 uses: authenticated and plain.
-	authVarGUID   = guidBytes("aaf32c78-947b-439a-a180-2e144ec37792")
-	plainVarGUID  = guidBytes("ddcf3616-3275-4164-98b6-fe85707ffe7d")
-	globalVarGUID = guidBytes("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+	authVarGUID   = guid.Must("aaf32c78-947b-439a-a180-2e144ec37792")
+	plainVarGUID  = guid.Must("ddcf3616-3275-4164-98b6-fe85707ffe7d")
+	globalVarGUID = guid.Must("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 )
-
-// guidBytes encodes a GUID the way UEFI stores it (first three fields
-// little endian).
-func guidBytes(s string) []byte {
-	s = strings.ReplaceAll(s, "-", "")
-	var raw [16]byte
-	for i := 0; i < 16; i++ {
-		fmt.Sscanf(s[2*i:2*i+2], "%02x", &raw[i])
-	}
-	return []byte{raw[3], raw[2], raw[1], raw[0], raw[5], raw[4], raw[7], raw[6],
-		raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]}
-}
 
 func ucs2z(s string) []byte {
 	u := utf16.Encode([]rune(s))
@@ -48,7 +38,7 @@ func ucs2z(s string) []byte {
 // loadOption builds an EFI_LOAD_OPTION: active, with a short-form hard
 // drive device path (the firmware expands it by partition GUID) and the
 // loader's file path.
-func loadOption(desc string, esp ESP, loader string) []byte {
+func loadOption(desc string, esp ESP, loader string) ([]byte, error) {
 	var dp bytes.Buffer
 	hd := make([]byte, 42)
 	hd[0], hd[1] = 4, 1 // MEDIA, HARDDRIVE
@@ -56,7 +46,11 @@ func loadOption(desc string, esp ESP, loader string) []byte {
 	binary.LittleEndian.PutUint32(hd[4:], esp.Number)
 	binary.LittleEndian.PutUint64(hd[8:], esp.StartLBA)
 	binary.LittleEndian.PutUint64(hd[16:], esp.SizeLBA)
-	copy(hd[24:40], guidBytes(esp.GUID))
+	g, err := guid.Parse(esp.GUID)
+	if err != nil {
+		return nil, fmt.Errorf("the ESP's partition GUID: %w", err)
+	}
+	copy(hd[24:40], g)
 	hd[40], hd[41] = 2, 2 // GPT, GUID signature
 	dp.Write(hd)
 	name := ucs2z(strings.ReplaceAll(loader, "/", `\`))
@@ -71,7 +65,7 @@ func loadOption(desc string, esp ESP, loader string) []byte {
 	binary.Write(&o, binary.LittleEndian, uint16(dp.Len()))
 	o.Write(ucs2z(desc))
 	o.Write(dp.Bytes())
-	return o.Bytes()
+	return o.Bytes(), nil
 }
 
 // AddBootEntry appends Boot0000 and BootOrder to an edk2 (OVMF) variable
@@ -133,7 +127,11 @@ func AddBootEntry(image []byte, desc string, esp ESP, loader string) ([]byte, er
 		off += len(rec)
 		return nil
 	}
-	if err := add("Boot0000", loadOption(desc, esp, loader)); err != nil {
+	opt, err := loadOption(desc, esp, loader)
+	if err != nil {
+		return nil, err
+	}
+	if err := add("Boot0000", opt); err != nil {
 		return nil, err
 	}
 	if err := add("BootOrder", []byte{0, 0}); err != nil {

@@ -1,4 +1,4 @@
-package domain
+package kvm
 
 import (
 	"bytes"

@@ -1,20 +1,20 @@
-package engine
+package boottest
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
-// BootSite is where a boot test ran. A failed boot's hints speak of what
+// Site is where a boot test ran. A failed boot's hints speak of what
 // the user can change there: a conversion's fixes; a domain's bus, NICs and
 // firmware, and the conversion (or its absence) behind the domain's disk.
 // A hint that names a fix or a NIC the boot never had sends the user the
 // wrong way.
-type BootSite struct {
+type Site struct {
 	// Domain names the vmconv_kvm_domain that booted; empty for a
 	// conversion's boot test.
 	Domain string
@@ -25,41 +25,17 @@ type BootSite struct {
 	Rerun bool
 	// Fixes are the fixes the disk's conversion ran with; nil for a
 	// domain's disk that vmconv did not convert (no report beside it).
-	Fixes *FixSpec
+	Fixes *Fixes
 	// NICs are the domain's network interfaces.
-	NICs []domain.NIC
+	NICs []NIC
 	// Pattern is set when boot_test.success_pattern, not the planted
 	// marker, was the success signal.
 	Pattern bool
 }
 
-// RerunSite is the site of a conversion's boot test run again on its
-// existing output, as its report describes the conversion.
-func RerunSite(rep *Report) BootSite {
-	s := BootSite{Rerun: true}
-	if rep != nil && rep.Plan != nil {
-		f := rep.Plan.Request.Fixes
-		s.Fixes = &f
-	}
-	return s
-}
-
-// domainSite describes a domain's boot for its hints.
-func domainSite(req DomainRequest) BootSite {
-	s := BootSite{Domain: req.Name, NICs: req.NICs, Pattern: req.BootTest.SuccessPattern != ""}
-	if len(req.Disks) > 0 {
-		s.Disk = req.Disks[0].Source
-		if rep, err := ReadReport(s.Disk); err == nil && rep.Plan != nil {
-			f := rep.Plan.Request.Fixes
-			s.Fixes = &f
-		}
-	}
-	return s
-}
-
 // bootHint says what happened to the output or domain, then what to look
 // at for this reason, in this site.
-func bootHint(r *validate.Result, s BootSite) string {
+func bootHint(r *Result, s Site) string {
 	var h []string
 	switch {
 	case s.Domain != "":
@@ -77,7 +53,7 @@ func bootHint(r *validate.Result, s BootSite) string {
 		}
 	}
 	switch r.Reason {
-	case validate.ReasonRootNotFound:
+	case ReasonRootNotFound:
 		if n := s.fixNote("initramfs", "fstab", "grub"); n != "" {
 			add(n)
 		} else if s.Domain != "" {
@@ -85,14 +61,14 @@ func bootHint(r *validate.Result, s BootSite) string {
 		} else {
 			add("The initramfs, fstab and grub fixes ran: the console's last lines show which device the initramfs waited for.")
 		}
-	case validate.ReasonEmergency:
+	case ReasonEmergency:
 		add(s.fixNote("fstab"))
 		if s.Domain != "" {
 			add("The console's last lines show which mount failed: every disk the guest's fstab names must be in disks.")
 		} else {
 			add("The console's last lines show which mount failed: the boot test boots this disk alone, so a file system on another disk must be nofail in the guest's fstab.")
 		}
-	case validate.ReasonNetworkDown:
+	case ReasonNetworkDown:
 		if s.Domain != "" && len(s.NICs) == 0 {
 			add("The domain has no network interface: add one to network_interfaces, or set boot_test.require_network = false.")
 			break
@@ -104,13 +80,13 @@ func bootHint(r *validate.Result, s BootSite) string {
 			add(fmt.Sprintf("The boot test's NIC was a %s on user-mode networking, which hands out an address by DHCP: the console's last lines show what the guest's network did.", r.NICModel))
 		}
 		add("If the guest is not meant to have network at boot, set boot_test.require_network = false.")
-	case validate.ReasonTimeout:
+	case ReasonTimeout:
 		if s.Pattern {
 			add("boot_test.success_pattern never matched: check it matches a line the guest writes to its first serial port (an empty console log means the guest writes nothing there).")
 		} else {
 			add("The guest never reported reaching multi-user. Raise boot_test.timeout if it is only slow (software emulation is slow); the console's last lines show where it stopped.")
 		}
-	case validate.ReasonNoBootloader:
+	case ReasonNoBootloader:
 		where := "boot_test.firmware"
 		if s.Domain != "" {
 			where = "the domain's firmware"
@@ -119,9 +95,9 @@ func bootHint(r *validate.Result, s BootSite) string {
 		if r.Firmware == "uefi" {
 			add(s.fixNote("uefi-fallback"))
 		}
-	case validate.ReasonKernelPanic:
+	case ReasonKernelPanic:
 		add("The console's last lines show why.")
-	case validate.ReasonHypervisor:
+	case ReasonHypervisor:
 		if s.Domain != "" {
 			add(fmt.Sprintf("libvirt's log of the domain is /var/log/libvirt/qemu/%s.log.", s.Domain))
 		}
@@ -131,7 +107,7 @@ func bootHint(r *validate.Result, s BootSite) string {
 
 // fixNote says why the named fixes did not adapt the guest, "" when they
 // all ran.
-func (s BootSite) fixNote(fixes ...string) string {
+func (s Site) fixNote(fixes ...string) string {
 	list := strings.Join(fixes, ", ")
 	conv := "The conversion"
 	if s.Domain != "" {
@@ -159,7 +135,7 @@ func (s BootSite) fixNote(fixes ...string) string {
 	return ""
 }
 
-func nicsText(nics []domain.NIC) string {
+func nicsText(nics []NIC) string {
 	var ns []string
 	for _, n := range nics {
 		if n.User {
@@ -169,4 +145,59 @@ func nicsText(nics []domain.NIC) string {
 		}
 	}
 	return strings.Join(slices.Compact(ns), " and ")
+}
+
+// Error turns a failed boot test into a diagnostic-ready error
+// with the console's last lines, and hints that fit where it ran.
+func Error(r *Result, site Site) error {
+	tailText := consoleTail(r.ConsoleLog, 25)
+	file, what := r.ConsoleLog, "the converted guest"
+	if site.Domain != "" {
+		// The domain's console log goes with its folder.
+		file, what = site.Disk, fmt.Sprintf("the guest of domain %q", site.Domain)
+	}
+	fe := fault.New(fault.BootTestFailed, file, "%s did not boot: %s", what, r.Detail).
+		WithFact("Reason", r.Reason).
+		WithFact("Boot", fmt.Sprintf("%s disk, %s NIC, %s firmware, %s, after %.0fs", r.DiskBus, orNone(r.NICModel), r.Firmware, r.Accel, float64(r.DurationMS)/1000))
+	if r.Matched != "" {
+		fe = fe.WithFact("Console line", r.Matched)
+	}
+	fe = fe.WithFact("Console log (last lines)", "\n"+tailText)
+	return fe.WithHint("%s", bootHint(r, site))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no"
+	}
+	return s
+}
+
+func consoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no console output)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		lines[i] = "  " + strings.TrimRight(Strip(l), "\r")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Fixes is what a conversion's offline fixes were set to, for hints that
+// name only fixes that did not run.
+type Fixes struct {
+	Enabled  bool
+	DryRun   bool
+	Disabled []string
+}
+
+// NIC is a domain's network interface as hints describe it.
+type NIC struct {
+	Network string
+	User    bool
 }

@@ -1,11 +1,11 @@
-package validate_test
+package boottest_test
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest/guesttest"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
 
@@ -29,13 +29,13 @@ func TestInstrumentSerialFixture(t *testing.T) {
 		t.Fatalf("the serial fixture's grub.cfg lacks its serial console:\n%s", cfg)
 	}
 	m := guesttest.New(map[string]string{"/boot/grub/grub.cfg": cfg})
-	if err := validate.Instrument(m, "n0nce"); err != nil {
+	if err := boottest.Instrument(m, "n0nce"); err != nil {
 		t.Fatal(err)
 	}
 	if got := string(m.Files["/boot/grub/grub.cfg"]); got != cfg {
 		t.Errorf("grub.cfg changed although every kernel line has the serial console:\n%s", got)
 	}
-	if !strings.Contains(string(m.Files["/usr/local/sbin/vmconv-boot-marker"]), validate.Marker+" n0nce") ||
+	if !strings.Contains(string(m.Files["/usr/local/sbin/vmconv-boot-marker"]), boottest.Marker+" n0nce") ||
 		m.Links["/etc/systemd/system/multi-user.target.wants/vmconv-boot-marker.service"] == "" {
 		t.Error("the marker unit was not planted")
 	}

@@ -1,59 +1,57 @@
-package engine
+package boottest
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
-	"github.com/vmconv/terraform-provider-vmconv/engine/validate"
 )
 
 // Each failed boot gets hints for where it ran: a hint never names a fix
 // that did not run, a NIC the domain does not have, or an output or a
 // console log that is not there.
 func TestBootTestErrorHints(t *testing.T) {
-	fixes := &FixSpec{Enabled: true}
-	noInitramfs := &FixSpec{Enabled: true}
+	fixes := &Fixes{Enabled: true}
+	noInitramfs := &Fixes{Enabled: true}
 	noInitramfs.Disabled = []string{"initramfs"}
-	conversion := BootSite{Fixes: fixes}
+	conversion := Site{Fixes: fixes}
 	for _, tc := range []struct {
 		name   string
 		reason string
-		site   BootSite
+		site   Site
 		says   []string
 		never  []string
 	}{
-		{"conversion, root not found, fixes ran", validate.ReasonRootNotFound, conversion,
+		{"conversion, root not found, fixes ran", ReasonRootNotFound, conversion,
 			[]string{"Nothing was written at the output path", "kept at /out/x.boot.log", "initramfs, fstab and grub fixes ran"}, []string{"domain"}},
-		{"conversion, root not found, initramfs fix off", validate.ReasonRootNotFound, BootSite{Fixes: noInitramfs},
+		{"conversion, root not found, initramfs fix off", ReasonRootNotFound, Site{Fixes: noInitramfs},
 			[]string{"fixes.disabled turning off initramfs"}, []string{"fixes ran"}},
-		{"conversion, root not found, fixes off", validate.ReasonRootNotFound, BootSite{Fixes: &FixSpec{}},
+		{"conversion, root not found, fixes off", ReasonRootNotFound, Site{Fixes: &Fixes{}},
 			[]string{"fixes off (fixes.enabled = false)"}, nil},
-		{"conversion, network down", validate.ReasonNetworkDown, conversion,
+		{"conversion, network down", ReasonNetworkDown, conversion,
 			[]string{"e1000 on user-mode networking", "boot_test.require_network = false"}, []string{"network_interfaces"}},
-		{"conversion, emergency", validate.ReasonEmergency, conversion,
+		{"conversion, emergency", ReasonEmergency, conversion,
 			[]string{"which mount failed", "nofail"}, nil},
-		{"conversion rerun, timeout", validate.ReasonTimeout, RerunSite(&Report{Plan: &Plan{Request: Request{Fixes: *fixes}}}),
+		{"conversion rerun, timeout", ReasonTimeout, Site{Rerun: true, Fixes: fixes},
 			[]string{"The output was not changed", "Raise boot_test.timeout"}, []string{"Nothing was written"}},
-		{"domain without NIC, network down", validate.ReasonNetworkDown, BootSite{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
+		{"domain without NIC, network down", ReasonNetworkDown, Site{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
 			[]string{"no network interface", "network_interfaces"}, []string{"network fix", "fixes", "Nothing was written", "/out/x.boot.log"}},
-		{"domain on a libvirt network, network down", validate.ReasonNetworkDown, BootSite{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes, NICs: []domain.NIC{{Network: "default"}}},
+		{"domain on a libvirt network, network down", ReasonNetworkDown, Site{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes, NICs: []NIC{{Network: "default"}}},
 			[]string{`libvirt network "default"`, "DHCP", "keep_network_identity"}, []string{"user-mode"}},
-		{"domain on a disk vmconv did not convert, root not found", validate.ReasonRootNotFound, BootSite{Domain: "web", Disk: "/img/old.qcow2"},
+		{"domain on a disk vmconv did not convert, root not found", ReasonRootNotFound, Site{Domain: "web", Disk: "/img/old.qcow2"},
 			[]string{"not converted by vmconv", "vmconv_disk_conversion", "The domain was removed again"}, []string{"fixes.disabled", "fixes ran", "Nothing was written"}},
-		{"domain on a converted disk, root not found", validate.ReasonRootNotFound, BootSite{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
+		{"domain on a converted disk, root not found", ReasonRootNotFound, Site{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
 			[]string{"this boot used sata", "in disks"}, []string{"not converted"}},
-		{"domain with a success pattern, timeout", validate.ReasonTimeout, BootSite{Domain: "win", Disk: "/out/w.qcow2", Fixes: fixes, Pattern: true},
+		{"domain with a success pattern, timeout", ReasonTimeout, Site{Domain: "win", Disk: "/out/w.qcow2", Fixes: fixes, Pattern: true},
 			[]string{"success_pattern never matched"}, []string{"multi-user"}},
-		{"domain, no boot loader", validate.ReasonNoBootloader, BootSite{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
+		{"domain, no boot loader", ReasonNoBootloader, Site{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
 			[]string{"the domain's firmware"}, []string{"boot_test.firmware"}},
-		{"domain, hypervisor", validate.ReasonHypervisor, BootSite{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
+		{"domain, hypervisor", ReasonHypervisor, Site{Domain: "web", Disk: "/out/x.qcow2", Fixes: fixes},
 			[]string{"/var/log/libvirt/qemu/web.log"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &validate.Result{Status: "failed", Reason: tc.reason, Detail: "d", ConsoleLog: "/out/x.boot.log", DiskBus: "sata", NICModel: "e1000", Firmware: "bios"}
-			err := BootTestError(r, tc.site)
+			r := &Result{Status: "failed", Reason: tc.reason, Detail: "d", ConsoleLog: "/out/x.boot.log", DiskBus: "sata", NICModel: "e1000", Firmware: "bios"}
+			err := Error(r, tc.site)
 			fe, ok := fault.As(err)
 			if !ok || fe.Code != fault.BootTestFailed {
 				t.Fatalf("got %v", err)

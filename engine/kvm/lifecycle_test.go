@@ -1,9 +1,10 @@
-package engine
+package kvm
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
@@ -12,7 +13,7 @@ import (
 // its first phase (no marker and no success pattern), instead of being
 // quietly skipped.
 func TestCheckBootPhases(t *testing.T) {
-	ok := DomainRequest{Name: "d", Running: true, BootTest: BootTestSpec{Enabled: true}, InitialBootBus: "sata", Disks: []DomainDisk{{Source: "/x.qcow2"}}}
+	ok := Request{Name: "d", Running: true, BootTest: boottest.Spec{Enabled: true}, InitialBootBus: "sata", Disks: []DiskRequest{{Source: "/x.qcow2"}}}
 	linux := &guest.Info{OS: "linux", Root: "/dev/sda1"}
 	windows := &guest.Info{OS: "windows", Root: "/dev/sda2"}
 	if !linux.HasOS() || !windows.HasOS() {
@@ -20,17 +21,17 @@ func TestCheckBootPhases(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		mut  func(*DomainRequest)
+		mut  func(*Request)
 		info *guest.Info
 		want string // "" when allowed
 	}{
-		{"linux", func(*DomainRequest) {}, linux, ""},
-		{"unknown yet", func(*DomainRequest) {}, nil, ""},
-		{"no initial bus", func(r *DomainRequest) { r.InitialBootBus = ""; r.BootTest.Enabled = false }, windows, ""},
-		{"windows", func(*DomainRequest) {}, windows, "the guest is windows"},
-		{"windows with a pattern", func(r *DomainRequest) { r.BootTest.SuccessPattern = "SAC>" }, windows, ""},
-		{"not running", func(r *DomainRequest) { r.Running = false }, linux, "running is false"},
-		{"no boot test", func(r *DomainRequest) { r.BootTest.Enabled = false }, linux, "boot test is disabled"},
+		{"linux", func(*Request) {}, linux, ""},
+		{"unknown yet", func(*Request) {}, nil, ""},
+		{"no initial bus", func(r *Request) { r.InitialBootBus = ""; r.BootTest.Enabled = false }, windows, ""},
+		{"windows", func(*Request) {}, windows, "the guest is windows"},
+		{"windows with a pattern", func(r *Request) { r.BootTest.SuccessPattern = "SAC>" }, windows, ""},
+		{"not running", func(r *Request) { r.Running = false }, linux, "running is false"},
+		{"no boot test", func(r *Request) { r.BootTest.Enabled = false }, linux, "boot test is disabled"},
 	} {
 		r := ok
 		c.mut(&r)

@@ -1,4 +1,4 @@
-package domain
+package kvm
 
 import (
 	"fmt"
@@ -233,3 +233,23 @@ func ObserveConsoleLog(xml string) string {
 	}
 	return ""
 }
+
+// Live is a defined domain as libvirt has it now, for drift detection and
+// import.
+type Live struct {
+	Info
+	Observed
+	// Disks are its file-backed disks; Backing is the image a vmconv
+	// overlay stands on ("" for a disk that is not an overlay).
+	Disks      []LiveDisk
+	NICs       []NIC
+	ConsoleLog string
+}
+
+// LiveDisk is a disk of a live domain.
+type LiveDisk struct {
+	Path, Bus, Backing string
+}
+
+// Running says whether the domain is running.
+func (l Live) Running() bool { return l.State == StateRunning }

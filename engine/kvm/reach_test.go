@@ -1,4 +1,4 @@
-package engine
+package kvm
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
@@ -57,7 +57,7 @@ func TestCheckReach(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to make folders another user cannot enter")
 	}
-	qemu := domain.Identity{UID: 64055, GID: 64055, Groups: []int{64055}, Name: "libvirt-qemu"}
+	qemu := Identity{UID: 64055, GID: 64055, Groups: []int{64055}, Name: "libvirt-qemu"}
 	base := t.TempDir()
 	// t.TempDir's own parent is 0700: it would block every case.
 	os.Chmod(filepath.Dir(base), 0o755)
@@ -111,8 +111,8 @@ func TestCheckReach(t *testing.T) {
 			[]string{"does not let it read", "chmod o+r " + openDisk, "dynamic_ownership is off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req := DomainRequest{Name: "d", Disks: []DomainDisk{{Source: tc.disk}}}
-			err := checkReach(req, tc.domainDir, qemu, tc.readFiles, domain.StatPerm)
+			req := Request{Name: "d", Disks: []DiskRequest{{Source: tc.disk}}}
+			err := checkReach(req, tc.domainDir, qemu, tc.readFiles, StatPerm)
 			if tc.blocked == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -139,19 +139,19 @@ func TestCheckReach(t *testing.T) {
 // A boot test that requires a network on a domain without a network
 // interface could only fail after the whole boot: the plan refuses it.
 func TestCheckBootNetwork(t *testing.T) {
-	base := DomainRequest{Name: "d", Running: true, BootTest: BootTestSpec{Enabled: true}}
+	base := Request{Name: "d", Running: true, BootTest: boottest.Spec{Enabled: true}}
 	base.BootTest.RequireNetwork = true
 	for _, tc := range []struct {
 		name    string
-		mut     func(*DomainRequest)
+		mut     func(*Request)
 		refused bool
 	}{
-		{"no NIC, network required", func(*DomainRequest) {}, true},
-		{"no NIC, network not required", func(r *DomainRequest) { r.BootTest.RequireNetwork = false }, false},
-		{"a NIC", func(r *DomainRequest) { r.NICs = []domain.NIC{{User: true}} }, false},
-		{"no boot test", func(r *DomainRequest) { r.BootTest.Enabled = false }, false},
-		{"not started", func(r *DomainRequest) { r.Running = false }, false},
-		{"a success pattern, which ignores the network", func(r *DomainRequest) { r.BootTest.SuccessPattern = "login:" }, false},
+		{"no NIC, network required", func(*Request) {}, true},
+		{"no NIC, network not required", func(r *Request) { r.BootTest.RequireNetwork = false }, false},
+		{"a NIC", func(r *Request) { r.NICs = []NIC{{User: true}} }, false},
+		{"no boot test", func(r *Request) { r.BootTest.Enabled = false }, false},
+		{"not started", func(r *Request) { r.Running = false }, false},
+		{"a success pattern, which ignores the network", func(r *Request) { r.BootTest.SuccessPattern = "login:" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := base

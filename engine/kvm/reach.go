@@ -1,4 +1,4 @@
-package engine
+package kvm
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"regexp"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
-	"github.com/vmconv/terraform-provider-vmconv/engine/domain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
@@ -42,15 +41,15 @@ func dynamicOwnership(conf string) bool {
 
 // qemuIdentity asks libvirt who it runs QEMU as, for domains of the type
 // spec gives them. ok is false when libvirt applies no DAC label.
-func (e *Engine) qemuIdentity(ctx context.Context, hv domain.Hypervisor) (domain.Identity, bool, error) {
+func (m *Manager) qemuIdentity(ctx context.Context, hv Hypervisor) (Identity, bool, error) {
 	caps, err := hv.Capabilities()
 	if err != nil {
-		return domain.Identity{}, false, fault.Wrap(fault.HypervisorFailed, e.LibvirtURI(), err, "cannot read libvirt's capabilities, which name the user QEMU runs as")
+		return Identity{}, false, fault.Wrap(fault.HypervisorFailed, m.URI(), err, "cannot read libvirt's capabilities, which name the user QEMU runs as")
 	}
-	ku, kg, kok, kerr := domain.DACLabel(caps, "kvm")
-	qu, qg, qok, qerr := domain.DACLabel(caps, "qemu")
+	ku, kg, kok, kerr := DACLabel(caps, "kvm")
+	qu, qg, qok, qerr := DACLabel(caps, "qemu")
 	if err := errors.Join(kerr, qerr); err != nil {
-		return domain.Identity{}, false, fault.Wrap(fault.HypervisorFailed, e.LibvirtURI(), err, "cannot read the user QEMU runs as from libvirt's capabilities")
+		return Identity{}, false, fault.Wrap(fault.HypervisorFailed, m.URI(), err, "cannot read the user QEMU runs as from libvirt's capabilities")
 	}
 	uid, gid, ok := qu, qg, qok
 	switch {
@@ -59,25 +58,25 @@ func (e *Engine) qemuIdentity(ctx context.Context, hv domain.Hypervisor) (domain
 	case kok && qok && (ku != qu || kg != qg):
 		// The labels differ by domain type: the type is the one spec
 		// will choose.
-		if a, err := e.Accel(ctx); err == nil && a.Mode == accel.KVM {
+		if a, err := m.deps.Accel(ctx); err == nil && a.Mode == accel.KVM {
 			uid, gid = ku, kg
 		}
 	}
 	if !ok {
-		return domain.Identity{}, false, nil
+		return Identity{}, false, nil
 	}
-	return domain.LookupIdentity(uid, gid), true, nil
+	return LookupIdentity(uid, gid), true, nil
 }
 
 // checkDomainAccess refuses, at plan time, a domain whose disks QEMU will
 // not reach: libvirt starts QEMU as its DAC user (libvirt-qemu on Debian),
 // which must be able to search every folder above each image of each
 // disk's chain. Only the local system libvirtd is checked.
-func (e *Engine) checkDomainAccess(ctx context.Context, req DomainRequest, hv domain.Hypervisor) error {
-	if !localSystemURI(e.LibvirtURI()) {
+func (m *Manager) checkDomainAccess(ctx context.Context, req Request, hv Hypervisor) error {
+	if !localSystemURI(m.URI()) {
 		return nil
 	}
-	id, ok, err := e.qemuIdentity(ctx, hv)
+	id, ok, err := m.qemuIdentity(ctx, hv)
 	if err != nil || !ok {
 		return err
 	}
@@ -88,7 +87,7 @@ func (e *Engine) checkDomainAccess(ctx context.Context, req DomainRequest, hv do
 		return nil
 	}
 	conf, _ := os.ReadFile(qemuConf)
-	return checkReach(req, e.domainDir(req.Name), id, !dynamicOwnership(string(conf)), domain.StatPerm)
+	return checkReach(req, m.domainDir(req.Name), id, !dynamicOwnership(string(conf)), StatPerm)
 }
 
 // checkReach walks every path QEMU will open for req, as id.
@@ -109,7 +108,7 @@ func (e *Engine) checkDomainAccess(ctx context.Context, req DomainRequest, hv do
 // own folder, where its overlays go, through its nearest existing
 // ancestor. Paths that cannot be stat'ed are left to the checks that
 // report missing files.
-func checkReach(req DomainRequest, domainDir string, id domain.Identity, readFiles bool, stat func(string) (domain.Perm, error)) error {
+func checkReach(req Request, domainDir string, id Identity, readFiles bool, stat func(string) (Perm, error)) error {
 	type target struct {
 		path, what, file string
 		read, dir        bool
@@ -129,7 +128,7 @@ func checkReach(req DomainRequest, domainDir string, id domain.Identity, readFil
 		for _, p := range withRealPath(src) {
 			ts = append(ts, target{path: p, what: fmt.Sprintf("disk %d (%s)", i, src), read: readFiles, file: d.Source})
 		}
-		for _, b := range domain.BackingChain(src) {
+		for _, b := range BackingChain(src) {
 			for _, p := range withRealPath(b) {
 				ts = append(ts, target{path: p, what: fmt.Sprintf("the backing image %s of disk %d (%s)", b, i, src), read: readFiles, file: d.Source})
 			}
@@ -140,7 +139,7 @@ func checkReach(req DomainRequest, domainDir string, id domain.Identity, readFil
 		ts = append(ts, target{path: dir, what: fmt.Sprintf("the domain's folder %s, where its overlays go", dd), dir: true, file: dd, domainOwned: true})
 	}
 	for _, t := range ts {
-		b, err := domain.Reach(t.path, id, t.read, t.dir, stat)
+		b, err := Reach(t.path, id, t.read, t.dir, stat)
 		if err != nil || b == nil {
 			continue
 		}
@@ -167,7 +166,7 @@ func nearestExisting(p string) string {
 	}
 }
 
-func unreachable(id domain.Identity, file, what string, domainOwned bool, b *domain.Blocked) error {
+func unreachable(id Identity, file, what string, domainOwned bool, b *Blocked) error {
 	kind, verb := "folder", "search"
 	if b.Need == "read" {
 		kind, verb = "file", "read"
@@ -199,7 +198,7 @@ func unreachable(id domain.Identity, file, what string, domainOwned bool, b *dom
 		WithHint("%s", hint)
 }
 
-func modeString(p domain.Perm) string {
+func modeString(p Perm) string {
 	s := (p.Mode & (fs.ModeDir | fs.ModePerm)).String()
 	if p.ACL != nil {
 		s += "+"

@@ -1,10 +1,12 @@
-package validate
+package boottest
 
 import (
 	"bytes"
 	"encoding/binary"
 	"os"
 	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guid"
 )
 
 func TestAddBootEntry(t *testing.T) {
@@ -41,7 +43,7 @@ func TestAddBootEntry(t *testing.T) {
 	if !ok {
 		t.Fatal("no Boot0000")
 	}
-	if !bytes.Contains(boot, ucs2z(`\EFI\debian\grubx64.efi`)) || !bytes.Contains(boot, guidBytes(esp.GUID)) {
+	if !bytes.Contains(boot, ucs2z(`\EFI\debian\grubx64.efi`)) || !bytes.Contains(boot, guid.Must(esp.GUID)) {
 		t.Error("Boot0000 lacks the loader path or the partition GUID")
 	}
 	if order := found[string(ucs2z("BootOrder"))]; !bytes.Equal(order, []byte{0, 0}) {
