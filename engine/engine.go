@@ -158,6 +158,12 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bo
 		rs.fp = rs.remote.Fingerprint
 		return rs, nil
 	}
+	if n := len(rs.local.Disks); n > 1 {
+		// Converting the first disk alone would drop the others without a
+		// word.
+		return nil, fault.New(fault.InvalidRequest, spec.VMX, "the VM has %d disks, and a disk conversion converts one", n).
+			WithHint("Convert one disk with source.path naming its file, or the whole VM as one guest.")
+	}
 	c, err := chain.Resolve(rs.local.Head, chain.Options{
 		Format:                 diskformat.Format(spec.Format),
 		AllowParentCIDMismatch: spec.AllowParentCIDMismatch,
@@ -165,9 +171,10 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bo
 	if err != nil {
 		return nil, err
 	}
-	if rs.src.Kind() == "path" && !spec.AllowOlderSnapshot {
+	if k := rs.src.Kind(); (k == "path" || k == "vmx") && !spec.AllowOlderSnapshot {
 		// Only a local folder can hold snapshots the user did not name: a
-		// fetched source is exactly the chain its remote end names.
+		// fetched source is exactly the chain its remote end names. A .vmx
+		// names its disks' newest files, unless it is older than they are.
 		newer, err := c.NewerSnapshots()
 		if err != nil {
 			return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot look for newer snapshots beside the source")

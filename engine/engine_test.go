@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -492,5 +493,53 @@ func TestOlderSnapshotRefused(t *testing.T) {
 	}
 	if _, err := e.Plan(context.Background(), req(base, false), engine.PlanOptions{}); !fault.Is(err, fault.OlderSnapshot) {
 		t.Errorf("qcow2 base with a snapshot beside it: got %v", err)
+	}
+}
+
+// TestVMXSingleDiskPlan: a .vmx is a source like a path for the disk it
+// names: a .vmx older than its disk's newest snapshot is refused like a
+// path naming the base, and a VM with several disks is never cut down to
+// its first one.
+func TestVMXSingleDiskPlan(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	layers, err := testimg.VMDKChain(src, "web", "monolithicSparse", 8*mib, baseLayer, snap1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmxFile := func(disks ...string) string {
+		text := "config.version = \"8\"\nmemSize = \"512\"\nscsi0.present = \"TRUE\"\n"
+		for i, d := range disks {
+			text += fmt.Sprintf("scsi0:%d.present = \"TRUE\"\nscsi0:%d.fileName = %q\n", i, i, filepath.Base(d))
+		}
+		p := filepath.Join(src, "web.vmx")
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e := newEngine(t)
+	req := func(vmx string) engine.Request {
+		return engine.Request{Source: engine.SourceSpec{VMX: vmx}, Output: engine.OutputSpec{Path: filepath.Join(out, "web.qcow2")}}
+	}
+	p, err := e.Plan(context.Background(), req(vmxFile(layers[0])), engine.PlanOptions{})
+	if err != nil {
+		t.Fatalf("the newest layer: %v", err)
+	}
+	if p.Source.Kind != "vmx" || len(p.Source.Chain) != 2 {
+		t.Errorf("planned %s with %d layers", p.Source.Kind, len(p.Source.Chain))
+	}
+	if _, err := e.Plan(context.Background(), req(vmxFile(layers[1])), engine.PlanOptions{}); !fault.Is(err, fault.OlderSnapshot) {
+		t.Errorf("a .vmx naming the base: got %v", err)
+	}
+	two := filepath.Join(src, "data.vmdk")
+	if err := testimg.Run("qemu-img", "create", "-q", "-f", "vmdk", two, "8M"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Plan(context.Background(), req(vmxFile(layers[0], two)), engine.PlanOptions{})
+	if fe, ok := fault.As(err); !ok || fe.Code != fault.InvalidRequest || !strings.Contains(fe.Msg, "2 disks") {
+		t.Errorf("a two-disk VM as one disk: got %v", err)
+	}
+	if es, _ := os.ReadDir(out); len(es) != 0 {
+		t.Errorf("a refused plan wrote %v", es)
 	}
 }

@@ -1,5 +1,6 @@
 // Package source is the FETCH stage's inputs: every kind of source disk
-// (a local path, an OVA, a URL, a vSphere VM, an ESXi datastore over SSH)
+// (a local path, a VMware VM folder's .vmx, an OVA, a URL, a vSphere VM,
+// an ESXi datastore over SSH)
 // behind one interface, chosen in one place (Select), as virt-v2v's input
 // modules share one module type and CDI's data sources one interface.
 //
@@ -21,8 +22,8 @@ import (
 
 // Source is one kind of source disk.
 type Source interface {
-	// Kind is the source's kind in plans and reports: path, ova, url,
-	// vsphere or esxi_ssh.
+	// Kind is the source's kind in plans and reports: path, vmx, ova,
+	// url, vsphere or esxi_ssh.
 	Kind() string
 	// Locate makes the source local when it is already in the cache, or
 	// when fetch allows copying it there. Otherwise it returns what the
@@ -51,6 +52,11 @@ type Local struct {
 	OVF *ovf.OVF
 	// Note says which part of the source the disk is, for the plan.
 	Note string
+	// Disks are every disk of a whole-VM source (a .vmx), in the order
+	// the VM attaches them; Head is the first's. Nil for a single disk.
+	Disks []Disk
+	// Hardware is a whole-VM source's shape; nil for a single disk.
+	Hardware *Hardware
 }
 
 // Remote is what a source not made local reports about itself.
@@ -79,6 +85,8 @@ func Select(s Spec, env Env) Source {
 		env.Log = nopLog{}
 	}
 	switch {
+	case s.VMX != "":
+		return vmxSource{path: s.VMX}
 	case s.OVA != "" || s.OVAURL != nil:
 		return &ovaSource{spec: s, env: env}
 	case s.URL != nil:

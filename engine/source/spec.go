@@ -22,6 +22,9 @@ type Spec struct {
 	// AllowOlderSnapshot converts a layer that has a newer snapshot beside
 	// it, knowingly without that snapshot's writes.
 	AllowOlderSnapshot bool `json:"allow_older_snapshot,omitempty"`
+	// VMX is a VMware VM's configuration file: every disk it names, in
+	// controller order, and the VM's hardware.
+	VMX string `json:"vmx,omitempty"`
 	// OVA is a local OVA archive to take the disk from, instead of Path.
 	OVA string `json:"ova,omitempty"`
 	// OVADisk is which of the OVF's disks (in its order), from 0.
@@ -77,14 +80,14 @@ type ESXi struct {
 // canonical form (absolute paths, redacted URLs for display).
 func (s Spec) Normalize() (Spec, error) {
 	kinds := 0
-	for _, set := range []bool{s.Path != "", s.OVA != "", s.URL != nil, s.VSphere != nil, s.ESXi != nil, s.OVAURL != nil} {
+	for _, set := range []bool{s.Path != "", s.VMX != "", s.OVA != "", s.URL != nil, s.VSphere != nil, s.ESXi != nil, s.OVAURL != nil} {
 		if set {
 			kinds++
 		}
 	}
 	switch {
 	case kinds == 0:
-		return s, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.ova, source.url, source.vsphere or source.esxi_ssh.")
+		return s, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.vmx, source.ova, source.url, source.vsphere or source.esxi_ssh.")
 	case kinds > 1:
 		return s, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
 	case s.URL != nil || s.OVAURL != nil:
@@ -103,6 +106,12 @@ func (s Spec) Normalize() (Spec, error) {
 		} else {
 			s.OVAURL = &c
 		}
+	case s.VMX != "":
+		abs, err := filepath.Abs(s.VMX)
+		if err != nil {
+			return s, fault.Wrap(fault.InvalidRequest, s.VMX, err, "invalid .vmx path")
+		}
+		s.VMX = abs
 	case s.OVA != "":
 		abs, err := filepath.Abs(s.OVA)
 		if err != nil {
