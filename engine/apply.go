@@ -67,6 +67,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if p == nil || p.FormatVersion != PlanFormatVersion {
 		return nil, fault.New(fault.InvalidRequest, "", "the plan is missing or from an incompatible version")
 	}
+	if len(p.Disks) > 0 {
+		// Whole-VM plans are made (and shown) before their apply exists:
+		// refuse rather than convert a VM's first disk alone.
+		return nil, fault.New(fault.InvalidRequest, p.Output.Path, "this engine plans whole VMs but cannot apply them yet").
+			WithHint("Convert each disk with its own output.path for now.")
+	}
 	select {
 	case e.sem <- struct{}{}:
 		defer func() { <-e.sem }()
@@ -133,7 +139,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	p := j.plan
 	req := p.Request
-	rs, err := e.resolveSource(ctx, req.Source, true, j.sink)
+	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", true, j.sink)
 	if err != nil {
 		return err
 	}

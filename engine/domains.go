@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guestfs"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
 	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 )
@@ -40,7 +41,7 @@ func (e *Engine) newDomains() *kvm.Manager {
 			return nil
 		},
 		OpenAppliance: func(ctx context.Context, image, format, work string) (guest.Session, error) {
-			s, _, err := e.openAppliance(ctx, image, format, work)
+			s, _, err := e.openAppliance(ctx, work, guestfs.Drive{Path: image, Format: format})
 			return s, err
 		},
 		Scratch: e.scratch,

@@ -118,8 +118,10 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Config() Config { return e.cfg }
 
 type resolvedSource struct {
-	src   source.Source
+	src source.Source
+	// c is the first disk's chain; disks are every disk's, in order.
 	c     *chain.Chain
+	disks []resolvedDisk
 	local *source.Local
 	fp    string
 	// remote is set when a remote source was not fetched: plan from it.
@@ -144,10 +146,11 @@ func (l fetchLog) Log(level, msg string, f map[string]any) {
 
 // resolveSource makes the source local (an OVA's disk is extracted into
 // the cache; a remote disk is copied into it when fetchNow or found there)
-// and resolves its chain. The fingerprint is the source's own when it has
-// one (an archive's, a remote object's), the chain's files' otherwise.
-// Faults name what the user wrote, never a cache file.
-func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
+// and resolves its chain, or each disk's for a whole VM (vm). The
+// fingerprint is the source's own when it has one (an archive's, a remote
+// object's), the chain's files' otherwise. Faults name what the user
+// wrote, never a cache file.
+func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
 	rs := &resolvedSource{src: source.Select(spec, e.sourceEnv(sink))}
 	defer func() { err = rs.src.Relabel(err) }()
 	rs.local, rs.remote, err = rs.src.Locate(ctx, fetchNow)
@@ -158,20 +161,48 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bo
 		rs.fp = rs.remote.Fingerprint
 		return rs, nil
 	}
-	if n := len(rs.local.Disks); n > 1 {
+	heads := []source.Disk{{Head: rs.local.Head}}
+	switch {
+	case vm && len(rs.local.Disks) > 0:
+		heads = rs.local.Disks
+	case vm:
+		return nil, fault.New(fault.InvalidRequest, "", "the source is one disk, not a whole VM").
+			WithHint("Convert it with output.path, or name the VM (source.vmx).")
+	case len(rs.local.Disks) > 1:
 		// Converting the first disk alone would drop the others without a
 		// word.
-		return nil, fault.New(fault.InvalidRequest, spec.VMX, "the VM has %d disks, and a disk conversion converts one", n).
-			WithHint("Convert one disk with source.path naming its file, or the whole VM as one guest.")
+		return nil, fault.New(fault.InvalidRequest, spec.VMX, "the VM has %d disks, and a disk conversion converts one", len(rs.local.Disks)).
+			WithHint("Convert one disk with source.path naming its file, or the whole VM as one guest (output.dir).")
 	}
-	c, err := chain.Resolve(rs.local.Head, chain.Options{
+	var files []string
+	for _, d := range heads {
+		c, err := e.resolveChain(d.Head, spec, rs.src.Kind())
+		if err != nil {
+			return nil, err
+		}
+		rs.disks = append(rs.disks, resolvedDisk{Disk: d, c: c})
+		files = append(files, filePaths(c)...)
+	}
+	rs.c, rs.fp = rs.disks[0].c, rs.local.Fingerprint
+	if rs.fp == "" {
+		if rs.fp, _, err = fingerprint.Files(files); err != nil {
+			return nil, fault.Wrap(fault.SourceUnreadable, rs.c.Head().Path, err, "cannot fingerprint the source")
+		}
+	}
+	return rs, nil
+}
+
+// resolveChain resolves one disk's chain from its newest file, refusing a
+// layer that has a newer snapshot beside it.
+func (e *Engine) resolveChain(head string, spec SourceSpec, kind string) (*chain.Chain, error) {
+	c, err := chain.Resolve(head, chain.Options{
 		Format:                 diskformat.Format(spec.Format),
 		AllowParentCIDMismatch: spec.AllowParentCIDMismatch,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if k := rs.src.Kind(); (k == "path" || k == "vmx") && !spec.AllowOlderSnapshot {
+	if (kind == "path" || kind == "vmx") && !spec.AllowOlderSnapshot {
 		// Only a local folder can hold snapshots the user did not name: a
 		// fetched source is exactly the chain its remote end names. A .vmx
 		// names its disks' newest files, unless it is older than they are.
@@ -185,18 +216,22 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, fetchNow bo
 				WithHint("%s", chain.NewerSnapshotHint(newer)).WithFact("Newer snapshot", newer[0])
 		}
 	}
-	rs.c, rs.fp = c, rs.local.Fingerprint
-	if rs.fp == "" {
-		if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {
-			return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
-		}
-	}
-	return rs, nil
+	return c, nil
+}
+
+// resolvedDisk is one disk of a source and its chain.
+type resolvedDisk struct {
+	source.Disk
+	c *chain.Chain
 }
 
 // files are the files an output must never overwrite.
 func (rs *resolvedSource) files() []string {
-	return append(filePaths(rs.c), rs.src.Protected()...)
+	var out []string
+	for _, d := range rs.disks {
+		out = append(out, filePaths(d.c)...)
+	}
+	return append(out, rs.src.Protected()...)
 }
 
 func filePaths(c *chain.Chain) []string {

@@ -108,6 +108,12 @@ type Plan struct {
 	// no stage needs the guest.
 	Guest    *GuestPlan `json:"guest,omitempty"`
 	Warnings []string   `json:"warnings"`
+	// Disks are every disk of a whole-VM plan (output.dir), in the order
+	// the VM attaches them; then Source describes the VM and Output the
+	// folder, with the disks' sizes summed. Nil for a single disk.
+	Disks []DiskPlan `json:"disks,omitempty"`
+	// Hardware is a whole VM's shape, as its source describes it.
+	Hardware *Hardware `json:"hardware,omitempty"`
 }
 
 // Firmware is the guest's firmware as inspected at plan time, or "".
@@ -177,12 +183,15 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 
 	// FETCH and FLATTEN: make the source local, resolve and validate the
 	// whole chain.
-	rs, err := e.resolveSource(ctx, req.Source, opts.Fetch, nil)
+	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", opts.Fetch, nil)
 	if err != nil {
 		return nil, err
 	}
 	if rs.remote != nil {
 		return e.deferredPlan(p, req, rs, opts)
+	}
+	if req.Output.Dir != "" {
+		return e.planVM(ctx, p, rs, opts)
 	}
 	if err := e.checkChain(ctx, rs.c); err != nil {
 		return nil, rs.src.Relabel(err)
@@ -244,7 +253,7 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		if !opts.Inspect {
 			p.Guest = &GuestPlan{How: "skipped", Reason: "plan-time inspection is off (provider plan_inspection = false): the guest is inspected at apply"}
 		} else {
-			g, err := e.planGuest(ctx, c, fp, req)
+			g, err := e.planGuest(ctx, rs.disks, fp, req)
 			if err != nil {
 				return nil, err
 			}
@@ -358,28 +367,35 @@ func convertReason(p *Plan) string {
 
 // estimate sizes the output with qemu-img measure on the shadow chain.
 func (e *Engine) estimate(ctx context.Context, c *chain.Chain, p *Plan) error {
-	dir, err := e.scratch("plan-")
+	o, err := e.measure(ctx, c, p.Output.Format)
 	if err != nil {
 		return err
+	}
+	p.Output.RequiredSpace, p.Output.fullyAllocated, p.Output.EstimatedSize = o.RequiredSpace, o.fullyAllocated, o.EstimatedSize
+	return nil
+}
+
+// measure sizes one disk's output in format: the file's expected size and
+// the space its conversion needs.
+func (e *Engine) measure(ctx context.Context, c *chain.Chain, format string) (OutputPlan, error) {
+	dir, err := e.scratch("plan-")
+	if err != nil {
+		return OutputPlan{}, err
 	}
 	defer os.RemoveAll(dir)
 	top, driver, err := c.Materialize(ctx, dir, e.qemu)
 	if err != nil {
-		return err
+		return OutputPlan{}, err
 	}
 	m, err := e.qemu.Measure(ctx, top, driver, "qcow2", false)
 	if err != nil {
-		return toolFault(ctx, err, c.Head().Path, "qemu-img cannot measure the source")
+		return OutputPlan{}, toolFault(ctx, err, c.Head().Path, "qemu-img cannot measure the source")
 	}
-	p.Output.RequiredSpace = m.Required
-	p.Output.fullyAllocated = m.FullyAllocated
-	switch p.Output.Format {
-	case "raw":
-		p.Output.EstimatedSize = c.VirtualSize()
-	default:
-		p.Output.EstimatedSize = m.Required
+	o := OutputPlan{Format: format, RequiredSpace: m.Required, fullyAllocated: m.FullyAllocated, EstimatedSize: m.Required}
+	if format == "raw" {
+		o.EstimatedSize = c.VirtualSize()
 	}
-	return nil
+	return o, nil
 }
 
 // checkTarget is one file qemu-img check can open on its own.

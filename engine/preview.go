@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/inspect"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guestfs"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/virtio"
 )
@@ -84,7 +84,9 @@ func (e *Engine) cachedGuestPlan(key string) (*GuestPlan, bool) {
 
 // planGuest inspects the guest and dry-runs the fixes, once per source
 // fingerprint and options: the result is cached, so the next plan is fast.
-func (e *Engine) planGuest(ctx context.Context, c *chain.Chain, fp string, req Request) (*GuestPlan, error) {
+// planGuest inspects the guest on disks (one, or every disk of a VM in
+// its order) and dry-runs the fixes, once per fingerprint and request.
+func (e *Engine) planGuest(ctx context.Context, disks []resolvedDisk, fp string, req Request) (*GuestPlan, error) {
 	key := planGuestKey(fp, req)
 	if g, ok := e.cachedGuestPlan(key); ok {
 		return g, nil
@@ -124,27 +126,33 @@ func (e *Engine) planGuest(ctx context.Context, c *chain.Chain, fp string, req R
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	f.g, f.err = e.inspectGuest(ctx, c, key, req)
+	f.g, f.err = e.inspectGuest(ctx, disks, key, req)
 	return f.g, f.err
 }
 
-func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, req Request) (*GuestPlan, error) {
+func (e *Engine) inspectGuest(ctx context.Context, disks []resolvedDisk, key string, req Request) (*GuestPlan, error) {
 	work, err := e.scratch("plan-guest-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	top, driver, err := c.Materialize(ctx, filepath.Join(work, "shadow"), e.qemu)
-	if err != nil {
-		return nil, err
-	}
-	// The dry run reads the guest through a throwaway overlay: the source
+	c := disks[0].c
+	// The dry run reads the guest through throwaway overlays: the source
 	// is opened read-only and nothing the appliance does reaches it.
-	overlay := filepath.Join(work, "overlay.qcow2")
-	if err := e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
-		return nil, toolFault(ctx, err, c.Head().Path, "qemu-img cannot open the source chain")
+	var drives []guestfs.Drive
+	for i, d := range disks {
+		dir := filepath.Join(work, fmt.Sprintf("disk%d", i))
+		top, driver, err := d.c.Materialize(ctx, filepath.Join(dir, "shadow"), e.qemu)
+		if err != nil {
+			return nil, err
+		}
+		overlay := filepath.Join(dir, "overlay.qcow2")
+		if err := e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
+			return nil, toolFault(ctx, err, d.c.Head().Path, "qemu-img cannot open the source chain")
+		}
+		drives = append(drives, guestfs.Drive{Path: overlay, Format: "qcow2"})
 	}
-	s, _, err := e.openAppliance(ctx, overlay, "qcow2", filepath.Join(work, "appliance"))
+	s, _, err := e.openAppliance(ctx, filepath.Join(work, "appliance"), drives...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +161,7 @@ func (e *Engine) inspectGuest(ctx context.Context, c *chain.Chain, key string, r
 	if err != nil {
 		return nil, err
 	}
+	info.Disks = diskSlots(disks)
 	g := &GuestPlan{How: "inspected", Guest: info, Warnings: info.Warnings}
 	switch {
 	case !info.HasOS():

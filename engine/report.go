@@ -152,7 +152,7 @@ func (e *Engine) DescribeDisk(ctx context.Context, src SourceSpec, inspect bool)
 	if !inspect {
 		return d, nil
 	}
-	g, err := e.planGuest(ctx, c, fp, Request{Source: src})
+	g, err := e.planGuest(ctx, []resolvedDisk{{c: c}}, fp, Request{Source: src})
 	if err != nil {
 		return nil, err
 	}

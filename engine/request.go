@@ -50,7 +50,10 @@ type (
 
 // OutputSpec names the output image.
 type OutputSpec struct {
-	Path        string `json:"path"`
+	Path string `json:"path,omitempty"`
+	// Dir receives a whole VM: one image per disk and the report,
+	// published together.
+	Dir         string `json:"dir,omitempty"`
 	Format      string `json:"format"`
 	Compression bool   `json:"compression"`
 	Overwrite   bool   `json:"overwrite"`
@@ -62,14 +65,25 @@ func normalize(req Request) (Request, error) {
 		return req, err
 	}
 	req.Source = src
-	if req.Output.Path == "" {
-		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path.")
+	switch {
+	case req.Output.Path == "" && req.Output.Dir == "":
+		return req, fault.New(fault.InvalidRequest, "", "no output path is set").WithHint("Set output.path (a disk) or output.dir (a whole VM).")
+	case req.Output.Path != "" && req.Output.Dir != "":
+		return req, fault.New(fault.InvalidRequest, req.Output.Path, "both output.path and output.dir are set").
+			WithHint("A disk conversion writes output.path; a whole VM writes one image per disk into output.dir.")
+	case req.Output.Dir != "":
+		abs, err := filepath.Abs(req.Output.Dir)
+		if err != nil {
+			return req, fault.Wrap(fault.InvalidRequest, req.Output.Dir, err, "invalid output folder")
+		}
+		req.Output.Dir = abs
+	default:
+		abs, err := filepath.Abs(req.Output.Path)
+		if err != nil {
+			return req, fault.Wrap(fault.InvalidRequest, req.Output.Path, err, "invalid output path")
+		}
+		req.Output.Path = abs
 	}
-	abs, err := filepath.Abs(req.Output.Path)
-	if err != nil {
-		return req, fault.Wrap(fault.InvalidRequest, req.Output.Path, err, "invalid output path")
-	}
-	req.Output.Path = abs
 	if req.Output.Format == "" {
 		req.Output.Format = string(diskformat.QCOW2)
 	}

@@ -245,24 +245,42 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }
 
-// openAppliance starts libguestfs on a disk image under the engine's
-// accelerator choice.
-func (e *Engine) openAppliance(ctx context.Context, image, format, workDir string) (guest.Session, string, error) {
+// openAppliance starts libguestfs on the drives of one guest (in the
+// guest's order) under the engine's accelerator choice.
+func (e *Engine) openAppliance(ctx context.Context, workDir string, drives ...guestfs.Drive) (guest.Session, string, error) {
 	a, err := e.Accel(ctx)
 	if err != nil {
 		return nil, "", fault.Wrap(fault.HypervisorFailed, "", err, "cannot decide between KVM and software emulation")
 	}
-	s, err := guestfs.Open(ctx, guestfs.Options{
-		Drive: image, Format: format, TCG: a.Mode == accel.TCG, WorkDir: workDir, Qemu: e.cfg.Qemu, MemoryMiB: 1536,
-	})
+	o := guestfs.Options{TCG: a.Mode == accel.TCG, WorkDir: workDir, Qemu: e.cfg.Qemu, MemoryMiB: 1536}
+	if len(drives) == 1 {
+		o.Drive, o.Format = drives[0].Path, drives[0].Format
+	} else {
+		o.Drives = drives
+	}
+	s, err := guestfs.Open(ctx, o)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
 		}
-		return nil, "", fault.Wrap(fault.InspectionFailed, image, err, "the libguestfs appliance did not start").
+		return nil, "", fault.Wrap(fault.InspectionFailed, drives[0].Path, err, "the libguestfs appliance did not start").
 			WithHint("Run libguestfs-test-tool to see why. On machines where nested KVM hangs guests, set the provider's accel = \"tcg\".")
 	}
 	return s, string(a.Mode), nil
+}
+
+// diskSlots are where a VM attached its disks, which is how its guest
+// names them; nil for a single disk, which the guest may have had
+// anywhere.
+func diskSlots(disks []resolvedDisk) []guest.DiskSlot {
+	if len(disks) < 2 {
+		return nil
+	}
+	out := make([]guest.DiskSlot, len(disks))
+	for i, d := range disks {
+		out[i] = d.Slot
+	}
+	return out
 }
 
 func (j *job) closeSession() error {
@@ -279,7 +297,7 @@ type inspectStage struct{}
 func (inspectStage) name() StageName { return StageInspect }
 
 func (inspectStage) run(ctx context.Context, j *job) error {
-	s, mode, err := j.e.openAppliance(ctx, j.input, j.inputDriver, filepath.Join(j.work, "appliance"))
+	s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), guestfs.Drive{Path: j.input, Format: j.inputDriver})
 	if err != nil {
 		return err
 	}
@@ -388,7 +406,7 @@ func (e *Engine) bootTest(ctx context.Context, image, format string, info *guest
 	if err := e.qemu.CreateOverlay(ctx, overlay, image, format); err != nil {
 		return nil, toolFault(ctx, err, image, "cannot create the boot test overlay")
 	}
-	s, mode, err := e.openAppliance(ctx, overlay, "qcow2", filepath.Join(work, "appliance"))
+	s, mode, err := e.openAppliance(ctx, filepath.Join(work, "appliance"), guestfs.Drive{Path: overlay, Format: "qcow2"})
 	if err != nil {
 		return nil, err
 	}

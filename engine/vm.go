@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
+)
+
+// Hardware is a whole VM's shape: vCPUs, memory, firmware and NICs.
+type Hardware = source.Hardware
+
+// DiskPlan is one disk of a whole-VM plan.
+type DiskPlan struct {
+	// Device is the slot as the source names it (scsi0:1).
+	Device string         `json:"device"`
+	Slot   guest.DiskSlot `json:"slot"`
+	Source SourcePlan     `json:"source"`
+	Output OutputPlan     `json:"output"`
+}
+
+// planVM plans a whole VM: every disk's chain checked and measured, one
+// image per disk in output.dir, and one inspection of the guest with every
+// disk attached in the VM's order.
+func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts PlanOptions) (*Plan, error) {
+	req := p.Request
+	dir := req.Output.Dir
+	shown, _ := rs.src.Describe(nil)
+	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp}
+	p.Hardware = rs.local.Hardware
+	if err := checkOutputDir(dir, opts.ManagedOutput || req.Output.Overwrite); err != nil {
+		return nil, err
+	}
+	name := vmOutputName(shown)
+	p.Output = OutputPlan{Path: dir, Format: req.Output.Format, Compression: req.Output.Compression}
+	var layers int
+	for i, d := range rs.disks {
+		if err := e.checkChain(ctx, d.c); err != nil {
+			return nil, rs.src.Relabel(err)
+		}
+		p.Warnings = append(p.Warnings, d.c.Warnings...)
+		o, err := e.measure(ctx, d.c, req.Output.Format)
+		if err != nil {
+			return nil, err
+		}
+		o.Path, o.Compression = filepath.Join(dir, fmt.Sprintf("%s-disk%d.%s", name, i, req.Output.Format)), req.Output.Compression
+		if err := output.CheckNotSource(o.Path, rs.files()); err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(o.Path); err == nil {
+			o.Replaces, p.Output.Replaces = true, true
+		}
+		h := d.c.Head()
+		p.Disks = append(p.Disks, DiskPlan{Device: d.Device, Slot: d.Slot, Output: o, Source: SourcePlan{
+			Kind: "path", Path: h.Path, Format: string(h.Format), Subformat: h.Subformat, VirtualSize: d.c.VirtualSize(), Chain: d.c.Layers}})
+		p.Output.EstimatedSize += o.EstimatedSize
+		p.Output.RequiredSpace += o.RequiredSpace
+		p.Output.fullyAllocated += o.fullyAllocated
+		layers += len(d.c.Layers)
+	}
+	p.Output.baseEstimate = p.Output.EstimatedSize
+	if req.Fixes.Enabled && !req.Fixes.DryRun && p.Output.Format != string(diskformat.Raw) {
+		// The fixes write into the guest (a new initramfs above all) on
+		// whichever disk holds the file systems they edit.
+		p.Output.FixAllowance = FixAllowance
+		p.Output.EstimatedSize += FixAllowance
+		p.Output.RequiredSpace += FixAllowance
+	}
+	if err := output.CheckSpace(filepath.Join(dir, "."), p.Output.RequiredSpace-replacedBytes(p.Disks)); err != nil {
+		return nil, err
+	}
+	p.Stages = []StagePlan{
+		{StageFetch, false, "the VM's disks are local files; nothing to fetch"},
+		{StageFlatten, true, fmt.Sprintf("%d disk(s), %d layer(s) in all, each read through a read-only qcow2 overlay", len(p.Disks), layers)},
+		inspectStagePlan(req),
+		fixStagePlan(req),
+		{StageConvert, true, fmt.Sprintf("write %d %s image(s) into %s, published together", len(p.Disks), p.Output.Format, dir)},
+		bootStagePlan(req),
+	}
+	if v := p.Stage(StageValidate); v.Run {
+		p.Stages[5].Reason += fmt.Sprintf(", with all %d disks attached", len(p.Disks))
+	}
+	return p, e.planVMGuest(ctx, p, rs, opts)
+}
+
+// planVMGuest inspects the guest across every disk once, when the plan may.
+func (e *Engine) planVMGuest(ctx context.Context, p *Plan, rs *resolvedSource, opts PlanOptions) error {
+	if !p.Stage(StageInspect).Run {
+		return nil
+	}
+	if !opts.Inspect {
+		p.Guest = &GuestPlan{How: "skipped", Reason: "plan-time inspection is off (provider plan_inspection = false): the guest is inspected at apply"}
+		return nil
+	}
+	g, err := e.planGuest(ctx, rs.disks, rs.fp, p.Request)
+	if err != nil {
+		return err
+	}
+	p.Guest = g
+	p.Warnings = append(p.Warnings, g.Warnings...)
+	if g.Guest != nil && !g.Guest.HasOS() {
+		p.Output.EstimatedSize, p.Output.RequiredSpace = p.Output.baseEstimate, p.Output.RequiredSpace-p.Output.FixAllowance
+		p.Output.FixAllowance = 0
+	}
+	for i := range p.Stages {
+		if p.Stages[i].Name == StageFix && p.Stages[i].Run {
+			switch names := g.PlannedFixes(); {
+			case len(names) > 0:
+				p.Stages[i].Reason += ": " + strings.Join(names, ", ")
+			case g.Reason != "":
+				p.Stages[i].Reason = g.Reason
+			default:
+				p.Stages[i].Reason = "the guest needs no fixes"
+			}
+		}
+	}
+	return nil
+}
+
+// checkOutputDir refuses an output folder that would destroy something: it
+// must be new, or empty, or the caller's own (a previous apply of the same
+// resource), and its parent must exist.
+func checkOutputDir(dir string, owned bool) error {
+	if err := output.CheckDir(dir); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot check the output folder")
+	}
+	if !fi.IsDir() {
+		return fault.New(fault.OutputExists, dir, "output.dir names something that is not a folder (%s)", fi.Mode().Type()).
+			WithHint("Choose a new or empty folder for output.dir; vmconv creates it.")
+	}
+	if owned {
+		return nil
+	}
+	if es, err := os.ReadDir(dir); err != nil || len(es) > 0 {
+		return fault.New(fault.OutputExists, dir, "the output folder is not empty, and this resource does not manage it").
+			WithHint("Choose a new or empty folder for output.dir (vmconv replaces the whole folder's contents when it publishes the VM's disks), or set output.overwrite = true to replace it.")
+	}
+	return nil
+}
+
+// replacedBytes is what the outputs being replaced free when the new ones
+// land.
+func replacedBytes(disks []DiskPlan) int64 {
+	var n int64
+	for _, d := range disks {
+		if fi, err := os.Stat(d.Output.Path); err == nil && d.Output.Replaces {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._+-]+`)
+
+// vmOutputName names a VM's images after its source: web.vmx gives
+// web-disk0.qcow2, web-disk1.qcow2...
+func vmOutputName(shown string) string {
+	n := strings.TrimSuffix(filepath.Base(shown), filepath.Ext(shown))
+	n = strings.Trim(unsafeName.ReplaceAllString(n, "_"), "._")
+	if n == "" {
+		return "vm"
+	}
+	return n
+}

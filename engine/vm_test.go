@@ -1,0 +1,165 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+)
+
+// twoDiskVM writes a VM folder: web.vmx naming a two-layer chain on
+// scsi0:0 and a one-layer data disk on scsi0:1, with a NIC.
+func twoDiskVM(t *testing.T) (vmx string, heads []string) {
+	t.Helper()
+	dir := t.TempDir()
+	web, err := testimg.VMDKChain(dir, "web", "monolithicSparse", 8*mib, baseLayer, snap1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := testimg.VMDKChain(dir, "data", "twoGbMaxExtentSparse", 8*mib, baseLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := `config.version = "8"
+displayName = "web"
+memSize = "1024"
+numvcpus = "2"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "pvscsi"
+scsi0:1.present = "TRUE"
+scsi0:1.fileName = "` + filepath.Base(data[0]) + `"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "` + filepath.Base(web[0]) + `"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "vmxnet3"
+ethernet0.addressType = "generated"
+ethernet0.generatedAddress = "00:0c:29:aa:bb:cc"
+`
+	vmx = filepath.Join(dir, "web.vmx")
+	if err := os.WriteFile(vmx, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return vmx, []string{web[0], data[0]}
+}
+
+// A whole VM is planned disk by disk in the VM's order, each chain
+// checked and measured, one image per disk named after the VM, the sizes
+// summed, and the hardware taken from the .vmx. Nothing is written.
+func TestPlanVM(t *testing.T) {
+	vmx, heads := twoDiskVM(t)
+	out := filepath.Join(t.TempDir(), "web")
+	e := newEngine(t)
+	req := engine.Request{Source: engine.SourceSpec{VMX: vmx}, Output: engine.OutputSpec{Dir: out}}
+	p, err := e.Plan(context.Background(), req, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Disks) != 2 {
+		t.Fatalf("%d disks planned", len(p.Disks))
+	}
+	var sum int64
+	for i, want := range []struct {
+		dev, head string
+		layers    int
+		size      int64
+	}{{"scsi0:0", heads[0], 2, 8 * mib}, {"scsi0:1", heads[1], 1, 8 * mib}} {
+		d := p.Disks[i]
+		real, _ := filepath.EvalSymlinks(want.head)
+		if d.Device != want.dev || d.Source.Path != real || len(d.Source.Chain) != want.layers || d.Source.VirtualSize != want.size {
+			t.Errorf("disk %d: %s %s, %d layers, %d bytes", i, d.Device, d.Source.Path, len(d.Source.Chain), d.Source.VirtualSize)
+		}
+		if d.Output.Path != filepath.Join(out, fmt.Sprintf("web-disk%d.qcow2", i)) || d.Output.EstimatedSize <= 0 {
+			t.Errorf("disk %d output %+v", i, d.Output)
+		}
+		sum += d.Output.EstimatedSize
+	}
+	if p.Output.Path != out || p.Output.EstimatedSize != sum || p.Guest != nil || p.Stage(engine.StageInspect).Run {
+		t.Errorf("output %s estimated %d, disks sum to %d", p.Output.Path, p.Output.EstimatedSize, sum)
+	}
+	h := p.Hardware
+	if h == nil || h.VCPUs != 2 || h.MemoryMiB != 1024 || h.Firmware != "bios" || len(h.NICs) != 1 || h.NICs[0].MAC != "00:0c:29:aa:bb:cc" {
+		t.Errorf("hardware %+v", h)
+	}
+	if p.Source.Kind != "vmx" || p.Source.Path != vmx || p.Source.Fingerprint == "" {
+		t.Errorf("source %+v", p.Source)
+	}
+	// With fixes on, the estimate keeps room for what they write, once
+	// for the VM (the guest inspected at apply when the plan may not).
+	fixed := req
+	fixed.Fixes.Enabled = true
+	f, err := e.Plan(context.Background(), fixed, engine.PlanOptions{})
+	if err != nil || f.Output.EstimatedSize != sum+engine.FixAllowance || f.Guest == nil || f.Guest.How != "skipped" {
+		t.Errorf("with fixes: %v, estimated %d, guest %+v", err, f.Output.EstimatedSize, f.Guest)
+	}
+	if !strings.Contains(p.Stage(engine.StageConvert).Reason, "2 qcow2 image(s)") {
+		t.Errorf("convert: %s", p.Stage(engine.StageConvert).Reason)
+	}
+	if _, err := os.Lstat(out); !os.IsNotExist(err) {
+		t.Errorf("the plan created %s", out)
+	}
+	// The fingerprint covers every disk: a write to the second changes it.
+	q, err := e.Plan(context.Background(), req, engine.PlanOptions{})
+	if err != nil || q.Source.Fingerprint != p.Source.Fingerprint {
+		t.Fatalf("replan: %v, %s vs %s", err, q.Source.Fingerprint, p.Source.Fingerprint)
+	}
+	if err := testimg.QemuWrite(heads[1], "vmdk", testimg.Snap2); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := e.Plan(context.Background(), req, engine.PlanOptions{}); err != nil || q.Source.Fingerprint == p.Source.Fingerprint {
+		t.Errorf("a write to disk 1 left the fingerprint %s (%v)", p.Source.Fingerprint, err)
+	}
+	// Until the apply of whole VMs exists, it refuses rather than convert
+	// part of the VM.
+	if _, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{}); !fault.Is(err, fault.InvalidRequest) {
+		t.Errorf("apply: %v", err)
+	}
+	if _, err := os.Lstat(out); !os.IsNotExist(err) {
+		t.Errorf("the refused apply created %s", out)
+	}
+}
+
+// The output folder is never someone else's: a non-empty folder, a file,
+// or a folder whose parent is missing is refused, and nothing is written.
+func TestPlanVMOutputDir(t *testing.T) {
+	vmx, _ := twoDiskVM(t)
+	e := newEngine(t)
+	base := t.TempDir()
+	full := filepath.Join(base, "full")
+	os.Mkdir(full, 0o755)
+	os.WriteFile(filepath.Join(full, "keep.txt"), []byte("mine"), 0o644)
+	file := filepath.Join(base, "file")
+	os.WriteFile(file, []byte("mine"), 0o644)
+	empty := filepath.Join(base, "empty")
+	os.Mkdir(empty, 0o755)
+	for _, tc := range []struct {
+		dir  string
+		code fault.Code
+	}{
+		{full, fault.OutputExists},
+		{file, fault.OutputExists},
+		{filepath.Join(base, "no", "such"), fault.OutputDirMissing},
+		{empty, ""},
+	} {
+		_, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{VMX: vmx}, Output: engine.OutputSpec{Dir: tc.dir}}, engine.PlanOptions{})
+		if fault.CodeOf(err) != tc.code && !(tc.code == "" && err == nil) {
+			t.Errorf("%s: got %v, want %q", tc.dir, err, tc.code)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(full, "keep.txt")); string(b) != "mine" {
+		t.Error("the user's file changed")
+	}
+	if es, _ := os.ReadDir(empty); len(es) != 0 {
+		t.Errorf("the plan wrote %v", es)
+	}
+	// A single-disk source is not a VM.
+	_, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Path: vmx[:len(vmx)-4] + ".vmdk"}, Output: engine.OutputSpec{Dir: empty}}, engine.PlanOptions{})
+	if err == nil {
+		t.Error("a single disk planned as a VM")
+	}
+}
