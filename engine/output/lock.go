@@ -111,19 +111,24 @@ func (l *Lock) TempPath() string {
 }
 
 // CleanStale removes the temporary files and folders that killed runs left
-// for this output: CONVERT's partial outputs, and the temporaries of the
-// report, the hive backups and the holds list. Call it only while holding
-// the lock. CONVERT's files are written only under the lock, so any found
-// now are stale; the others are also written without it (the holds by a
-// domain, the report by a boot test re-run), so they go only when the
-// process that wrote them is gone.
+// for this output: CONVERT's partial outputs, the temporaries of the
+// report, the hive backups and the holds list, and an output set's
+// temporary folders; a previous set that a killed run parked is restored
+// or deleted (see recoverParked). Call it only while holding the lock.
+// CONVERT's files are written only under the lock, so any found now are
+// stale; the others are also written without it (the holds by a domain,
+// the report by a boot test re-run), so they go only when the process that
+// wrote them is gone.
 func (l *Lock) CleanStale() ([]string, error) {
 	dir := filepath.Dir(l.path)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
+	removed, err := recoverParked(l.path, entries)
+	if err != nil {
+		return removed, err
+	}
 	for _, e := range entries {
 		if !stale(filepath.Base(l.path), e.Name()) {
 			continue
@@ -141,6 +146,12 @@ func (l *Lock) CleanStale() ([]string, error) {
 func stale(base, name string) bool {
 	if strings.HasPrefix(name, "."+base+convertInfix) {
 		return true
+	}
+	if pid, ok := setTempPid(base, name, tmpInfix); ok {
+		// A set's temporary folder. Sets are written under the lock, but
+		// the folder may hold a whole previous set being deleted: the pid
+		// check is a second guard against sweeping a live writer's.
+		return !alive(pid)
 	}
 	for _, kind := range []string{ReportSuffix, holdsSuffix, hivesSuffix} {
 		rest, ok := strings.CutPrefix(name, "."+base+kind+tmpInfix)

@@ -4,7 +4,9 @@
 // never leaves a partial file at the output path. An exclusive lock held for
 // the whole write keeps two writers of one path from interleaving; whoever
 // holds it also removes temporary files that a killed run left behind, and
-// the lock file itself goes with the lock.
+// the lock file itself goes with the lock. A set of files (set.go, one
+// image per disk of a machine and its report) is published the same way,
+// as one folder put in place of the previous one.
 package output
 
 import (
@@ -195,12 +197,27 @@ func TempName(path string) string {
 
 // CommitDir puts a completed temporary folder in place of dir. The folder
 // is replaced, not merged: a file the previous run kept and this one did
-// not is gone afterwards.
+// not is gone afterwards. A previous dir is swapped out in one atomic
+// exchange, so a killed run leaves the old folder or the new one, never
+// none; the old one, then at tmp, is deleted afterwards (or, if the run is
+// killed first, by the next CleanStale). Only where the file system cannot
+// exchange is dir deleted before the rename.
 func CommitDir(tmp, dir string) error {
 	if err := SyncDir(tmp); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	err := exchange(tmp, dir)
+	switch {
+	case err == nil:
+		err = SyncDir(filepath.Dir(dir))
+		os.RemoveAll(tmp)
+		return err
+	case errors.Is(err, fs.ErrNotExist): // no previous dir
+	case noExchange(err):
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	default:
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
