@@ -24,22 +24,36 @@ type ApplyOptions struct {
 
 // job carries one Apply through the stages.
 type job struct {
-	e     *Engine
-	plan  *Plan
-	sink  Sink
-	work  string
-	chain *chain.Chain
-	lock  *output.Lock
-
-	input, inputDriver string // what CONVERT reads
-	tmp                string // CONVERT's output before it is committed
-	res                *Result
+	e    *Engine
+	plan *Plan
+	sink Sink
+	work string
+	// disks are every disk of the guest in the VM's order: one for a disk
+	// conversion.
+	disks []*diskWork
+	// lock holds a disk conversion's output path; set holds a whole VM's
+	// output folder and the images being written into it.
+	lock *output.Lock
+	set  *output.Set
+	res  *Result
 
 	session guest.Session // the appliance, from INSPECT through FIX
 	accel   string
 	// hives are a Windows guest's hives as they were before FIX edited
 	// them, kept beside the report.
 	hives map[string][]byte
+}
+
+// diskWork is one disk through the stages.
+type diskWork struct {
+	c    *chain.Chain
+	slot guest.DiskSlot
+	// input is what INSPECT, FIX and CONVERT read: an overlay on the
+	// pinned chain.
+	input, inputDriver string
+	// tmp is CONVERT's output before it is published at out.
+	tmp, out string
+	sha256   string
 }
 
 // skip is returned by a stage that decides at run time not to run.
@@ -67,12 +81,6 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if p == nil || p.FormatVersion != PlanFormatVersion {
 		return nil, fault.New(fault.InvalidRequest, "", "the plan is missing or from an incompatible version")
 	}
-	if len(p.Disks) > 0 {
-		// Whole-VM plans are made (and shown) before their apply exists:
-		// refuse rather than convert a VM's first disk alone.
-		return nil, fault.New(fault.InvalidRequest, p.Output.Path, "this engine plans whole VMs but cannot apply them yet").
-			WithHint("Convert each disk with its own output.path for now.")
-	}
 	select {
 	case e.sem <- struct{}{}:
 		defer func() { <-e.sem }()
@@ -82,14 +90,23 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	j := &job{e: e, plan: p, sink: sink, res: &Result{}}
 	j.res.Warnings = append(j.res.Warnings, p.Warnings...)
 
-	lock, err := output.Acquire(p.Output.Path)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Release()
-	j.lock = lock
-	if removed, _ := lock.CleanStale(); len(removed) > 0 {
-		j.emit(EventInfo, "", fmt.Sprintf("removed %d temporary file(s) left by an interrupted run", len(removed)), map[string]any{"files": removed})
+	if len(p.Disks) > 0 {
+		set, err := output.BeginSet(p.Output.Path, output.SetOptions{Replace: opts.ManagedOutput || p.Request.Output.Overwrite})
+		if err != nil {
+			return nil, err
+		}
+		defer set.Abort()
+		j.set = set
+	} else {
+		lock, err := output.Acquire(p.Output.Path)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Release()
+		j.lock = lock
+		if removed, _ := lock.CleanStale(); len(removed) > 0 {
+			j.emit(EventInfo, "", fmt.Sprintf("removed %d temporary file(s) left by an interrupted run", len(removed)), map[string]any{"files": removed})
+		}
 	}
 	if err := e.recheck(ctx, j, opts); err != nil {
 		return nil, err
@@ -101,8 +118,10 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	j.work = work
 	defer os.RemoveAll(work)
 	defer func() {
-		if j.tmp != "" {
-			os.Remove(j.tmp)
+		for _, d := range j.disks {
+			if d.tmp != "" && j.set == nil {
+				os.Remove(d.tmp)
+			}
 		}
 	}()
 
@@ -143,37 +162,50 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	if err != nil {
 		return err
 	}
-	c, fp := rs.c, rs.fp
-	if c == nil {
+	if rs.c == nil {
 		return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
 	}
-	if fp != p.Source.Fingerprint {
+	if rs.fp != p.Source.Fingerprint {
 		return fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
 			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").
-			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", fp)
+			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", rs.fp)
 	}
-	j.chain = c
+	if len(p.Disks) > 0 && len(rs.disks) != len(p.Disks) {
+		return fault.New(fault.SourceChanged, p.Source.Path, "the VM had %d disks when it was planned and has %d now", len(p.Disks), len(rs.disks)).
+			WithHint("Run terraform plan again and review the new plan.")
+	}
+	for i, d := range rs.disks {
+		w := &diskWork{c: d.c, slot: d.Slot, out: p.Output.Path}
+		if len(p.Disks) > 0 {
+			w.out = p.Disks[i].Output.Path
+		}
+		j.disks = append(j.disks, w)
+	}
 	if p.Source.Deferred {
 		// Planned from the remote end's metadata: the images are checked
 		// now, after FETCH and before a byte of the output is written.
-		if err := e.checkChain(ctx, c); err != nil {
+		if err := e.checkChain(ctx, rs.c); err != nil {
 			return rs.src.Relabel(err)
 		}
 	}
-	if err := output.CheckDir(p.Output.Path); err != nil {
-		return err
-	}
-	if err := output.CheckNotSource(p.Output.Path, rs.files()); err != nil {
-		return err
-	}
-	if !opts.ManagedOutput {
-		if err := output.CheckFree(p.Output.Path, req.Output.Overwrite); err != nil {
+	if j.set == nil {
+		if err := output.CheckDir(p.Output.Path); err != nil {
 			return err
 		}
 	}
 	need := p.Output.RequiredSpace
-	if fi, err := os.Stat(p.Output.Path); err == nil {
-		need -= fi.Size()
+	for _, d := range j.disks {
+		if err := output.CheckNotSource(d.out, rs.files()); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(d.out); err == nil {
+			need -= fi.Size()
+		}
+	}
+	if j.set == nil && !opts.ManagedOutput {
+		if err := output.CheckFree(p.Output.Path, req.Output.Overwrite); err != nil {
+			return err
+		}
 	}
 	return output.CheckSpace(p.Output.Path, need)
 }
@@ -202,13 +234,16 @@ func stageError(ctx context.Context, s StageName, file string, err error) error 
 // (see Published). The stamp is taken from the temporary file, which the
 // rename does not change (same inode, size, mtime and bytes).
 func (e *Engine) publish(ctx context.Context, j *job) error {
-	p := j.plan
-	st, err := fingerprint.Of(j.tmp)
+	if j.set != nil {
+		return e.publishSet(ctx, j)
+	}
+	p, d := j.plan, j.disks[0]
+	st, err := fingerprint.Of(d.tmp)
 	if err != nil {
 		return fault.Wrap(fault.Internal, p.Output.Path, err, "cannot stamp the output")
 	}
 	j.res.Output.Path, j.res.Output.Format = p.Output.Path, p.Output.Format
-	j.res.Output.Size, j.res.Output.Stamp = st.Size, st
+	j.res.Output.Size, j.res.Output.Stamp, j.res.Output.SHA256 = st.Size, st, d.sha256
 	j.res.Output.ReportPath = output.ReportPath(p.Output.Path)
 	if len(j.hives) > 0 {
 		if err := keepHives(output.HivesPath(p.Output.Path), j.hives); err != nil {
@@ -221,15 +256,62 @@ func (e *Engine) publish(ctx context.Context, j *job) error {
 		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
 	}
 	testHold(ctx, "before-publish-rename")
-	if err := output.Commit(j.tmp, p.Output.Path); err != nil {
+	if err := output.Commit(d.tmp, p.Output.Path); err != nil {
 		if _, serr := os.Lstat(p.Output.Path); serr != nil {
 			os.Remove(j.res.Output.ReportPath) // a report of nothing
 		}
 		return toolFault(context.Background(), err, p.Output.Path, "cannot move the finished output into place")
 	}
-	j.tmp = ""
+	d.tmp = ""
 	testHold(ctx, "after-publish-rename")
 	j.emit(EventInfo, "", "output written", map[string]any{"path": p.Output.Path, "size": st.Size, "sha256": j.res.Output.SHA256})
+	return nil
+}
+
+// VMReportName is a whole VM's report, inside its output folder.
+const VMReportName = "vmconv-report.json"
+
+// publishSet writes a whole VM's report into the set beside its images and
+// publishes the folder: the previous set, or nothing, until the new one is
+// complete in its place.
+func (e *Engine) publishSet(ctx context.Context, j *job) error {
+	p := j.plan
+	j.res.Output.Path, j.res.Output.Format = p.Output.Path, p.Output.Format
+	j.res.Output.ReportPath = filepath.Join(p.Output.Path, VMReportName)
+	for _, d := range j.disks {
+		st, err := fingerprint.Of(d.tmp)
+		if err != nil {
+			return fault.Wrap(fault.Internal, d.out, err, "cannot stamp the output")
+		}
+		j.res.Disks = append(j.res.Disks, OutputResult{Path: d.out, Format: p.Output.Format, Size: st.Size, Stamp: st, SHA256: d.sha256})
+		j.res.Output.Size += st.Size
+	}
+	for name, b := range j.hives {
+		// A Windows guest's hives as they were before FIX, as members of
+		// the set: they are published with the images they belong to.
+		hp, err := j.set.Path("hive-" + name + ".orig")
+		if err == nil {
+			err = os.WriteFile(hp, b, 0o644)
+		}
+		if err != nil {
+			return fault.Wrap(fault.OutputNotWritable, p.Output.Path, err, "cannot keep the hive backups")
+		}
+		j.res.HiveBackups = p.Output.Path
+	}
+	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
+	rp, err := j.set.Path(VMReportName)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(rp, rep, 0o644); err != nil {
+		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
+	}
+	testHold(ctx, "before-publish-rename")
+	if err := j.set.Commit(ctx); err != nil {
+		return err
+	}
+	testHold(ctx, "after-publish-rename")
+	j.emit(EventInfo, "", "VM written", map[string]any{"path": p.Output.Path, "disks": len(j.disks), "size": j.res.Output.Size})
 	return nil
 }
 

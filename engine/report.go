@@ -45,10 +45,13 @@ type OutputResult struct {
 
 // Result is what Apply did.
 type Result struct {
-	Output OutputResult  `json:"output"`
-	Stages []StageResult `json:"stages"`
-	Guest  *guest.Info   `json:"guest,omitempty"`
-	Fixes  *fix.Result   `json:"fixes,omitempty"`
+	Output OutputResult `json:"output"`
+	// Disks are a whole VM's images, in its order; Output is then its
+	// folder, with their sizes summed.
+	Disks  []OutputResult `json:"disks,omitempty"`
+	Stages []StageResult  `json:"stages"`
+	Guest  *guest.Info    `json:"guest,omitempty"`
+	Fixes  *fix.Result    `json:"fixes,omitempty"`
 	// Drivers are the VirtIO drivers a Windows guest received.
 	Drivers []virtio.Driver `json:"drivers,omitempty"`
 	// HiveBackups is the folder holding a Windows guest's hives as they

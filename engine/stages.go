@@ -46,15 +46,21 @@ func (flattenStage) name() StageName { return StageFlatten }
 // the chain read-only, so guest work (inspect, fix) lands in the overlay
 // and the source is never written.
 func (flattenStage) run(ctx context.Context, j *job) error {
-	top, driver, err := j.chain.Materialize(ctx, filepath.Join(j.work, "shadow"), j.e.qemu)
-	if err != nil {
-		return err
+	for i, d := range j.disks {
+		dir := j.work
+		if len(j.disks) > 1 {
+			dir = filepath.Join(j.work, fmt.Sprintf("disk%d", i))
+		}
+		top, driver, err := d.c.Materialize(ctx, filepath.Join(dir, "shadow"), j.e.qemu)
+		if err != nil {
+			return err
+		}
+		overlay := filepath.Join(dir, "overlay.qcow2")
+		if err := j.e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
+			return toolFault(ctx, err, d.c.Head().Path, "qemu-img cannot open the source chain")
+		}
+		d.input, d.inputDriver = overlay, "qcow2"
 	}
-	overlay := filepath.Join(j.work, "overlay.qcow2")
-	if err := j.e.qemu.CreateOverlay(ctx, overlay, top, driver); err != nil {
-		return toolFault(ctx, err, j.chain.Head().Path, "qemu-img cannot open the source chain")
-	}
-	j.input, j.inputDriver = overlay, "qcow2"
 	return nil
 }
 
@@ -68,19 +74,42 @@ func (convertStage) run(ctx context.Context, j *job) error {
 	if err := j.closeSession(); err != nil {
 		return fault.Wrap(fault.InspectionFailed, "", err, "cannot release the guest appliance")
 	}
+	for i, d := range j.disks {
+		if err := convertDisk(ctx, j, i, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// convertDisk writes one disk's output into its temporary place: beside
+// the output path for a disk conversion, into the set for a whole VM.
+func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	p := j.plan
-	j.tmp = j.lock.TempPath()
+	if j.set != nil {
+		tmp, err := j.set.Path(filepath.Base(d.out))
+		if err != nil {
+			return err
+		}
+		d.tmp = tmp
+	} else {
+		d.tmp = j.lock.TempPath()
+	}
+	what := "converting"
+	if len(j.disks) > 1 {
+		what = fmt.Sprintf("converting disk %d of %d", i+1, len(j.disks))
+	}
 	last := -10.0
 	lastAt := time.Now()
 	err := j.e.qemu.Convert(ctx, qemuimg.ConvertArgs{
-		Src: j.input, SrcDriver: j.inputDriver,
-		Dst: j.tmp, DstFormat: diskformatDriver(p.Output.Format),
+		Src: d.input, SrcDriver: d.inputDriver,
+		Dst: d.tmp, DstFormat: diskformatDriver(p.Output.Format),
 		Compress:   p.Output.Compression,
 		Coroutines: 16, // in-order writes keep the output byte-identical across runs
 	}, func(pct float64) {
 		if pct-last >= 5 || time.Since(lastAt) > 10*time.Second || pct == 100 && last != 100 {
 			last, lastAt = pct, time.Now()
-			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("converting: %.0f%%", pct), Percent: pct})
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("%s: %.0f%%", what, pct), Percent: pct})
 		}
 	})
 	if err != nil {
@@ -89,15 +118,15 @@ func (convertStage) run(ctx context.Context, j *job) error {
 	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
 	// the freshly written pages, and doing them in turn costs their sum.
 	flushed := make(chan error, 1)
-	go func() { flushed <- fsyncPath(j.tmp) }()
-	sum, err := sha256File(ctx, j.tmp)
+	go func() { flushed <- fsyncPath(d.tmp) }()
+	sum, err := sha256File(ctx, d.tmp)
 	if ferr := <-flushed; err == nil && ferr != nil {
 		err = ferr
 	}
 	if err != nil {
-		return toolFault(ctx, err, p.Output.Path, "cannot checksum the output")
+		return toolFault(ctx, err, d.out, "cannot checksum the output")
 	}
-	j.res.Output.SHA256 = sum
+	d.sha256 = sum
 	return nil
 }
 
@@ -297,7 +326,13 @@ type inspectStage struct{}
 func (inspectStage) name() StageName { return StageInspect }
 
 func (inspectStage) run(ctx context.Context, j *job) error {
-	s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), guestfs.Drive{Path: j.input, Format: j.inputDriver})
+	var drives []guestfs.Drive
+	slots := make([]resolvedDisk, len(j.disks))
+	for i, d := range j.disks {
+		drives = append(drives, guestfs.Drive{Path: d.input, Format: d.inputDriver})
+		slots[i].Slot = d.slot
+	}
+	s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), drives...)
 	if err != nil {
 		return err
 	}
@@ -306,6 +341,7 @@ func (inspectStage) run(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
+	info.Disks = diskSlots(slots)
 	j.res.Guest = info
 	j.res.Warnings = append(j.res.Warnings, info.Warnings...)
 	if !info.HasOS() {
@@ -372,8 +408,14 @@ func (validateStage) run(ctx context.Context, j *job) error {
 	if j.res.Guest.OS == "windows" {
 		return skip{"the boot test's success signal is planted by a Linux unit: Windows guests are boot-tested by vmconv_kvm_domain with a boot_test.success_pattern (see the Windows guide)"}
 	}
-	res, err := j.e.bootTest(ctx, j.tmp, diskformatDriver(j.plan.Output.Format), j.res.Guest, j.plan.Request.BootTest.Options,
-		output.BootLogPath(j.plan.Output.Path), filepath.Join(j.work, "boot"))
+	var images []string
+	for _, d := range j.disks {
+		images = append(images, d.tmp)
+	}
+	// Beside the output (a VM's folder too), where a failed boot leaves it.
+	logPath := output.BootLogPath(j.plan.Output.Path)
+	res, err := j.e.bootTest(ctx, images, diskformatDriver(j.plan.Output.Format), j.res.Guest, j.plan.Request.BootTest.Options,
+		logPath, filepath.Join(j.work, "boot"))
 	j.res.BootTest = res
 	if err != nil {
 		return err
@@ -394,19 +436,32 @@ func (e *Engine) BootTest(ctx context.Context, image, format string, info *guest
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	return e.bootTest(ctx, image, format, info, o, consoleLog, work)
+	return e.bootTest(ctx, []string{image}, format, info, o, consoleLog, work)
 }
 
-// bootTest instruments a throwaway overlay of image and boots it.
-func (e *Engine) bootTest(ctx context.Context, image, format string, info *guest.Info, o boottest.Options, consoleLog, work string) (*boottest.Result, error) {
+// bootTest instruments throwaway overlays of a guest's images (the boot
+// disk first, then the VM's others in its order) and boots them.
+func (e *Engine) bootTest(ctx context.Context, images []string, format string, info *guest.Info, o boottest.Options, consoleLog, work string) (*boottest.Result, error) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
 	}
-	overlay := filepath.Join(work, "boot.qcow2")
-	if err := e.qemu.CreateOverlay(ctx, overlay, image, format); err != nil {
-		return nil, toolFault(ctx, err, image, "cannot create the boot test overlay")
+	image := images[0]
+	var overlays []string
+	var drives []guestfs.Drive
+	for i, img := range images {
+		overlay := filepath.Join(work, "boot.qcow2")
+		if i > 0 {
+			overlay = filepath.Join(work, fmt.Sprintf("boot%d.qcow2", i))
+		}
+		if err := e.qemu.CreateOverlay(ctx, overlay, img, format); err != nil {
+			return nil, toolFault(ctx, err, img, "cannot create the boot test overlay")
+		}
+		overlays = append(overlays, overlay)
+		drives = append(drives, guestfs.Drive{Path: overlay, Format: "qcow2"})
 	}
-	s, mode, err := e.openAppliance(ctx, filepath.Join(work, "appliance"), guestfs.Drive{Path: overlay, Format: "qcow2"})
+	overlay := overlays[0]
+	// Every disk is attached: the root may be a volume across them.
+	s, mode, err := e.openAppliance(ctx, filepath.Join(work, "appliance"), drives...)
 	if err != nil {
 		return nil, err
 	}
@@ -437,6 +492,6 @@ func (e *Engine) bootTest(ctx context.Context, image, format string, info *guest
 	if err != nil {
 		return nil, err
 	}
-	m := boottest.Machine{Qemu: e.cfg.Qemu, Accel: mode, Firmware: boottest.Firmware{Dir: e.cfg.FirmwareDir}, ESP: esp}
+	m := boottest.Machine{Qemu: e.cfg.Qemu, Accel: mode, Firmware: boottest.Firmware{Dir: e.cfg.FirmwareDir}, ESP: esp, MoreDisks: overlays[1:]}
 	return boottest.Boot(ctx, m, overlay, work, consoleLog, nonce, o)
 }

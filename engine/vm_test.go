@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,14 +116,107 @@ func TestPlanVM(t *testing.T) {
 	if q, err := e.Plan(context.Background(), req, engine.PlanOptions{}); err != nil || q.Source.Fingerprint == p.Source.Fingerprint {
 		t.Errorf("a write to disk 1 left the fingerprint %s (%v)", p.Source.Fingerprint, err)
 	}
-	// Until the apply of whole VMs exists, it refuses rather than convert
-	// part of the VM.
-	if _, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{}); !fault.Is(err, fault.InvalidRequest) {
-		t.Errorf("apply: %v", err)
+}
+
+// A whole VM is applied disk by disk and published as one folder: every
+// image converted from its own chain, the report inside, the sources
+// untouched; a second apply replaces the set as a whole.
+func TestApplyVM(t *testing.T) {
+	vmx, heads := twoDiskVM(t)
+	out := filepath.Join(t.TempDir(), "web")
+	e := newEngine(t)
+	req := engine.Request{Source: engine.SourceSpec{VMX: vmx}, Output: engine.OutputSpec{Dir: out}}
+	before := sourceSums(t, filepath.Dir(vmx))
+	p, err := e.Plan(context.Background(), req, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Lstat(out); !os.IsNotExist(err) {
-		t.Errorf("the refused apply created %s", out)
+	res, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(res.Disks) != 2 || res.Output.Path != out || res.Output.ReportPath != filepath.Join(out, engine.VMReportName) {
+		t.Fatalf("result %+v", res)
+	}
+	for i, want := range []*testimg.Expected{testimg.NewExpected(8*mib, baseLayer, snap1), testimg.NewExpected(8*mib, baseLayer)} {
+		d := res.Disks[i]
+		if d.Path != p.Disks[i].Output.Path || d.SHA256 == "" {
+			t.Errorf("disk %d: %+v", i, d)
+		}
+		data, err := testimg.ReadQcow2(d.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := want.Compare(data); err != nil {
+			t.Errorf("disk %d: %v", i, err)
+		}
+	}
+	var rep engine.Report
+	if b, err := os.ReadFile(res.Output.ReportPath); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Result.Disks) != 2 || rep.Plan.Hardware == nil {
+		t.Errorf("report: %v", err)
+	}
+	if after := sourceSums(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the source changed:\n%v\n%v", before, after)
+	}
+	// Unmanaged, the published set is refused; managed, it is replaced.
+	if _, err := e.Plan(context.Background(), req, engine.PlanOptions{}); !fault.Is(err, fault.OutputExists) {
+		t.Errorf("an unmanaged existing VM: %v", err)
+	}
+	if err := testimg.QemuWrite(heads[1], "vmdk", testimg.Snap2); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := e.Plan(context.Background(), req, engine.PlanOptions{ManagedOutput: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p2, nil, engine.ApplyOptions{ManagedOutput: true}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := testimg.ReadQcow2(p2.Disks[1].Output.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimg.NewExpected(8*mib, testimg.Merge(baseLayer, testimg.Snap2)).Compare(data); err != nil {
+		t.Errorf("the replaced disk 1: %v", err)
+	}
+	es, _ := os.ReadDir(filepath.Dir(out))
+	if len(es) != 1 {
+		t.Errorf("beside the VM's folder: %v", es)
+	}
+	// A plan made before a source changed is refused at apply, and the
+	// published set stays as it was.
+	if err := testimg.QemuWrite(heads[0], "vmdk", testimg.Snap2); err != nil {
+		t.Fatal(err)
+	}
+	sum := fileSum(t, p2.Disks[0].Output.Path)
+	if _, err := e.Apply(context.Background(), p2, nil, engine.ApplyOptions{ManagedOutput: true}); !fault.Is(err, fault.SourceChanged) {
+		t.Errorf("a stale plan: %v", err)
+	}
+	if fileSum(t, p2.Disks[0].Output.Path) != sum {
+		t.Error("a refused apply changed the published set")
+	}
+}
+
+func sourceSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		out[e.Name()] = fileSum(t, filepath.Join(dir, e.Name()))
+	}
+	return out
+}
+
+func fileSum(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
 }
 
 // The output folder is never someone else's: a non-empty folder, a file,

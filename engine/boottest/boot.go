@@ -116,6 +116,9 @@ type Machine struct {
 	Firmware Firmware
 	// ESP locates the EFI system partition, for FirmwareBootEntry.
 	ESP *ESP
+	// MoreDisks are qcow2 overlays of a VM's other disks, attached after
+	// the boot disk in the VM's order on the same bus.
+	MoreDisks []string
 }
 
 // NewNonce returns a random marker nonce.
@@ -377,15 +380,31 @@ func qemuArgs(m Machine, image, workDir, consoleLog string, o Options) ([]string
 		"-drive", "file=" + image + ",format=qcow2,if=none,id=disk0,cache=unsafe",
 		"-netdev", "user,id=net0",
 	}
-	switch o.DiskBus {
-	case "virtio":
-		args = append(args, "-device", "virtio-blk-pci,drive=disk0,bootindex=1")
-	case "sata":
-		args = append(args, "-device", "ide-hd,drive=disk0,bus=ide.0,bootindex=1")
-	case "scsi":
-		args = append(args, "-device", "virtio-scsi-pci,id=scsi0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1")
-	default:
-		return nil, fault.New(fault.InvalidRequest, "", "boot_test.disk_bus %q is not virtio, sata or scsi", o.DiskBus)
+	// q35's AHCI controller has six ports.
+	if o.DiskBus == "sata" && 1+len(m.MoreDisks) > 6 {
+		return nil, fault.New(fault.InvalidRequest, "", "the VM has %d disks, and a SATA boot test can attach 6", 1+len(m.MoreDisks)).
+			WithHint("Set boot_test.disk_bus to virtio or scsi.")
+	}
+	for i, disk := range append([]string{image}, m.MoreDisks...) {
+		id, boot := fmt.Sprintf("disk%d", i), ""
+		if i == 0 {
+			boot = ",bootindex=1"
+		} else {
+			args = append(args, "-drive", "file="+disk+",format=qcow2,if=none,id="+id+",cache=unsafe")
+		}
+		switch o.DiskBus {
+		case "virtio":
+			args = append(args, "-device", "virtio-blk-pci,drive="+id+boot)
+		case "sata":
+			args = append(args, "-device", fmt.Sprintf("ide-hd,drive=%s,bus=ide.%d%s", id, i, boot))
+		case "scsi":
+			if i == 0 {
+				args = append(args, "-device", "virtio-scsi-pci,id=scsi0")
+			}
+			args = append(args, "-device", fmt.Sprintf("scsi-hd,drive=%s,bus=scsi0.0,scsi-id=%d%s", id, i, boot))
+		default:
+			return nil, fault.New(fault.InvalidRequest, "", "boot_test.disk_bus %q is not virtio, sata or scsi", o.DiskBus)
+		}
 	}
 	nic := map[string]string{"virtio": "virtio-net-pci", "e1000": "e1000", "vmxnet3": "vmxnet3"}[o.NICModel]
 	if nic == "" {

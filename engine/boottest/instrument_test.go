@@ -175,3 +175,32 @@ func TestInstrumentFullGrubenvIsNotFound(t *testing.T) {
 		t.Fatal("instrumented a guest whose only command line could not take the console")
 	}
 }
+
+// A VM's disks are all attached, in its order, on the boot test's bus,
+// the first one booting.
+func TestQemuArgsDisks(t *testing.T) {
+	m := Machine{Accel: "tcg", MoreDisks: []string{"/w/d1.qcow2", "/w/d2.qcow2"}}
+	for bus, want := range map[string][]string{
+		"virtio": {"virtio-blk-pci,drive=disk0,bootindex=1", "virtio-blk-pci,drive=disk1", "virtio-blk-pci,drive=disk2"},
+		"sata":   {"ide-hd,drive=disk0,bus=ide.0,bootindex=1", "ide-hd,drive=disk1,bus=ide.1", "ide-hd,drive=disk2,bus=ide.2"},
+		"scsi":   {"virtio-scsi-pci,id=scsi0", "scsi-hd,drive=disk0,bus=scsi0.0,scsi-id=0,bootindex=1", "scsi-hd,drive=disk2,bus=scsi0.0,scsi-id=2"},
+	} {
+		args, err := qemuArgs(m, "/w/d0.qcow2", "/w", "/w/console.log", withDefaults(Options{DiskBus: bus}, "tcg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := strings.Join(args, " ")
+		for _, w := range append(want, "file=/w/d0.qcow2,format=qcow2,if=none,id=disk0", "file=/w/d2.qcow2,format=qcow2,if=none,id=disk2") {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s: no %q in\n%s", bus, w, line)
+			}
+		}
+		if strings.Count(line, "bootindex") != 1 {
+			t.Errorf("%s: more than one boot disk: %s", bus, line)
+		}
+	}
+	m.MoreDisks = make([]string, 6)
+	if _, err := qemuArgs(m, "/w/d0.qcow2", "/w", "/w/c.log", withDefaults(Options{DiskBus: "sata"}, "tcg")); err == nil {
+		t.Error("seven disks on six SATA ports")
+	}
+}
