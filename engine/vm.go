@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -178,4 +179,78 @@ func vmOutputName(shown string) string {
 		return "vm"
 	}
 	return n
+}
+
+// VMReportPath is where the report of the whole VM published at dir lies:
+// inside the folder, as a member of its set.
+func VMReportPath(dir string) string { return filepath.Join(dir, VMReportName) }
+
+// ReadVMReport loads the report of the whole VM published at dir, which
+// records the request, the plan (its disks and hardware) and what Apply
+// did. A report that is not a whole VM's is an error.
+func ReadVMReport(dir string) (*Report, error) {
+	p := VMReportPath(dir)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("report %s: %w", p, err)
+	}
+	if r.Plan == nil || r.Result == nil || len(r.Plan.Disks) == 0 || len(r.Result.Disks) != len(r.Plan.Disks) {
+		return nil, fmt.Errorf("report %s does not describe a whole VM's conversion (no disks, or a plan and a result that disagree)", p)
+	}
+	return &r, nil
+}
+
+// CheckVMOutput compares a whole VM's published images with the stamps
+// taken when they were written (see CheckOutput). It returns DriftMissing
+// when the folder itself is gone, and otherwise each disk's drift in the
+// order of disks: a deleted image is DriftMissing, a modified one
+// DriftChanged.
+func CheckVMOutput(dir string, disks []OutputResult) (Drift, []Drift, error) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DriftMissing, nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if !fi.IsDir() {
+		return DriftChanged, nil, nil
+	}
+	folder := DriftNone
+	drifts := make([]Drift, len(disks))
+	for i, d := range disks {
+		if drifts[i], err = CheckOutput(d.Path, d.Stamp); err != nil {
+			return "", nil, err
+		}
+		if drifts[i] != DriftNone {
+			folder = DriftChanged
+		}
+	}
+	return folder, drifts, nil
+}
+
+// DeleteVMOutput removes a whole VM's output folder and its boot log,
+// under the folder's lock. It deletes only a folder that is a vmconv set
+// holding nothing but its members, and refuses while a domain runs on an
+// overlay of one of its images; a folder already gone is not an error.
+func DeleteVMOutput(dir string) error {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot list the output folder")
+	}
+	for _, e := range entries {
+		img := filepath.Join(dir, e.Name())
+		if holders, err := diskHolders(img); err == nil && len(holders) > 0 {
+			return fault.New(fault.DiskInUse, img, "the VM's disk %s is in use by domain %s, which runs on an overlay of it", e.Name(), strings.Join(holders, ", ")).
+				WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's disks). A disk a running guest depends on is never deleted under it.")
+		}
+	}
+	return output.RemoveSet(dir, output.BootLogPath(dir))
 }

@@ -15,39 +15,14 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
-// twoDiskVM writes a VM folder: web.vmx naming a two-layer chain on
-// scsi0:0 and a one-layer data disk on scsi0:1, with a NIC.
+// twoDiskVM writes testimg's two-disk VM folder (see TwoDiskVM).
 func twoDiskVM(t *testing.T) (vmx string, heads []string) {
 	t.Helper()
-	dir := t.TempDir()
-	web, err := testimg.VMDKChain(dir, "web", "monolithicSparse", 8*mib, baseLayer, snap1)
+	vm, err := testimg.TwoDiskVM(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := testimg.VMDKChain(dir, "data", "twoGbMaxExtentSparse", 8*mib, baseLayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := `config.version = "8"
-displayName = "web"
-memSize = "1024"
-numvcpus = "2"
-scsi0.present = "TRUE"
-scsi0.virtualDev = "pvscsi"
-scsi0:1.present = "TRUE"
-scsi0:1.fileName = "` + filepath.Base(data[0]) + `"
-scsi0:0.present = "TRUE"
-scsi0:0.fileName = "` + filepath.Base(web[0]) + `"
-ethernet0.present = "TRUE"
-ethernet0.virtualDev = "vmxnet3"
-ethernet0.addressType = "generated"
-ethernet0.generatedAddress = "00:0c:29:aa:bb:cc"
-`
-	vmx = filepath.Join(dir, "web.vmx")
-	if err := os.WriteFile(vmx, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return vmx, []string{web[0], data[0]}
+	return vm.VMX, vm.Heads
 }
 
 // A whole VM is planned disk by disk in the VM's order, each chain
@@ -126,7 +101,7 @@ func TestApplyVM(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "web")
 	e := newEngine(t)
 	req := engine.Request{Source: engine.SourceSpec{VMX: vmx}, Output: engine.OutputSpec{Dir: out}}
-	before := sourceSums(t, filepath.Dir(vmx))
+	before := sumDir(t, filepath.Dir(vmx))
 	p, err := e.Plan(context.Background(), req, engine.PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +130,7 @@ func TestApplyVM(t *testing.T) {
 	if b, err := os.ReadFile(res.Output.ReportPath); err != nil || json.Unmarshal(b, &rep) != nil || len(rep.Result.Disks) != 2 || rep.Plan.Hardware == nil {
 		t.Errorf("report: %v", err)
 	}
-	if after := sourceSums(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
+	if after := sumDir(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("the source changed:\n%v\n%v", before, after)
 	}
 	// Unmanaged, the published set is refused; managed, it is replaced.
@@ -195,19 +170,6 @@ func TestApplyVM(t *testing.T) {
 	if fileSum(t, p2.Disks[0].Output.Path) != sum {
 		t.Error("a refused apply changed the published set")
 	}
-}
-
-func sourceSums(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range es {
-		out[e.Name()] = fileSum(t, filepath.Join(dir, e.Name()))
-	}
-	return out
 }
 
 func fileSum(t *testing.T, p string) string {
