@@ -147,3 +147,14 @@ func adoptedDetail(path, created string) string {
 		"Its report records this very conversion (the same source content and settings) and the file is unchanged since, "+
 		"so it was adopted as it is instead of being converted again.", path, created)
 }
+
+// Summaries of vmconv_vm_conversion's own diagnostics.
+const (
+	summaryVMSourceUnavailable = "Source VM No Longer Available"
+	summaryVMSourceChangedPlan = "Source VM Changed Since It Was Last Planned"
+	summaryVMSourceChanged     = "Source VM Changed"
+	summaryCannotCheckOutput   = "Cannot Check Output"
+	// summaryOutputFolderKept is a destroy that found the output folder
+	// holding what vmconv did not write, and kept it.
+	summaryOutputFolderKept = "Output Folder Not Deleted"
+)

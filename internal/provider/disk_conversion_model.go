@@ -124,24 +124,7 @@ func toRequest(ctx context.Context, m *diskConversionModel, cfg tfsdk.Config, da
 			Overwrite:   m.Output.Overwrite.ValueBool(),
 		},
 	}
-	if f := m.Fixes; f != nil {
-		req.Fixes.Enabled = f.Enabled.ValueBool()
-		req.Fixes.DryRun = f.DryRun.ValueBool()
-		req.Fixes.Disabled = setToStrings(ctx, f.Disabled, diags)
-		req.Fixes.FstabMode = f.FstabMode.ValueString()
-		req.Fixes.KeepNetworkIdentity = f.KeepNetworkIdentity.ValueBool()
-		req.Fixes.KeepVMwareTools = f.KeepVMwareTools.ValueBool()
-		if f.Windows != nil {
-			req.Fixes.VirtioWin = f.Windows.VirtioWin.ValueString()
-		}
-	}
-	if m.Inspect != nil {
-		req.Inspect.Root = m.Inspect.Root.ValueString()
-	}
-	if b := m.BootTest; b != nil {
-		req.BootTest.Enabled = b.Enabled.ValueBool()
-		req.BootTest.Options = bootOptions(b)
-	}
+	req.Fixes, req.Inspect, req.BootTest = guestWorkSpec(ctx, m.Fixes, m.Inspect, m.BootTest, diags)
 	return req
 }
 
@@ -231,28 +214,8 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 		Compression: types.BoolValue(req.Output.Compression),
 		Overwrite:   types.BoolValue(req.Output.Overwrite),
 	}
-	m.Fixes = &fixesModel{
-		Enabled: types.BoolValue(req.Fixes.Enabled), DryRun: types.BoolValue(req.Fixes.DryRun),
-		Disabled: setOf(req.Fixes.Disabled), FstabMode: types.StringValue(orDefault(req.Fixes.FstabMode, engine.DefaultFstabMode)),
-		KeepNetworkIdentity: types.BoolValue(req.Fixes.KeepNetworkIdentity), KeepVMwareTools: types.BoolValue(req.Fixes.KeepVMwareTools),
-	}
-	if req.Fixes.VirtioWin != "" {
-		m.Fixes.Windows = &windowsFixes{VirtioWin: types.StringValue(req.Fixes.VirtioWin)}
-	}
-	if req.Inspect.Root != "" {
-		m.Inspect = &inspectModel{Root: types.StringValue(req.Inspect.Root)}
-	}
-	b := req.BootTest
-	m.BootTest = &bootTestModel{
-		Enabled: types.BoolValue(b.Enabled), Timeout: nullIfEmpty(durationString(b.Timeout)),
-		Memory: types.Int64Value(int64(orInt(b.MemoryMiB, defaultBootMemory))), CPUs: types.Int64Value(int64(orInt(b.CPUs, defaultBootCPUs))),
-		SuccessPattern: nullIfEmpty(b.SuccessPattern), DiskBus: types.StringValue(orDefault(b.DiskBus, bootDiskBuses[0])),
-		NICModel: types.StringValue(orDefault(b.NICModel, bootNICModels[0])), MAC: nullIfEmpty(b.MAC),
-		RequireNetwork: types.BoolValue(b.RequireNetwork), FirmwareBootEntry: nullIfEmpty(b.FirmwareBootEntry),
-	}
-	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
-		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
-	})}
+	m.Fixes, m.Inspect, m.BootTest = guestWorkFromSpec(req)
+	m.Timeouts = nullTimeouts()
 	setPlanned(ctx, m, rep.Plan, diags)
 	setApplied(m, rep.Result)
 }

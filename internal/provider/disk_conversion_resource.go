@@ -345,8 +345,11 @@ func (r *diskConversionResource) enginePlan(ctx context.Context, ereq engine.Req
 // credentials and headers its request already held.)
 type plannedConversions struct {
 	mu sync.Mutex
-	m  map[string]plannedConversion // by output path
+	m  map[string]plannedConversion // by outputKey
 }
+
+// outputKey is what a request writes: a disk's path or a VM's folder.
+func outputKey(req engine.Request) string { return req.Output.Path + "\x00" + req.Output.Dir }
 
 type plannedConversion struct {
 	req  engine.Request
@@ -359,7 +362,7 @@ func (p *plannedConversions) put(req engine.Request, plan *engine.Plan) {
 	if p.m == nil {
 		p.m = map[string]plannedConversion{}
 	}
-	p.m[req.Output.Path] = plannedConversion{req: req, plan: plan}
+	p.m[outputKey(req)] = plannedConversion{req: req, plan: plan}
 }
 
 // take returns the plan made for req, if its source fingerprint is the one
@@ -368,8 +371,8 @@ func (p *plannedConversions) put(req engine.Request, plan *engine.Plan) {
 func (p *plannedConversions) take(req engine.Request, fingerprint types.String) *engine.Plan {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	c, ok := p.m[req.Output.Path]
-	delete(p.m, req.Output.Path)
+	c, ok := p.m[outputKey(req)]
+	delete(p.m, outputKey(req))
 	if !ok || !reflect.DeepEqual(c.req, req) || fingerprint.IsUnknown() || c.plan.Source.Fingerprint != fingerprint.ValueString() || c.plan.Source.Deferred {
 		return nil
 	}

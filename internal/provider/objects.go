@@ -1,9 +1,12 @@
 package provider
 
 import (
+	"context"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
@@ -103,6 +106,8 @@ func computedAttributes(fs []field) map[string]schema.Attribute {
 		switch {
 		case f.typ.Equal(types.Float64Type):
 			out[f.name] = schema.Float64Attribute{Computed: true, MarkdownDescription: f.desc}
+		case f.typ.Equal(types.Int64Type):
+			out[f.name] = schema.Int64Attribute{Computed: true, MarkdownDescription: f.desc}
 		case f.typ.Equal(stringList):
 			out[f.name] = schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: f.desc}
 		default:
@@ -244,4 +249,69 @@ func plannedFixesValue(cs []engine.GuestChange) types.List {
 		}))
 	}
 	return types.ListValueMust(elem, vals)
+}
+
+// The guest settings both conversions take (fixes, inspect, boot_test)
+// share their schema (fixesAttribute, inspectAttribute,
+// bootTestAttribute), their models and their mapping to and from the
+// engine's request, here.
+
+// guestWorkSpec is the engine's part of a request that the fixes, inspect
+// and boot_test attributes set; nil models leave theirs off.
+func guestWorkSpec(ctx context.Context, f *fixesModel, i *inspectModel, b *bootTestModel, diags *diag.Diagnostics) (engine.FixSpec, engine.InspectSpec, engine.BootTestSpec) {
+	var fs engine.FixSpec
+	var is engine.InspectSpec
+	var bs engine.BootTestSpec
+	if f != nil {
+		fs.Enabled = f.Enabled.ValueBool()
+		fs.DryRun = f.DryRun.ValueBool()
+		fs.Disabled = setToStrings(ctx, f.Disabled, diags)
+		fs.FstabMode = f.FstabMode.ValueString()
+		fs.KeepNetworkIdentity = f.KeepNetworkIdentity.ValueBool()
+		fs.KeepVMwareTools = f.KeepVMwareTools.ValueBool()
+		if f.Windows != nil {
+			fs.VirtioWin = f.Windows.VirtioWin.ValueString()
+		}
+	}
+	if i != nil {
+		is.Root = i.Root.ValueString()
+	}
+	if b != nil {
+		bs.Enabled = b.Enabled.ValueBool()
+		bs.Options = bootOptions(b)
+	}
+	return fs, is, bs
+}
+
+// guestWorkFromSpec rebuilds the fixes, inspect and boot_test attributes
+// from the request a report records (terraform import), with the schema's
+// defaults where the request left a setting empty.
+func guestWorkFromSpec(req engine.Request) (*fixesModel, *inspectModel, *bootTestModel) {
+	f := &fixesModel{
+		Enabled: types.BoolValue(req.Fixes.Enabled), DryRun: types.BoolValue(req.Fixes.DryRun),
+		Disabled: setOf(req.Fixes.Disabled), FstabMode: types.StringValue(orDefault(req.Fixes.FstabMode, engine.DefaultFstabMode)),
+		KeepNetworkIdentity: types.BoolValue(req.Fixes.KeepNetworkIdentity), KeepVMwareTools: types.BoolValue(req.Fixes.KeepVMwareTools),
+	}
+	if req.Fixes.VirtioWin != "" {
+		f.Windows = &windowsFixes{VirtioWin: types.StringValue(req.Fixes.VirtioWin)}
+	}
+	var i *inspectModel
+	if req.Inspect.Root != "" {
+		i = &inspectModel{Root: types.StringValue(req.Inspect.Root)}
+	}
+	b := req.BootTest
+	return f, i, &bootTestModel{
+		Enabled: types.BoolValue(b.Enabled), Timeout: nullIfEmpty(durationString(b.Timeout)),
+		Memory: types.Int64Value(int64(orInt(b.MemoryMiB, defaultBootMemory))), CPUs: types.Int64Value(int64(orInt(b.CPUs, defaultBootCPUs))),
+		SuccessPattern: nullIfEmpty(b.SuccessPattern), DiskBus: types.StringValue(orDefault(b.DiskBus, bootDiskBuses[0])),
+		NICModel: types.StringValue(orDefault(b.NICModel, bootNICModels[0])), MAC: nullIfEmpty(b.MAC),
+		RequireNetwork: types.BoolValue(b.RequireNetwork), FirmwareBootEntry: nullIfEmpty(b.FirmwareBootEntry),
+	}
+}
+
+// nullTimeouts is an imported resource's timeouts: none set.
+func nullTimeouts() timeouts.Value {
+	return timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
+		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType,
+	})}
 }

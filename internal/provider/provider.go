@@ -225,6 +225,7 @@ func stringSetting(v types.String, env string) string {
 func (p *vmconvProvider) Resources(_ context.Context) []func() resource.Resource {
 	return []func() resource.Resource{
 		NewDiskConversionResource,
+		NewVMConversionResource,
 		NewKVMDomainResource,
 	}
 }

@@ -107,9 +107,13 @@ func kindNames() string {
 
 // exactlyOneKind validates, from the attribute it is set on, that exactly
 // one kind is set.
-func exactlyOneKind(self string) validator.String {
+func exactlyOneKind(self string) validator.String { return exactlyOneOf(sourceKinds, self) }
+
+// exactlyOneOf validates, from the kind self of kinds, that exactly one of
+// kinds is set.
+func exactlyOneOf(kinds []sourceKind, self string) validator.String {
 	var others []path.Expression
-	for _, k := range sourceKinds {
+	for _, k := range kinds {
 		if k.name() != self {
 			others = append(others, path.MatchRelative().AtParent().AtName(k.name()))
 		}

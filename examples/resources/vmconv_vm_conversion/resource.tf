@@ -1,0 +1,20 @@
+# Convert a whole VMware VM: every disk its .vmx names, in controller
+# order, inspected, fixed and boot-tested as one guest with all its disks.
+resource "vmconv_vm_conversion" "web" {
+  source = { vmx = "/data/web/web.vmx" }
+  output = {
+    dir    = "/var/lib/vmconv/web" # web-disk0.qcow2, web-disk1.qcow2, vmconv-report.json
+    format = "qcow2"
+  }
+}
+
+# The migrated VM keeps the source's shape and MACs, so DHCP reservations
+# and MAC-bound licences survive.
+resource "vmconv_kvm_domain" "web" {
+  name               = "web"
+  vcpus              = vmconv_vm_conversion.web.hardware.vcpus
+  memory             = vmconv_vm_conversion.web.hardware.memory_mib
+  firmware           = vmconv_vm_conversion.web.hardware.firmware
+  disks              = [for d in vmconv_vm_conversion.web.disks : { path = d.path }]
+  network_interfaces = [for n in vmconv_vm_conversion.web.hardware.nics : { network = "default", mac = n.mac }]
+}

@@ -1,0 +1,214 @@
+package provider
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+)
+
+type vmConversionModel struct {
+	ID types.String `tfsdk:"id"`
+	// Source holds one attribute per VM source kind (see vmSourceKinds).
+	Source            types.Object   `tfsdk:"source"`
+	Output            *vmOutputModel `tfsdk:"output"`
+	Fixes             *fixesModel    `tfsdk:"fixes"`
+	Inspect           *inspectModel  `tfsdk:"inspect"`
+	BootTest          *bootTestModel `tfsdk:"boot_test"`
+	Timeouts          timeouts.Value `tfsdk:"timeouts"`
+	Disks             types.List     `tfsdk:"disks"`
+	Hardware          types.Object   `tfsdk:"hardware"`
+	EstimatedSize     types.Int64    `tfsdk:"estimated_output_size"`
+	PlannedStages     types.List     `tfsdk:"planned_stages"`
+	PlannedFixes      types.List     `tfsdk:"planned_fixes"`
+	PlanWarnings      types.List     `tfsdk:"plan_warnings"`
+	SourceFingerprint types.String   `tfsdk:"source_fingerprint"`
+	ReportPath        types.String   `tfsdk:"report_path"`
+	FixesApplied      types.List     `tfsdk:"fixes_applied"`
+	BootTestResult    types.Object   `tfsdk:"boot_test_result"`
+	Guest             types.Object   `tfsdk:"guest"`
+}
+
+type vmOutputModel struct {
+	Dir         types.String `tfsdk:"dir"`
+	Format      types.String `tfsdk:"format"`
+	Compression types.Bool   `tfsdk:"compression"`
+	Overwrite   types.Bool   `tfsdk:"overwrite"`
+}
+
+// vmKnownInputs reports whether every input the engine needs is known.
+func vmKnownInputs(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config) bool {
+	if m.Source.IsNull() || m.Source.IsUnknown() || m.Output == nil || !sourceKnown(ctx, cfg) {
+		return false
+	}
+	vals := []attr.Value{m.Output.Dir, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
+	if m.Fixes != nil {
+		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
+	}
+	for _, v := range vals {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
+}
+
+// vmRequest is the engine request a planned model asks for.
+func vmRequest(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.Request {
+	dir := m.Output.Dir.ValueString()
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	req := engine.Request{
+		Source: vmSourceSpec(ctx, m.Source, cfg, data, diags),
+		Output: engine.OutputSpec{
+			Dir:         dir,
+			Format:      m.Output.Format.ValueString(),
+			Compression: m.Output.Compression.ValueBool(),
+			Overwrite:   m.Output.Overwrite.ValueBool(),
+		},
+	}
+	req.Fixes, req.Inspect, req.BootTest = guestWorkSpec(ctx, m.Fixes, m.Inspect, m.BootTest, diags)
+	return req
+}
+
+// setVMPlanned fills the attributes the engine's plan determines; what
+// only apply knows (each image's size and checksum) is unknown.
+func setVMPlanned(m *vmConversionModel, p *engine.Plan) {
+	m.ID = types.StringValue(p.Output.Path)
+	m.Disks = vmDisksValue(p, nil)
+	m.Hardware = hardwareValue(p.Hardware)
+	m.SourceFingerprint = types.StringValue(p.Source.Fingerprint)
+	m.ReportPath = types.StringValue(engine.VMReportPath(p.Output.Path))
+	m.EstimatedSize = types.Int64Value(p.Output.EstimatedSize)
+	var stages []string
+	for _, st := range p.Stages {
+		if st.Run {
+			stages = append(stages, string(st.Name)+": "+st.Reason)
+		}
+	}
+	m.PlannedStages = strList(stages)
+	m.PlanWarnings = strList(p.Warnings)
+	m.PlannedFixes = types.ListNull(types.ObjectType{AttrTypes: plannedFixAttrTypes})
+	if g := p.Guest; g != nil && g.How != "skipped" {
+		m.PlannedFixes = plannedFixesValue(g.Changes)
+	}
+}
+
+// setVMApplied fills what apply found and wrote.
+func setVMApplied(m *vmConversionModel, p *engine.Plan, r *engine.Result) {
+	m.Disks = vmDisksValue(p, r.Disks)
+	m.ReportPath = types.StringValue(r.Output.ReportPath)
+	m.FixesApplied = changesValue(r.Fixes)
+	m.BootTestResult = bootResultValue(r.BootTest)
+	m.Guest = guestValue(r.Guest)
+}
+
+// keepVMPlanned restores what the plan showed over what a later engine
+// plan says: Terraform requires state to keep every value the plan knew.
+func keepVMPlanned(m, planned *vmConversionModel) {
+	if !planned.EstimatedSize.IsUnknown() {
+		m.EstimatedSize = planned.EstimatedSize
+	}
+	if !planned.Hardware.IsUnknown() {
+		m.Hardware = planned.Hardware
+	}
+	for _, l := range []struct{ dst, planned *types.List }{
+		{&m.PlannedStages, &planned.PlannedStages}, {&m.PlannedFixes, &planned.PlannedFixes}, {&m.PlanWarnings, &planned.PlanWarnings},
+	} {
+		if !l.planned.IsUnknown() {
+			*l.dst = *l.planned
+		}
+	}
+	m.Disks = keepKnownElements(m.Disks, planned.Disks)
+}
+
+// keepKnownElements takes, element by element, the attributes of planned
+// that are known over those of now, when both list the same number of
+// objects.
+func keepKnownElements(now, planned types.List) types.List {
+	if planned.IsUnknown() || planned.IsNull() || len(planned.Elements()) != len(now.Elements()) {
+		return now
+	}
+	elems := make([]attr.Value, len(now.Elements()))
+	for i, e := range now.Elements() {
+		n, okN := e.(types.Object)
+		p, okP := planned.Elements()[i].(types.Object)
+		if !okN || !okP || p.IsUnknown() {
+			elems[i] = e
+			continue
+		}
+		attrs := n.Attributes()
+		for k, v := range p.Attributes() {
+			if !v.IsUnknown() {
+				attrs[k] = v
+			}
+		}
+		elems[i] = types.ObjectValueMust(n.AttributeTypes(context.Background()), attrs)
+	}
+	return types.ListValueMust(now.ElementType(context.Background()), elems)
+}
+
+// vmDisksValue renders the plan's disks, with each image's size and
+// checksum from written (in the same order), or unknown before apply.
+func vmDisksValue(p *engine.Plan, written []engine.OutputResult) types.List {
+	elem := types.ObjectType{AttrTypes: vmDiskAttrTypes}
+	vals := make([]attr.Value, 0, len(p.Disks))
+	for i, d := range p.Disks {
+		chain := make([]string, len(d.Source.Chain))
+		for j, l := range d.Source.Chain {
+			chain[j] = l.Path
+		}
+		size, sum := types.Int64Unknown(), types.StringUnknown()
+		if i < len(written) {
+			size, sum = types.Int64Value(written[i].Size), types.StringValue(written[i].SHA256)
+		}
+		vals = append(vals, types.ObjectValueMust(vmDiskAttrTypes, map[string]attr.Value{
+			"device": types.StringValue(d.Device), "path": types.StringValue(d.Output.Path), "format": types.StringValue(p.Output.Format),
+			"source_path": types.StringValue(d.Source.Path), "chain": strList(chain), "virtual_size": types.Int64Value(d.Source.VirtualSize),
+			"estimated_size": types.Int64Value(d.Output.EstimatedSize), "size": size, "sha256": sum,
+		}))
+	}
+	return types.ListValueMust(elem, vals)
+}
+
+// hardwareValue renders the VM's hardware; nil (a source that does not
+// describe it) is null.
+func hardwareValue(h *engine.Hardware) types.Object {
+	if h == nil {
+		return types.ObjectNull(vmHardwareTypes)
+	}
+	nics := make([]attr.Value, 0, len(h.NICs))
+	for _, n := range h.NICs {
+		nics = append(nics, types.ObjectValueMust(vmNICAttrTypes, map[string]attr.Value{
+			"mac": types.StringValue(n.MAC), "model": types.StringValue(n.Model), "network": types.StringValue(n.Network),
+		}))
+	}
+	return types.ObjectValueMust(vmHardwareTypes, map[string]attr.Value{
+		"vcpus": types.Int64Value(int64(h.VCPUs)), "memory_mib": types.Int64Value(int64(h.MemoryMiB)),
+		"firmware": types.StringValue(h.Firmware), "guest_os": types.StringValue(h.GuestOS), "skipped": strList(h.Skipped),
+		"nics": types.ListValueMust(types.ObjectType{AttrTypes: vmNICAttrTypes}, nics),
+	})
+}
+
+// vmStateFromReport rebuilds an imported VM conversion from its report.
+func vmStateFromReport(ctx context.Context, m *vmConversionModel, rep *engine.Report, diags *diag.Diagnostics) {
+	req := rep.Plan.Request
+	m.Source = vmSourceFromSpec(ctx, req.Source, diags)
+	m.Output = &vmOutputModel{
+		Dir:         types.StringValue(req.Output.Dir),
+		Format:      types.StringValue(req.Output.Format),
+		Compression: types.BoolValue(req.Output.Compression),
+		Overwrite:   types.BoolValue(req.Output.Overwrite),
+	}
+	m.Fixes, m.Inspect, m.BootTest = guestWorkFromSpec(req)
+	m.Timeouts = nullTimeouts()
+	setVMPlanned(m, rep.Plan)
+	setVMApplied(m, rep.Plan, rep.Result)
+}

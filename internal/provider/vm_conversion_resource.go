@@ -1,0 +1,310 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+)
+
+var (
+	_ resource.Resource                = &vmConversionResource{}
+	_ resource.ResourceWithConfigure   = &vmConversionResource{}
+	_ resource.ResourceWithModifyPlan  = &vmConversionResource{}
+	_ resource.ResourceWithImportState = &vmConversionResource{}
+)
+
+// NewVMConversionResource is the vmconv_vm_conversion constructor.
+func NewVMConversionResource() resource.Resource {
+	return &vmConversionResource{}
+}
+
+// vmConversionResource is vmconv_vm_conversion: a whole VM converted as one
+// guest into a folder. Its schema is in vm_conversion_schema.go, its model
+// and the mapping to and from the engine in vm_conversion_model.go, its
+// source kinds in vm_source.go.
+type vmConversionResource struct {
+	data *providerData
+}
+
+// privStamps is the private state key of the images' stamps, taken when
+// they were written ([]engine.OutputResult); privDrift, shared with the
+// disk conversion, there lists the images that drifted.
+const privStamps = "output_stamps"
+
+func (r *vmConversionResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_vm_conversion"
+}
+
+func (r *vmConversionResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = configured(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || r.data == nil {
+		return // destroy, or validation before the provider is configured
+	}
+	var plan vmConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	var state *vmConversionModel
+	if !req.State.Raw.IsNull() {
+		state = &vmConversionModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, state)...)
+	}
+	if resp.Diagnostics.HasError() || !vmKnownInputs(ctx, &plan, req.Config) {
+		return // inputs that depend on other resources are planned at apply
+	}
+	e := r.data.engine
+	ereq := vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir)
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch}, state == nil)
+	if err != nil {
+		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
+			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceUnavailable,
+				detailFor("Planning the VM's conversion", err)+"\n\nThe existing images are kept as they are. Restore the source to detect changes again.")
+			return
+		}
+		addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Planning the VM's conversion", err)
+		return
+	}
+	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
+		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChangedPlan,
+			fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). "+
+				"If you are applying a saved plan, Terraform will reject it as an \"inconsistent final plan\": that is this change. Run terraform plan again.\n\n"+
+				"Previous fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"), last.Fingerprint, ep.Source.Fingerprint))
+	}
+	if err := e.RecordPlanned(ep); err != nil {
+		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
+	}
+
+	if state == nil || plan.SourceFingerprint.IsUnknown() {
+		setVMPlanned(&plan, ep)
+		if state == nil {
+			r.data.planned.put(ereq, ep)
+		}
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+		return
+	}
+	// The hardware is the .vmx's, which the images do not depend on: a
+	// change to it alone is an update in place.
+	plan.Hardware = hardwareValue(ep.Hardware)
+	if raw, _ := req.Private.GetKey(ctx, privDrift); len(raw) > 0 {
+		var drifted []string
+		json.Unmarshal(raw, &drifted)
+		resp.Diagnostics.AddAttributeWarning(path.Root("disks"), summaryOutputDrift,
+			fmt.Sprintf("The VM's images were modified or deleted outside Terraform after they were written (size, modification time or sampled content no longer match):\n\n%s\n\n"+
+				"The VM will be converted again.", strings.Join(drifted, "\n")))
+		setVMPlanned(&plan, ep)
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("disks"))
+	}
+	if ep.Source.Fingerprint != state.SourceFingerprint.ValueString() {
+		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChanged,
+			fmt.Sprintf("A disk of the VM changed since its images were written (a new snapshot layer, a modified file), so the VM will be converted again.\n\n"+
+				"Previous fingerprint: %s\nCurrent fingerprint: %s", state.SourceFingerprint.ValueString(), ep.Source.Fingerprint))
+		setVMPlanned(&plan, ep)
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("source_fingerprint"))
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	if r.data == nil {
+		resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("creating a VM conversion"))
+		return
+	}
+	var plan vmConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, d := plan.Timeouts.Create(ctx, defaultCreateTimeout)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	e := r.data.engine
+	ereq := vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ep := r.data.planned.take(ereq, plan.SourceFingerprint)
+	if ep == nil {
+		// Its inputs were unknown when the plan was made: plan now.
+		var err error
+		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true}, true); err != nil {
+			addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
+			return
+		}
+		if want := plan.SourceFingerprint.ValueString(); !plan.SourceFingerprint.IsUnknown() && want != "" && want != ep.Source.Fingerprint {
+			addFaultAt(&resp.Diagnostics, path.Root("source"), "Converting the VM",
+				fault.New(fault.SourceChanged, ep.Source.Path, "the VM's disks changed between plan and apply").
+					WithHint("Run terraform plan again and review the new plan.").
+					WithFact("Planned fingerprint", want).WithFact("Current fingerprint", ep.Source.Fingerprint))
+			return
+		}
+	}
+	res, err := e.Apply(ctx, ep, newLogSink(ctx, "vmconv_vm_conversion", ereq.Output.Dir), engine.ApplyOptions{})
+	if err != nil {
+		addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
+		return
+	}
+	planned := plan
+	setVMPlanned(&plan, ep)
+	setVMApplied(&plan, ep, res)
+	keepVMPlanned(&plan, &planned)
+	for _, w := range res.Warnings {
+		resp.Diagnostics.AddWarning("Conversion Warning", w)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setStamps(ctx, resp.Private, res.Disks)...)
+}
+
+func (r *vmConversionResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state vmConversionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var written []engine.OutputResult
+	if state.Output == nil {
+		// After terraform import: rebuild the state from the report.
+		rep, err := engine.ReadVMReport(state.ID.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddError(summaryImport, vmImportDetail(state.ID.ValueString(), err))
+			return
+		}
+		vmStateFromReport(ctx, &state, rep, &resp.Diagnostics)
+		written = rep.Result.Disks
+		resp.Diagnostics.Append(setStamps(ctx, resp.Private, written)...)
+	} else {
+		raw, d := req.Private.GetKey(ctx, privStamps)
+		resp.Diagnostics.Append(d...)
+		if err := json.Unmarshal(raw, &written); err != nil || len(raw) == 0 {
+			if rep, err := engine.ReadVMReport(state.ID.ValueString()); err == nil {
+				written = rep.Result.Disks
+			}
+		}
+	}
+	dir := state.ID.ValueString()
+	folder, drifts, err := engine.CheckVMOutput(dir, written)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("output").AtName("dir"), summaryCannotCheckOutput,
+			fmt.Sprintf("Reading the VM's images to detect changes failed.\n\nFolder: %s\nError: %v", dir, err))
+		return
+	}
+	var drifted []string
+	for i, d := range drifts {
+		if d != engine.DriftNone {
+			drifted = append(drifted, fmt.Sprintf("%s: %s", written[i].Path, d))
+		}
+	}
+	switch {
+	case folder == engine.DriftMissing:
+		tflog.Warn(ctx, "the output folder is missing; removing from state so the next plan converts the VM again", map[string]any{"dir": dir})
+		resp.State.RemoveResource(ctx)
+		return
+	case folder == engine.DriftChanged && len(drifted) == 0:
+		drifted = []string{dir + ": not a folder"}
+		fallthrough
+	case len(drifted) > 0:
+		b, _ := json.Marshal(drifted)
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privDrift, b)...)
+	default:
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privDrift, nil)...)
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	// Only settings that do not change the images reach Update (overwrite,
+	// allow_older_snapshot, timeouts) and the hardware, read again from
+	// the .vmx; the rest replaces the resource.
+	var plan vmConversionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state vmConversionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() || state.Output == nil {
+		return
+	}
+	if err := engine.DeleteVMOutput(state.ID.ValueString()); err != nil {
+		summary := summaryFor(fault.CodeOf(err))
+		if fault.Is(err, fault.OutputExists) {
+			summary = summaryOutputFolderKept
+		}
+		resp.Diagnostics.AddAttributeError(path.Root("output").AtName("dir"), summary, detailFor("Deleting the VM's output folder", err))
+	}
+}
+
+func (r *vmConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	id := req.ID
+	if abs, err := filepath.Abs(id); err == nil {
+		id = abs
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+}
+
+// enginePlan asks the engine for a plan. With mayOwn, a VM vmconv wrote
+// (a folder with its report) already at output.dir may be this resource's:
+// Terraform plans a replacement as a create, with no prior state, while
+// the folder it replaces is still there. It is then planned as if it
+// were; Create's Apply, which may not replace a folder it does not manage,
+// decides.
+func (r *vmConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions, mayOwn bool) (*engine.Plan, error) {
+	ep, err := r.data.engine.Plan(ctx, ereq, opts)
+	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) {
+		if _, rerr := engine.ReadVMReport(ereq.Output.Dir); rerr == nil {
+			tflog.Debug(ctx, "a vmconv VM is in the output folder; Create decides", map[string]any{"dir": ereq.Output.Dir})
+			opts.ManagedOutput = true
+			ep, err = r.data.engine.Plan(ctx, ereq, opts)
+		}
+	}
+	return ep, err
+}
+
+func setStamps(ctx context.Context, p privateSetter, written []engine.OutputResult) diag.Diagnostics {
+	b, _ := json.Marshal(written)
+	return p.SetKey(ctx, privStamps, b)
+}
+
+func vmImportDetail(id string, err error) string {
+	return fmt.Sprintf("Importing reads the report vmconv writes into each VM's output folder (%s), which records the source and settings of the conversion. "+
+		"It could not be read.\n\nFile: %s\nError: %v\n\nImport by the absolute path of an output folder written by vmconv_vm_conversion.",
+		engine.VMReportName, engine.VMReportPath(id), err)
+}
+
+// vmAttributeFor points a fault at the attribute the user should look at.
+func vmAttributeFor(err error) path.Path {
+	switch fault.CodeOf(err) {
+	case fault.OutputDirMissing, fault.OutputIsSource, fault.OutputExists, fault.OutputLocked, fault.OutputNotWritable, fault.NoSpace:
+		return path.Root("output").AtName("dir")
+	case fault.OlderSnapshot:
+		return path.Root("source").AtName("allow_older_snapshot")
+	case fault.MultipleOSes:
+		return path.Root("inspect").AtName("root")
+	default:
+		return path.Root("source").AtName("vmx")
+	}
+}
