@@ -208,15 +208,20 @@ func (e *Engine) Adopt(p *Plan, sink Sink) (*Report, error) {
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	rep, err := ReadReport(path)
+	vm := len(p.Disks) > 0
+	read := ReadReport
+	if vm {
+		read = ReadVMReport
+	}
+	rep, err := read(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) && !vm {
 			return nil, output.CheckFree(path, false)
 		}
-		return nil, fault.Wrap(fault.OutputExists, path, err, "a file exists at the output path and its vmconv report cannot be read").
-			WithHint("Move or delete the output and its report, or choose another output.path.")
+		return nil, fault.Wrap(fault.OutputExists, path, err, "something exists at the output path and its vmconv report cannot be read").
+			WithHint("Move or delete it, or choose another output path.")
 	}
-	if rep.Plan == nil || rep.Result == nil || rep.Plan.FormatVersion != PlanFormatVersion || rep.Result.Output.SHA256 == "" {
+	if rep.Plan == nil || rep.Result == nil || rep.Plan.FormatVersion != PlanFormatVersion || (!vm && rep.Result.Output.SHA256 == "") {
 		return nil, foreign(path, "its report is incomplete or from an incompatible version")
 	}
 	if rep.Publisher.running() {
@@ -232,12 +237,18 @@ func (e *Engine) Adopt(p *Plan, sink Sink) (*Report, error) {
 		return nil, foreign(path, "it was converted from the source as it was before it changed (its report records another source fingerprint)").
 			WithFact("Report's fingerprint", rep.Plan.Source.Fingerprint).WithFact("Current fingerprint", p.Source.Fingerprint)
 	}
-	drift, err := CheckOutput(path, rep.Result.Output.Stamp)
-	if err != nil {
-		return nil, fault.Wrap(fault.OutputNotWritable, path, err, "cannot read the output to compare it with its report")
+	outputs := []OutputResult{rep.Result.Output}
+	if vm {
+		outputs = rep.Result.Disks
 	}
-	if drift != DriftNone {
-		return nil, foreign(path, "it was modified after vmconv wrote it (its size, modification time or sampled content no longer match its report)")
+	for _, o := range outputs {
+		drift, err := CheckOutput(o.Path, o.Stamp)
+		if err != nil {
+			return nil, fault.Wrap(fault.OutputNotWritable, o.Path, err, "cannot read the output to compare it with its report")
+		}
+		if drift != DriftNone {
+			return nil, foreign(path, "it was modified after vmconv wrote it (the size, modification time or sampled content of "+filepath.Base(o.Path)+" no longer match its report)")
+		}
 	}
 	sink.Event(Event{Time: time.Now(), Kind: EventInfo, Message: "adopted the output an interrupted apply published: its report records this very conversion, and the file is unchanged since",
 		Fields: map[string]any{"path": path, "sha256": rep.Result.Output.SHA256, "created": rep.Created}})

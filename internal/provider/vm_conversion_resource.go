@@ -159,10 +159,29 @@ func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRe
 			return
 		}
 	}
-	res, err := e.Apply(ctx, ep, newLogSink(ctx, "vmconv_vm_conversion", ereq.Output.Dir), engine.ApplyOptions{})
-	if err != nil {
-		addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
-		return
+	sink := newLogSink(ctx, "vmconv_vm_conversion", ereq.Output.Dir)
+	var res *engine.Result
+	if ep.Output.Replaces {
+		// A vmconv VM is in the folder, perhaps the one an apply of this
+		// resource published before it was killed, and Terraform never
+		// recorded: adopted when its report records this very conversion
+		// and no image changed since.
+		rep, err := e.Adopt(ep, sink)
+		switch {
+		case err == nil && rep != nil:
+			res = rep.Result
+			resp.Diagnostics.AddWarning(summaryOutputAdopted, adoptedDetail(ereq.Output.Dir, rep.Created))
+		case err != nil && !ereq.Output.Overwrite:
+			addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
+			return
+		}
+	}
+	if res == nil {
+		var err error
+		if res, err = e.Apply(ctx, ep, sink, engine.ApplyOptions{}); err != nil {
+			addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
+			return
+		}
 	}
 	planned := plan
 	setVMPlanned(&plan, ep)
