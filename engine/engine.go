@@ -7,6 +7,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -188,6 +190,16 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 		if rs.fp, _, err = fingerprint.Files(files); err != nil {
 			return nil, fault.Wrap(fault.SourceUnreadable, rs.c.Head().Path, err, "cannot fingerprint the source")
 		}
+	}
+	if vm {
+		// Where each disk sits is part of the VM: the guest names its
+		// disks by slot, so moving one is a change of the source.
+		h := sha256.New()
+		fmt.Fprintln(h, rs.fp)
+		for _, d := range rs.disks {
+			fmt.Fprintf(h, "%s %s %d %d\n", d.Device, d.Slot.Bus, d.Slot.Controller, d.Slot.Unit)
+		}
+		rs.fp = fingerprint.Version + ":" + hex.EncodeToString(h.Sum(nil))
 	}
 	return rs, nil
 }

@@ -85,6 +85,16 @@ func TestPlanVM(t *testing.T) {
 	if err != nil || q.Source.Fingerprint != p.Source.Fingerprint {
 		t.Fatalf("replan: %v, %s vs %s", err, q.Source.Fingerprint, p.Source.Fingerprint)
 	}
+	// Moving the data disk to another slot changes the VM too.
+	b, _ := os.ReadFile(vmx)
+	moved := strings.ReplaceAll(string(b), "scsi0:1.", "scsi0:2.")
+	if err := os.WriteFile(vmx, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := e.Plan(context.Background(), req, engine.PlanOptions{}); err != nil || q.Source.Fingerprint == p.Source.Fingerprint || q.Disks[1].Device != "scsi0:2" {
+		t.Errorf("moving disk 1 to scsi0:2 left the fingerprint %s (%v)", p.Source.Fingerprint, err)
+	}
+	os.WriteFile(vmx, b, 0o644)
 	if err := testimg.QemuWrite(heads[1], "vmdk", testimg.Snap2); err != nil {
 		t.Fatal(err)
 	}
