@@ -91,6 +91,9 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	j.res.Warnings = append(j.res.Warnings, p.Warnings...)
 
 	if len(p.Disks) > 0 {
+		if err := checkVMNotHeld(p.Output.Path); err != nil {
+			return nil, err
+		}
 		set, err := output.BeginSet(p.Output.Path, output.SetOptions{Replace: opts.ManagedOutput || p.Request.Output.Overwrite})
 		if err != nil {
 			return nil, err

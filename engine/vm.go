@@ -241,6 +241,15 @@ func DeleteVMOutput(dir string) error {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	if err := checkVMNotHeld(dir); err != nil {
+		return err
+	}
+	return output.RemoveSet(dir, output.BootLogPath(dir))
+}
+
+// checkVMNotHeld refuses to delete or replace a VM's images while a domain
+// runs on an overlay of one of them: the overlay would lose its backing.
+func checkVMNotHeld(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot list the output folder")
@@ -249,8 +258,8 @@ func DeleteVMOutput(dir string) error {
 		img := filepath.Join(dir, e.Name())
 		if holders, err := diskHolders(img); err == nil && len(holders) > 0 {
 			return fault.New(fault.DiskInUse, img, "the VM's disk %s is in use by domain %s, which runs on an overlay of it", e.Name(), strings.Join(holders, ", ")).
-				WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's disks). A disk a running guest depends on is never deleted under it.")
+				WithHint("Destroy the domain first (Terraform does, when the domain refers to this conversion's disks). A disk a running guest depends on is never deleted or replaced under it.")
 		}
 	}
-	return output.RemoveSet(dir, output.BootLogPath(dir))
+	return nil
 }

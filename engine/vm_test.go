@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
@@ -167,6 +168,24 @@ func TestApplyVM(t *testing.T) {
 	es, _ := os.ReadDir(filepath.Dir(out))
 	if len(es) != 1 {
 		t.Errorf("beside the VM's folder: %v", es)
+	}
+	// A domain running on one of the images keeps the set from being
+	// replaced under it.
+	overlay := filepath.Join(t.TempDir(), "disk0.qcow2")
+	os.WriteFile(overlay, nil, 0o644)
+	if err := output.AddHold(p2.Disks[0].Output.Path, output.Hold{Domain: "web", Overlay: overlay}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p2, nil, engine.ApplyOptions{ManagedOutput: true}); !fault.Is(err, fault.DiskInUse) {
+		t.Errorf("replacing a held VM: %v", err)
+	}
+	// Once the domain is gone, its emptied holds file does not make the
+	// set look foreign.
+	if err := output.RemoveHold(p2.Disks[0].Output.Path, overlay); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p2, nil, engine.ApplyOptions{ManagedOutput: true}); err != nil {
+		t.Errorf("replacing the VM once its domain is gone: %v", err)
 	}
 	// A plan made before a source changed is refused at apply, and the
 	// published set stays as it was.

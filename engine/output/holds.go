@@ -16,7 +16,7 @@ type Hold struct {
 	Overlay string `json:"overlay"`
 }
 
-func holdsPath(out string) string { return out + ".vmconv-holds" }
+func holdsPath(out string) string { return out + holdsSuffix }
 
 func readHolds(out string) ([]Hold, error) {
 	b, err := os.ReadFile(holdsPath(out))

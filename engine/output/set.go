@@ -411,7 +411,14 @@ func setMembers(dir string) ([]string, error) {
 	var extra []string
 	for _, n := range names {
 		fi, err := os.Lstat(filepath.Join(dir, n))
-		if n != SetManifest && (!slices.Contains(m.Members, n) || err != nil || !fi.Mode().IsRegular()) {
+		// A domain's holds on a member live beside it (see AddHold): the
+		// engine refuses to replace or delete a member a live domain holds,
+		// and what is left of a removed domain's holds goes with the set.
+		member := n
+		if strings.HasSuffix(n, holdsSuffix) {
+			member = strings.TrimSuffix(n, holdsSuffix)
+		}
+		if n != SetManifest && (!slices.Contains(m.Members, member) || err != nil || !fi.Mode().IsRegular()) {
 			extra = append(extra, n)
 		}
 	}
