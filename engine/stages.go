@@ -429,14 +429,15 @@ func (validateStage) run(ctx context.Context, j *job) error {
 }
 
 // BootTest boots image under QEMU the way the VALIDATE stage does, for a
-// converted output or a domain's disk.
-func (e *Engine) BootTest(ctx context.Context, image, format string, info *guest.Info, o boottest.Options, consoleLog string) (*boottest.Result, error) {
+// converted output or a domain's disk; more are a VM's other disks, in its
+// order.
+func (e *Engine) BootTest(ctx context.Context, image, format string, info *guest.Info, o boottest.Options, consoleLog string, more ...string) (*boottest.Result, error) {
 	work, err := e.scratch("boot-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	return e.bootTest(ctx, []string{image}, format, info, o, consoleLog, work)
+	return e.bootTest(ctx, append([]string{image}, more...), format, info, o, consoleLog, work)
 }
 
 // bootTest instruments throwaway overlays of a guest's images (the boot

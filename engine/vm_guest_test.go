@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/guestfsenv"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
 // vmFolder links the fixture's two-disk VM into a fresh folder (hard
@@ -36,45 +38,27 @@ func vmFolder(t *testing.T, fx *acctest.Fixtures) string {
 
 // TestGuestVMTwoDisks converts the two-disk VMware VM (its boot disk a
 // snapshot chain, /srv and swap on its second disk named /dev/sdb1 and
-// /dev/sdb2 in fstab) from its .vmx as one guest. Without the fstab fix
-// the guest's virtio boot stops in emergency mode, waiting for
-// /dev/sdb1; with it, every fstab line names its file system by UUID on
-// the right disk and the guest boots with both disks to multi-user with
-// its network up. The sources are untouched.
+// /dev/sdb2 in fstab) from its .vmx as one guest: one plan-time inspection
+// across both disks resolves the fstab lines to UUIDs on the right disk,
+// and the guest boots on virtio with both disks to multi-user with its
+// network up (a /srv that does not mount stops the boot in emergency mode
+// instead). The negative is the same converted VM with only its fstab put
+// back as VMware left it: its virtio boot stops in emergency mode, waiting
+// for /dev/sdb1. The sources are untouched.
 func TestGuestVMTwoDisks(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
 	vmx := vmFolder(t, fx)
 	before := sumDir(t, filepath.Dir(vmx))
 	e := newEngine(t)
-	req := func(dir string, disabled ...string) engine.Request {
-		r := engine.Request{
-			Source:   engine.SourceSpec{VMX: vmx},
-			Output:   engine.OutputSpec{Dir: dir},
-			Fixes:    engine.FixSpec{Enabled: true},
-			BootTest: engine.BootTestSpec{Enabled: true, Options: boottest.Options{RequireNetwork: true}},
-		}
-		r.Fixes.Disabled = disabled
-		return r
-	}
 	out := t.TempDir()
-
-	t.Run("without the fstab fix the boot stops in emergency mode", func(t *testing.T) {
-		p, err := e.Plan(context.Background(), req(filepath.Join(out, "nofstab"), "fstab"), engine.PlanOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
-		fe, ok := fault.As(err)
-		if !ok || fe.Code != fault.BootTestFailed || !strings.Contains(fe.Error()+fmt.Sprint(fe.Facts), boottest.ReasonEmergency) {
-			t.Fatalf("got %v, want a boot test failed for %s", err, boottest.ReasonEmergency)
-		}
-		if _, err := os.Lstat(filepath.Join(out, "nofstab")); !os.IsNotExist(err) {
-			t.Errorf("a failed apply published the VM: %v", err)
-		}
-	})
-
 	dir := filepath.Join(out, "web")
-	p, err := e.Plan(context.Background(), req(dir), engine.PlanOptions{Inspect: true})
+	bootOpts := boottest.Options{RequireNetwork: true}
+	p, err := e.Plan(context.Background(), engine.Request{
+		Source:   engine.SourceSpec{VMX: vmx},
+		Output:   engine.OutputSpec{Dir: dir},
+		Fixes:    engine.FixSpec{Enabled: true},
+		BootTest: engine.BootTestSpec{Enabled: true, Options: bootOpts},
+	}, engine.PlanOptions{Inspect: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,13 +80,43 @@ func TestGuestVMTwoDisks(t *testing.T) {
 	if !res.BootTest.Passed() || len(res.Disks) != 2 || res.Fixes == nil || !fstabNames(res.Fixes.Changes, "UUID="+fx.VM.SrvUUID) {
 		t.Fatalf("boot test %+v, %d disks", res.BootTest, len(res.Disks))
 	}
-	for _, d := range res.Disks {
-		if _, err := os.Stat(d.Path); err != nil {
-			t.Error(err)
-		}
-	}
 	if after := sumDir(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("the source VM changed")
+	}
+
+	// The negative: overlays of the converted disks, the fstab put back as
+	// it was before the fix, booted the same way.
+	var original string
+	for _, c := range res.Fixes.Changes {
+		if c.Path == "/etc/fstab" && c.Before != "" {
+			original = c.Before
+		}
+	}
+	if !strings.Contains(original, "/dev/sdb1") {
+		t.Fatalf("the fix recorded no original fstab naming /dev/sdb1: %q", original)
+	}
+	neg := t.TempDir()
+	var overlays []string
+	for i, d := range res.Disks {
+		ov := filepath.Join(neg, fmt.Sprintf("disk%d.qcow2", i))
+		if err := testimg.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", d.Path, "-F", "qcow2", ov); err != nil {
+			t.Fatal(err)
+		}
+		overlays = append(overlays, ov)
+	}
+	fstab := filepath.Join(neg, "fstab")
+	os.WriteFile(fstab, []byte(original), 0o644)
+	gf := exec.Command("guestfish", "--format=qcow2", "-a", overlays[0], "-a", overlays[1], "-m", "/dev/sda1", "upload", fstab, "/etc/fstab")
+	gf.Env = guestfsenv.Env()
+	if b, err := gf.CombinedOutput(); err != nil {
+		t.Fatalf("guestfish: %v\n%s", err, b)
+	}
+	r, err := e.BootTest(context.Background(), overlays[0], "qcow2", res.Guest, bootOpts, filepath.Join(neg, "console.log"), overlays[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Passed() || r.Reason != boottest.ReasonEmergency {
+		t.Errorf("with VMware's fstab the boot ended %s (%s): %s, want %s", r.Status, r.Reason, r.Detail, boottest.ReasonEmergency)
 	}
 }
 

@@ -32,6 +32,15 @@ type Fixtures struct {
 	Stream   string             `json:"stream"`
 	Chain    []string           `json:"chain"`
 	Bad      map[string]string  `json:"bad"`
+	VM       VM                 `json:"vm"`
+}
+
+// VM is the two-disk VMware VM folder: its .vmx, its disks' newest files
+// in the VM's order, and the UUID of /srv on the second disk.
+type VM struct {
+	VMX     string   `json:"vmx"`
+	Disks   []string `json:"disks"`
+	SrvUUID string   `json:"srv_uuid"`
 }
 
 // Path joins a fixture-relative path.

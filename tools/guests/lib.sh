@@ -263,7 +263,7 @@ P
   # a second appliance doubles the work done where a second vCPU buys
   # little, and an appliance that sees several disks makes every
   # grub-probe scan them all.
-  ( grub_bios "$w/plain.raw"; serial_from_plain "$w"; grub_bios "$w/dracut.raw" ) &
+  ( grub_bios "$w/plain.raw"; serial_from_plain "$w"; twodisk_from_plain "$w"; grub_bios "$w/dracut.raw" ) &
   local lane=$!
   grub_bios "$w/networkd.raw"
   grub_uefi "$w/uefi.raw"
@@ -359,6 +359,46 @@ G
   rm -f "$w/serial.grub"
 }
 
+# twodisk: a VM with two disks, as VMware guests often are: the plain
+# guest's disk with /srv on the second disk's first partition and swap on
+# its second, both by device name (/dev/sdb1, /dev/sdb2), as an installer
+# writes them. On KVM with virtio those names do not exist: systemd waits
+# for dev-sdb1.device and drops to emergency mode unless the fixes resolve
+# them to UUIDs on the right disk. Made on the host without an appliance:
+# the boot disk is the plain one after GRUB, its fstab rewritten with
+# debugfs; the data disk is partitioned and formatted here.
+SRV_UUID=0000aaaa-0000-4000-8000-0000000000b1
+twodisk_from_plain() {
+  local w=$1 fs="$w/twodisk.raw?offset=$((2048 * 512))"
+  cp --sparse=always "$w/plain.raw" "$w/twodisk.raw"
+  cat > "$w/twodisk.fstab" <<'F'
+# /etc/fstab: static file system information.
+# <file system> <mount point>   <type>  <options>       <dump>  <pass>
+/dev/sda1       /               ext4    errors=remount-ro 0       1
+/dev/sdb1       /srv            ext4    defaults        0       2
+/dev/sdb2       none            swap    sw              0       0
+F
+  debugfs -w -R "rm /etc/fstab" "$fs" >/dev/null 2>&1
+  debugfs -w -R "write $w/twodisk.fstab /etc/fstab" "$fs" >/dev/null 2>&1
+  debugfs -w -R "mkdir /srv" "$fs" >/dev/null 2>&1
+  debugfs -R "cat /etc/fstab" "$fs" 2>/dev/null | grep -q '^/dev/sdb1 ' || { echo "guests: twodisk fstab not written" >&2; return 1; }
+  rm -f "$w/twodisk.fstab"
+
+  mkdir -p "$w/twodisk.srv"
+  echo "on the second disk" > "$w/twodisk.srv/vmconv-srv"
+  truncate -s 512M "$w/twodisk-1.raw"
+  sfdisk -q "$w/twodisk-1.raw" <<P
+label: dos
+label-id: 0x5e11e0b1
+start=2048, size=$((383 * 2048)), type=83
+start=$((2048 + 383 * 2048)), type=82
+P
+  mkfs.ext4 -q -F -U "$SRV_UUID" -L srv -d "$w/twodisk.srv" -E root_owner=0:0 "$w/twodisk.srvfs" 383M
+  put "$w/twodisk.srvfs" "$w/twodisk-1.raw" 2048
+  truncate -s 126M "$w/twodisk.swap"; mkswap -q -U "${SWAP_UUID}b" "$w/twodisk.swap"
+  put "$w/twodisk.swap" "$w/twodisk-1.raw" $((2048 + 383 * 2048))
+}
+
 # The LVM disk: the appliance creates the volume group (the host kernel
 # has no device-mapper); the root file system, made on the host, is then
 # written at the logical volume's offset, which is the physical volume's
@@ -443,9 +483,47 @@ write /etc/hostname "web\n"
 write-append /etc/vmconv-layer "2\n"
 G
 
+  deliver_vm "$w" "$o"
+
   assemble_bad "$w"
   for b in data twoos luks; do vmdk "$w/$b.raw" "$o/$b.vmdk" monolithicSparse; done
   WORK_ROOTFS=$w/rootfs write_manifest "$o/manifest.json"
+}
+
+# deliver_vm W O: the VMware VM folder of the two-disk VM, its boot disk a
+# snapshot chain (web.vmdk <- web-000001.vmdk, which the .vmx names), its
+# data disk on scsi0:1, and a CD-ROM that is left out.
+deliver_vm() {
+  local w=$1 o=$2
+  mkdir -p "$o/vm"
+  vmdk "$w/twodisk.raw" "$o/vm/web.vmdk" monolithicSparse
+  qemu-img create -q -f vmdk -b web.vmdk -F vmdk "$o/vm/web-000001.vmdk"
+  vmdk "$w/twodisk-1.raw" "$o/vm/web_1.vmdk" monolithicSparse
+  rm -f "$w/twodisk.raw" "$w/twodisk-1.raw"
+  cat > "$o/vm/web.vmx" <<X
+.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "web"
+guestOS = "debian12-64"
+memSize = "1024"
+numvcpus = "2"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "lsilogic"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "web-000001.vmdk"
+scsi0:1.present = "TRUE"
+scsi0:1.fileName = "web_1.vmdk"
+ide1:0.present = "TRUE"
+ide1:0.deviceType = "cdrom-image"
+ide1:0.fileName = "/vmfs/volumes/ds1/iso/debian-12.iso"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "vmxnet3"
+ethernet0.networkName = "VM Network"
+ethernet0.addressType = "static"
+ethernet0.address = "$VMWARE_MAC"
+X
+
 }
 
 write_manifest() {
@@ -464,6 +542,7 @@ write_manifest() {
   },
   "stream": "plain-stream.vmdk",
   "chain": ["chain/web-000002.vmdk", "chain/web-000001.vmdk", "chain/web.vmdk"],
+  "vm": {"vmx": "vm/web.vmx", "disks": ["vm/web-000001.vmdk", "vm/web_1.vmdk"], "srv_uuid": "$SRV_UUID"},
   "bad": {"data": "data.vmdk", "twoos": "twoos.vmdk", "luks": "luks.vmdk"}
 }
 M
