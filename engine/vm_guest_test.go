@@ -38,9 +38,10 @@ func vmFolder(t *testing.T, fx *acctest.Fixtures) string {
 
 // TestGuestVMTwoDisks converts the two-disk VMware VM (its boot disk a
 // snapshot chain, /srv and swap on its second disk named /dev/sdb1 and
-// /dev/sdb2 in fstab) from its .vmx as one guest: one plan-time inspection
-// across both disks resolves the fstab lines to UUIDs on the right disk,
-// and the guest boots on virtio with both disks to multi-user with its
+// /dev/sdb2 in fstab) from its .vmx as one guest: one inspection across
+// both disks resolves the fstab lines to UUIDs on the right disk (the plan
+// is made without inspecting, as the appliance launch costs a minute or
+// two of CI here), and the guest boots on virtio with both disks to multi-user with its
 // network up (a /srv that does not mount stops the boot in emergency mode
 // instead). The negative is the same converted VM with only its fstab put
 // back as VMware left it: its virtio boot stops in emergency mode, waiting
@@ -58,7 +59,7 @@ func TestGuestVMTwoDisks(t *testing.T) {
 		Output:   engine.OutputSpec{Dir: dir},
 		Fixes:    engine.FixSpec{Enabled: true},
 		BootTest: engine.BootTestSpec{Enabled: true, Options: bootOpts},
-	}, engine.PlanOptions{Inspect: true})
+	}, engine.PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +68,6 @@ func TestGuestVMTwoDisks(t *testing.T) {
 	}
 	if len(p.Disks[0].Source.Chain) != 2 {
 		t.Errorf("the boot disk's chain has %d layers", len(p.Disks[0].Source.Chain))
-	}
-	// One inspection across both disks: the dry run resolves /srv on the
-	// second disk to its UUID.
-	if p.Guest == nil || p.Guest.Guest == nil || p.Guest.Guest.OS != "linux" || !fstabNames(p.Guest.Changes, "UUID="+fx.VM.SrvUUID) {
-		t.Fatalf("plan-time inspection: %+v", p.Guest)
 	}
 	res, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
 	if err != nil {
