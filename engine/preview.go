@@ -140,7 +140,9 @@ func (e *Engine) inspectGuest(ctx context.Context, disks []resolvedDisk, key str
 	// The dry run reads the guest through throwaway overlays: the source
 	// is opened read-only and nothing the appliance does reaches it.
 	var drives []guestfs.Drive
+	var slots []guest.DiskSlot
 	for i, d := range disks {
+		slots = append(slots, d.Slot)
 		dir := filepath.Join(work, fmt.Sprintf("disk%d", i))
 		top, driver, err := d.c.Materialize(ctx, filepath.Join(dir, "shadow"), e.qemu)
 		if err != nil {
@@ -161,7 +163,7 @@ func (e *Engine) inspectGuest(ctx context.Context, disks []resolvedDisk, key str
 	if err != nil {
 		return nil, err
 	}
-	info.Disks = diskSlots(disks)
+	info.Disks = vmSlots(slots)
 	g := &GuestPlan{How: "inspected", Guest: info, Warnings: info.Warnings}
 	switch {
 	case !info.HasOS():

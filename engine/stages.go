@@ -298,18 +298,13 @@ func (e *Engine) openAppliance(ctx context.Context, workDir string, drives ...gu
 	return s, string(a.Mode), nil
 }
 
-// diskSlots are where a VM attached its disks, which is how its guest
-// names them; nil for a single disk, which the guest may have had
-// anywhere.
-func diskSlots(disks []resolvedDisk) []guest.DiskSlot {
-	if len(disks) < 2 {
+// vmSlots are where a VM attached its disks, which is how its guest names
+// them; nil for a single disk, which the guest may have had anywhere.
+func vmSlots(slots []guest.DiskSlot) []guest.DiskSlot {
+	if len(slots) < 2 {
 		return nil
 	}
-	out := make([]guest.DiskSlot, len(disks))
-	for i, d := range disks {
-		out[i] = d.Slot
-	}
-	return out
+	return slots
 }
 
 func (j *job) closeSession() error {
@@ -327,10 +322,10 @@ func (inspectStage) name() StageName { return StageInspect }
 
 func (inspectStage) run(ctx context.Context, j *job) error {
 	var drives []guestfs.Drive
-	slots := make([]resolvedDisk, len(j.disks))
-	for i, d := range j.disks {
+	var slots []guest.DiskSlot
+	for _, d := range j.disks {
 		drives = append(drives, guestfs.Drive{Path: d.input, Format: d.inputDriver})
-		slots[i].Slot = d.slot
+		slots = append(slots, d.slot)
 	}
 	s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), drives...)
 	if err != nil {
@@ -341,7 +336,7 @@ func (inspectStage) run(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
-	info.Disks = diskSlots(slots)
+	info.Disks = vmSlots(slots)
 	j.res.Guest = info
 	j.res.Warnings = append(j.res.Warnings, info.Warnings...)
 	if !info.HasOS() {

@@ -39,7 +39,8 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 	shown, _ := rs.src.Describe(nil)
 	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp}
 	p.Hardware = rs.local.Hardware
-	if err := checkOutputDir(dir, opts.ManagedOutput || req.Output.Overwrite); err != nil {
+	// The folder is judged as the apply's BeginSet will judge it.
+	if err := output.CheckSet(dir, output.SetOptions{Replace: opts.ManagedOutput || req.Output.Overwrite}); err != nil {
 		return nil, err
 	}
 	name := vmOutputName(shown)
@@ -124,34 +125,6 @@ func (e *Engine) planVMGuest(ctx context.Context, p *Plan, rs *resolvedSource, o
 				p.Stages[i].Reason = "the guest needs no fixes"
 			}
 		}
-	}
-	return nil
-}
-
-// checkOutputDir refuses an output folder that would destroy something: it
-// must be new, or empty, or the caller's own (a previous apply of the same
-// resource), and its parent must exist.
-func checkOutputDir(dir string, owned bool) error {
-	if err := output.CheckDir(dir); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot check the output folder")
-	}
-	if !fi.IsDir() {
-		return fault.New(fault.OutputExists, dir, "output.dir names something that is not a folder (%s)", fi.Mode().Type()).
-			WithHint("Choose a new or empty folder for output.dir; vmconv creates it.")
-	}
-	if owned {
-		return nil
-	}
-	if es, err := os.ReadDir(dir); err != nil || len(es) > 0 {
-		return fault.New(fault.OutputExists, dir, "the output folder is not empty, and this resource does not manage it").
-			WithHint("Choose a new or empty folder for output.dir (vmconv replaces the whole folder's contents when it publishes the VM's disks), or set output.overwrite = true to replace it.")
 	}
 	return nil
 }

@@ -223,12 +223,17 @@ func TestPlanVMOutputDir(t *testing.T) {
 	os.WriteFile(file, []byte("mine"), 0o644)
 	empty := filepath.Join(base, "empty")
 	os.Mkdir(empty, 0o755)
+	// The plan judges the folder as the apply will: a link to an empty
+	// folder is refused too (the rename would replace the link).
+	link := filepath.Join(base, "link")
+	os.Symlink(empty, link)
 	for _, tc := range []struct {
 		dir  string
 		code fault.Code
 	}{
 		{full, fault.OutputExists},
 		{file, fault.OutputExists},
+		{link, fault.OutputExists},
 		{filepath.Join(base, "no", "such"), fault.OutputDirMissing},
 		{empty, ""},
 	} {

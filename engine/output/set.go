@@ -90,9 +90,8 @@ type Set struct {
 // temporary folder the members are written into. Defer Abort right after.
 func BeginSet(dir string, opts SetOptions) (*Set, error) {
 	dir = filepath.Clean(dir)
-	if b := filepath.Base(dir); b == "/" || b == "." || b == ".." || strings.HasPrefix(b, ".") {
-		return nil, fault.New(fault.InvalidRequest, dir, "%q cannot be an output folder", dir).
-			WithHint("output.dir must name a folder (not hidden, not the root) inside an existing folder.")
+	if err := checkName(dir); err != nil {
+		return nil, err
 	}
 	if err := checkParent(dir); err != nil {
 		return nil, err
@@ -116,6 +115,29 @@ func BeginSet(dir string, opts SetOptions) (*Set, error) {
 		return nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the temporary folder %s", s.tmp)
 	}
 	return s, nil
+}
+
+// CheckSet makes BeginSet's checks of dir without taking its lock or
+// writing anything, for a plan: the name, the parent, and what is at dir
+// (nothing, an empty folder, or a previous set opts allow replacing).
+func CheckSet(dir string, opts SetOptions) error {
+	dir = filepath.Clean(dir)
+	if err := checkName(dir); err != nil {
+		return err
+	}
+	if err := checkParent(dir); err != nil {
+		return err
+	}
+	_, err := inspect(dir, opts)
+	return err
+}
+
+func checkName(dir string) error {
+	if b := filepath.Base(dir); b == "/" || b == "." || b == ".." || strings.HasPrefix(b, ".") {
+		return fault.New(fault.InvalidRequest, dir, "%q cannot be an output folder", dir).
+			WithHint("output.dir must name a folder (not hidden, not the root) inside an existing folder.")
+	}
+	return nil
 }
 
 // checkParent is CheckDir for a folder output: vmconv creates the set's

@@ -84,13 +84,16 @@ func sourceAttributes() map[string]schema.Attribute {
 }
 
 // sourceAttrTypes are the attribute types under source.
-var sourceAttrTypes = sync.OnceValue(func() map[string]attr.Type {
+var sourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return attributeTypes(sourceAttributes()) })
+
+// attributeTypes are the types of a nested object's attributes.
+func attributeTypes(attrs map[string]schema.Attribute) map[string]attr.Type {
 	out := map[string]attr.Type{}
-	for name, a := range sourceAttributes() {
+	for name, a := range attrs {
 		out[name] = a.GetType()
 	}
 	return out
-})
+}
 
 // kindNames lists the kinds for descriptions: "`path`, `ova` ... and `x`".
 func kindNames() string {

@@ -42,13 +42,7 @@ func vmSourceAttributes() map[string]schema.Attribute {
 }
 
 // vmSourceAttrTypes are the attribute types under a VM's source.
-var vmSourceAttrTypes = sync.OnceValue(func() map[string]attr.Type {
-	out := map[string]attr.Type{}
-	for name, a := range vmSourceAttributes() {
-		out[name] = a.GetType()
-	}
-	return out
-})
+var vmSourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return attributeTypes(vmSourceAttributes()) })
 
 // vmSourceSpec builds the engine's source spec from a VM's planned source.
 func vmSourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.SourceSpec {
