@@ -44,36 +44,126 @@ type Fetched struct {
 	Relogins int      `json:"relogins"`
 }
 
-// afterSnapshot runs between taking the snapshot and reading the disk.
-// Tests use it to write to the VM's disk at that moment.
+// afterSnapshot runs between taking the snapshot and reading the disks.
+// Tests use it to change the VM's disks at that moment.
 var afterSnapshot func(ctx context.Context)
 
 // FetchDisk copies one disk of a VM, with its whole backing chain and
 // extents, through the datastore's /folder HTTP interface: ranged and
 // resumable, and a file already copied completely is reused when the
 // server still has the same one.
-func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (_ *Fetched, err error) {
+func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (*Fetched, error) {
+	res := &Fetched{}
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the disk was copied", func(dc *object.Datacenter, info *VM) error {
+		if o.Disk < 0 || o.Disk >= len(info.Disks) {
+			return fault.New(fault.InvalidRequest, o.VM, "the VM has %d disk(s); disk %d does not exist", len(info.Disks), o.Disk)
+		}
+		return c.copyDisk(ctx, dc, o.Disk, info.Disks[o.Disk], sink{dir: o.Dir, log: o.Logger}, res)
+	})
+	res.Snapshot, res.Removed = st.Snapshot, st.Removed
+	if err != nil {
+		return nil, err
+	}
+	res.Relogins = c.Relogins
+	return res, nil
+}
+
+// FetchVMOptions say which VM to copy and how.
+type FetchVMOptions struct {
+	Datacenter, VM string
+	// Snapshot takes one snapshot of the VM and reads every disk as of
+	// it, so the disks agree with each other; it is removed afterwards,
+	// also when a copy fails.
+	Snapshot bool
+	// Dir receives the files: disk N (in VM.Disks order) under
+	// Dir/disk<N>/, so that two disks whose files have the same name in
+	// different datastore folders cannot overwrite each other.
+	Dir    string
+	Logger fetch.Logger
+}
+
+// FetchedVM says what was copied of a whole VM.
+type FetchedVM struct {
+	// VM is the configuration the disks were read from: the snapshot's
+	// when one was taken. Disks[i] is the copy of VM.Disks[i].
+	VM       *VM       `json:"vm"`
+	Disks    []Fetched `json:"disks"`
+	Snapshot string    `json:"snapshot,omitempty"`
+	Removed  bool      `json:"snapshot_removed"`
+	Reused   int       `json:"reused_files"`
+	Relogins int       `json:"relogins"`
+}
+
+// DiskDir is the folder of Dir that FetchVM copies disk n into.
+func DiskDir(dir string, n int) string { return filepath.Join(dir, fmt.Sprintf("disk%d", n)) }
+
+// FetchVM copies every virtual disk of a VM, each with its backing chain,
+// as FetchDisk copies one; with Snapshot, all of them from one snapshot.
+func (c *Client) FetchVM(ctx context.Context, o FetchVMOptions) (*FetchedVM, error) {
+	res := &FetchedVM{}
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the VM's disks were copied", func(dc *object.Datacenter, info *VM) error {
+		if len(info.Disks) == 0 {
+			return fault.New(fault.InvalidRequest, o.VM, "the VM has no virtual disk to copy").
+				WithHint("Check vm: it names a VM without disks.")
+		}
+		res.VM = info
+		for i := range info.Disks {
+			dir := DiskDir(o.Dir, i)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the download folder")
+			}
+			var d Fetched
+			if err := c.copyDisk(ctx, dc, i, info.Disks[i], sink{dir: dir, log: o.Logger}, &d); err != nil {
+				return err
+			}
+			res.Reused += d.Reused
+			res.Disks = append(res.Disks, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Snapshot, res.Removed = st.Snapshot, st.Removed
+	for i := range res.Disks {
+		res.Disks[i].Snapshot, res.Disks[i].Removed = st.Snapshot, st.Removed
+		res.Disks[i].Relogins = c.Relogins
+	}
+	res.Relogins = c.Relogins
+	return res, nil
+}
+
+// snapState is what became of the snapshot taken for a read.
+type snapState struct {
+	Snapshot string
+	Removed  bool
+}
+
+// readVM finds a VM and runs read with its configuration: with snapshot,
+// the configuration of one snapshot taken for the read and removed after
+// it whatever happened; otherwise the VM's current one. done says what was
+// copied, for the message when only the removal failed.
+func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot bool, done string, read func(*object.Datacenter, *VM) error) (st snapState, err error) {
 	var vm *object.VirtualMachine
 	var dc *object.Datacenter
 	if err := c.soap(ctx, func() error {
 		f := find.NewFinder(c.vc, true)
 		var err error
-		if dc, err = f.DatacenterOrDefault(ctx, o.Datacenter); err != nil {
+		if dc, err = f.DatacenterOrDefault(ctx, datacenter); err != nil {
 			return err
 		}
 		f.SetDatacenter(dc)
-		vm, err = f.VirtualMachine(ctx, o.VM)
+		vm, err = f.VirtualMachine(ctx, name)
 		return err
 	}); err != nil {
-		return nil, fault.New(fault.RemoteNotFound, o.VM, "vSphere has no VM %q in datacenter %q", o.VM, o.Datacenter).WithHint("Check datacenter and vm.")
+		return st, fault.New(fault.RemoteNotFound, name, "vSphere has no VM %q in datacenter %q", name, datacenter).WithHint("Check datacenter and vm.")
 	}
-	res := &Fetched{}
 	var cfg *types.VirtualMachineConfigInfo
-	if o.Snapshot {
-		name := fmt.Sprintf("vmconv-%d", time.Now().UnixNano())
+	if snapshot {
+		snapName := fmt.Sprintf("vmconv-%d", time.Now().UnixNano())
 		var snap types.ManagedObjectReference
 		if err := c.soap(ctx, func() error {
-			t, err := vm.CreateSnapshot(ctx, name, "vmconv: consistent read for migration; removed when the copy ends", false, false)
+			t, err := vm.CreateSnapshot(ctx, snapName, "vmconv: consistent read for migration; removed when the copy ends", false, false)
 			if err != nil {
 				return err
 			}
@@ -84,10 +174,10 @@ func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (_ *Fetched, err
 			snap = r.Result.(types.ManagedObjectReference)
 			return nil
 		}); err != nil {
-			return nil, fault.Wrap(fault.FetchFailed, o.VM, err, "cannot take a snapshot of the VM").
+			return st, fault.Wrap(fault.FetchFailed, name, err, "cannot take a snapshot of the VM").
 				WithHint("Check the user's Snapshot privileges, or set snapshot = \"none\" for a powered-off VM.")
 		}
-		res.Snapshot = name
+		st.Snapshot = snapName
 		defer func() {
 			// Remove it whatever happened, with a context of its own: an
 			// interrupted apply must not leave a snapshot behind.
@@ -101,9 +191,9 @@ func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (_ *Fetched, err
 				}
 				return object.NewTask(c.vc, t.Returnval).Wait(rctx)
 			})
-			res.Removed = rerr == nil
+			st.Removed = rerr == nil
 			if rerr != nil && err == nil {
-				err = fault.Wrap(fault.FetchFailed, o.VM, rerr, "the disk was copied but the snapshot %s could not be removed", name).
+				err = fault.Wrap(fault.FetchFailed, name, rerr, "%s but the snapshot %s could not be removed", done, snapName).
 					WithHint("Remove it in vSphere (Snapshots > Manage), then run terraform apply again.")
 			}
 		}()
@@ -111,47 +201,53 @@ func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (_ *Fetched, err
 		if err := c.soap(ctx, func() error {
 			return object.NewCommon(c.vc, snap).Properties(ctx, snap, []string{"config"}, &ms)
 		}); err != nil {
-			return nil, fault.Wrap(fault.FetchFailed, o.VM, err, "cannot read the snapshot's configuration")
+			return st, fault.Wrap(fault.FetchFailed, name, err, "cannot read the snapshot's configuration")
 		}
 		cfg = &ms.Config
 	} else {
 		var m mo.VirtualMachine
 		if err := c.soap(ctx, func() error { return vm.Properties(ctx, vm.Reference(), []string{"config"}, &m) }); err != nil || m.Config == nil {
-			return nil, fault.Wrap(fault.FetchFailed, o.VM, err, "cannot read the VM's configuration")
+			return st, fault.Wrap(fault.FetchFailed, name, err, "cannot read the VM's configuration")
 		}
 		cfg = m.Config
 	}
 	if afterSnapshot != nil {
 		afterSnapshot(ctx)
 	}
-	info := describe(cfg, nil)
-	if o.Disk < 0 || o.Disk >= len(info.Disks) {
-		return nil, fault.New(fault.InvalidRequest, o.VM, "the VM has %d disk(s); disk %d does not exist", len(info.Disks), o.Disk)
-	}
-	disk := info.Disks[o.Disk]
+	return st, read(dc, describe(cfg, nil))
+}
+
+// sink is where one disk's files go.
+type sink struct {
+	dir string
+	log fetch.Logger
+}
+
+// copyDisk copies disk, number n in VM.Disks order, with its chain into
+// to.dir, recording the files in res.
+func (c *Client) copyDisk(ctx context.Context, dc *object.Datacenter, n int, disk Disk, to sink, res *Fetched) error {
 	if disk.Backing == "rdm" {
-		return nil, fault.New(fault.UnsupportedFormat, disk.Chain[0], "disk %d is a raw device mapping: there is no image to copy", o.Disk)
+		return fault.New(fault.UnsupportedFormat, disk.Chain[0], "disk %d (%s) is a raw device mapping: there is no image to copy", n, disk.Label)
 	}
 	for i, dsPath := range disk.Chain {
-		local, err := c.fetchVMDK(ctx, dc, dsPath, o, res)
+		local, err := c.fetchVMDK(ctx, dc, dsPath, to, res)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if i == 0 {
 			res.Head = local
 		}
 	}
-	res.Relogins = c.Relogins
-	return res, nil
+	return nil
 }
 
 // fetchVMDK copies a descriptor and the extents it names.
-func (c *Client) fetchVMDK(ctx context.Context, dc *object.Datacenter, dsPath string, o FetchOptions, res *Fetched) (string, error) {
+func (c *Client) fetchVMDK(ctx context.Context, dc *object.Datacenter, dsPath string, to sink, res *Fetched) (string, error) {
 	var p object.DatastorePath
 	if !p.FromString(dsPath) {
 		return "", fault.New(fault.CorruptDescriptor, dsPath, "not a datastore path")
 	}
-	local, err := c.fetchFile(ctx, dc, p, o, res)
+	local, err := c.fetchFile(ctx, dc, p, to, res)
 	if err != nil {
 		return "", err
 	}
@@ -174,14 +270,14 @@ func (c *Client) fetchVMDK(ctx context.Context, dc *object.Datacenter, dsPath st
 			return "", fault.New(fault.PathOutsideSource, dsPath, "extent %q is outside the disk's folder", x.Filename)
 		}
 		ext := object.DatastorePath{Datastore: p.Datastore, Path: path.Join(path.Dir(p.Path), x.Filename)}
-		if _, err := c.fetchFile(ctx, dc, ext, o, res); err != nil {
+		if _, err := c.fetchFile(ctx, dc, ext, to, res); err != nil {
 			return "", err
 		}
 	}
 	return local, nil
 }
 
-func (c *Client) fetchFile(ctx context.Context, dc *object.Datacenter, p object.DatastorePath, o FetchOptions, res *Fetched) (string, error) {
+func (c *Client) fetchFile(ctx context.Context, dc *object.Datacenter, p object.DatastorePath, to sink, res *Fetched) (string, error) {
 	var ds *object.Datastore
 	if err := c.soap(ctx, func() error {
 		f := find.NewFinder(c.vc, true)
@@ -192,9 +288,9 @@ func (c *Client) fetchFile(ctx context.Context, dc *object.Datacenter, p object.
 	}); err != nil {
 		return "", fault.New(fault.RemoteNotFound, p.String(), "no datastore %q", p.Datastore)
 	}
-	dest := filepath.Join(o.Dir, path.Base(p.Path))
+	dest := filepath.Join(to.dir, path.Base(p.Path))
 	r, err := fetch.HTTP(ctx, ds.NewURL(p.Path).String(), dest, fetch.HTTPOptions{
-		HTTPClient: &c.vc.Client.Client, Logger: o.Logger, Revalidate: true,
+		HTTPClient: &c.vc.Client.Client, Logger: to.log, Revalidate: true,
 	})
 	if err != nil {
 		return "", err
@@ -237,6 +333,6 @@ func readHead(p string, n int) ([]byte, error) {
 }
 
 // SetAfterSnapshotHook installs a function run between taking the snapshot
-// and reading the disk, for tests that write to the VM's disk at that
+// and reading the disks, for tests that write to the VM's disks at that
 // moment to prove the read comes from the snapshot. Not for production use.
 func SetAfterSnapshotHook(f func(ctx context.Context)) { afterSnapshot = f }

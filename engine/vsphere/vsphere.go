@@ -119,6 +119,16 @@ type Disk struct {
 	Backing   string   `json:"backing"` // flat, sparse, sesparse...
 	Chain     []string `json:"chain"`   // datastore paths: "[ds] vm/vm-000001.vmdk"
 	Datastore string   `json:"datastore"`
+	// Bus is the kind of the disk's controller: scsi, sata, nvme or ide;
+	// empty when the VM names a controller it does not have.
+	Bus string `json:"bus"`
+	// Controller is the controller's bus number, Unit the disk's unit
+	// number on it (-1 when vSphere reports none).
+	Controller int `json:"controller"`
+	Unit       int `json:"unit"`
+	// Device is the slot as a .vmx names it, such as "scsi0:1"; empty
+	// when Bus is.
+	Device string `json:"device"`
 }
 
 // NIC is one network adapter.
@@ -160,6 +170,7 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 	if snap != nil {
 		vm.Snapshots = countSnapshots(snap.RootSnapshotList)
 	}
+	ctrls := controllers(cfg.Hardware.Device)
 	for _, d := range cfg.Hardware.Device {
 		dev := d.GetVirtualDevice()
 		label := ""
@@ -176,6 +187,16 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 			if len(disk.Chain) > 0 {
 				disk.Datastore = datastoreOf(disk.Chain[0])
 			}
+			disk.Unit = -1
+			if x.UnitNumber != nil {
+				disk.Unit = int(*x.UnitNumber)
+			}
+			if c, ok := ctrls[x.ControllerKey]; ok {
+				disk.Bus, disk.Controller = c.bus, c.number
+				if disk.Unit >= 0 {
+					disk.Device = fmt.Sprintf("%s%d:%d", c.bus, c.number, disk.Unit)
+				}
+			}
 			vm.Disks = append(vm.Disks, disk)
 		case types.BaseVirtualEthernetCard:
 			card := x.GetVirtualEthernetCard()
@@ -189,8 +210,66 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 			vm.NICs = append(vm.NICs, n)
 		}
 	}
-	sort.SliceStable(vm.Disks, func(i, j int) bool { return vm.Disks[i].Label < vm.Disks[j].Label })
+	sortDisks(vm.Disks)
 	return vm
+}
+
+// busRank orders controller kinds as the guest usually enumerates them and
+// as a .vmx lists them; a disk on an unknown controller comes last.
+var busRank = map[string]int{"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
+
+// sortDisks puts disks in controller order, by slot and not by label:
+// labels sort "Hard disk 10" before "Hard disk 2", and say nothing of the
+// controller a disk hangs off.
+func sortDisks(ds []Disk) {
+	rank := func(d Disk) int {
+		if r, ok := busRank[d.Bus]; ok {
+			return r
+		}
+		return len(busRank)
+	}
+	sort.SliceStable(ds, func(i, j int) bool {
+		a, b := ds[i], ds[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
+		}
+		if a.Controller != b.Controller {
+			return a.Controller < b.Controller
+		}
+		if a.Unit != b.Unit {
+			return a.Unit < b.Unit
+		}
+		return a.Label < b.Label
+	})
+}
+
+type controller struct {
+	bus    string
+	number int
+}
+
+// controllers maps the keys of the VM's disk controllers to their kind and
+// bus number.
+func controllers(devs []types.BaseVirtualDevice) map[int32]controller {
+	m := map[int32]controller{}
+	for _, d := range devs {
+		var bus string
+		switch d.(type) {
+		case types.BaseVirtualSCSIController:
+			bus = "scsi"
+		case *types.VirtualAHCIController, types.BaseVirtualSATAController:
+			bus = "sata"
+		case *types.VirtualNVMEController:
+			bus = "nvme"
+		case *types.VirtualIDEController:
+			bus = "ide"
+		default:
+			continue
+		}
+		c := d.(types.BaseVirtualController).GetVirtualController()
+		m[c.Key] = controller{bus: bus, number: int(c.BusNumber)}
+	}
+	return m
 }
 
 func countSnapshots(ts []types.VirtualMachineSnapshotTree) int {
