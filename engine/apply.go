@@ -165,6 +165,11 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	if err != nil {
 		return err
 	}
+	for _, d := range rs.disks {
+		if d.c == nil {
+			return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
+		}
+	}
 	if rs.c == nil {
 		return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
 	}
@@ -185,10 +190,12 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		j.disks = append(j.disks, w)
 	}
 	if p.Source.Deferred {
-		// Planned from the remote end's metadata: the images are checked
+		// Planned from the remote ends' metadata: the images are checked
 		// now, after FETCH and before a byte of the output is written.
-		if err := e.checkChain(ctx, rs.c); err != nil {
-			return rs.src.Relabel(err)
+		for _, d := range rs.disks {
+			if err := e.checkChain(ctx, d.c); err != nil {
+				return rs.src.Relabel(err)
+			}
 		}
 	}
 	if j.set == nil {

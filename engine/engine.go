@@ -128,6 +128,9 @@ type resolvedSource struct {
 	fp    string
 	// remote is set when a remote source was not fetched: plan from it.
 	remote *source.Remote
+	// deferred is set when a disk of a VM was not fetched: the VM is
+	// planned from what the remote ends report.
+	deferred bool
 }
 
 // sourceEnv is what the sources need from the engine; their messages go to
@@ -153,13 +156,21 @@ func (l fetchLog) Log(level, msg string, f map[string]any) {
 // object's), the chain's files' otherwise. Faults name what the user
 // wrote, never a cache file.
 func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
-	rs := &resolvedSource{src: source.Select(spec, e.sourceEnv(sink))}
+	env := e.sourceEnv(sink)
+	env.WholeVM = vm
+	rs := &resolvedSource{src: source.Select(spec, env)}
 	defer func() { err = rs.src.Relabel(err) }()
 	rs.local, rs.remote, err = rs.src.Locate(ctx, fetchNow)
 	if err != nil {
 		return nil, err
 	}
 	if rs.remote != nil {
+		if vm {
+			// An OVA's disks and their order are in its descriptor, which
+			// is in the archive.
+			return nil, fault.New(fault.InvalidRequest, "", "a whole VM from a source that is not downloaded yet cannot be planned: its disks are listed inside it").
+				WithHint("Set the provider's plan_fetch = true to download it at plan time, or download it and use source.ova.path.")
+		}
 		rs.fp = rs.remote.Fingerprint
 		return rs, nil
 	}
@@ -170,37 +181,56 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 	case vm:
 		return nil, fault.New(fault.InvalidRequest, "", "the source is one disk, not a whole VM").
 			WithHint("Convert it with output.path, or name the VM (source.vmx).")
-	case len(rs.local.Disks) > 1:
+	case rs.local.Head == "":
 		// Converting the first disk alone would drop the others without a
 		// word.
 		return nil, fault.New(fault.InvalidRequest, spec.VMX, "the VM has %d disks, and a disk conversion converts one", len(rs.local.Disks)).
 			WithHint("Convert one disk with source.path naming its file, or the whole VM as one guest (output.dir).")
 	}
-	var files []string
-	for _, d := range heads {
-		c, err := e.resolveChain(d.Head, spec, rs.src.Kind())
+	if !vm {
+		c, err := e.resolveChain(heads[0].Head, spec, rs.src.Kind())
 		if err != nil {
 			return nil, err
 		}
-		rs.disks = append(rs.disks, resolvedDisk{Disk: d, c: c})
-		files = append(files, filePaths(c)...)
-	}
-	rs.c, rs.fp = rs.disks[0].c, rs.local.Fingerprint
-	if rs.fp == "" {
-		if rs.fp, _, err = fingerprint.Files(files); err != nil {
-			return nil, fault.Wrap(fault.SourceUnreadable, rs.c.Head().Path, err, "cannot fingerprint the source")
+		rs.disks = []resolvedDisk{{Disk: heads[0], c: c}}
+		rs.c, rs.fp = c, rs.local.Fingerprint
+		if rs.fp == "" {
+			if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {
+				return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
+			}
 		}
+		return rs, nil
 	}
-	if vm {
-		// Where each disk sits is part of the VM: the guest names its
-		// disks by slot, so moving one is a change of the source.
-		h := sha256.New()
-		fmt.Fprintln(h, rs.fp)
-		for _, d := range rs.disks {
-			fmt.Fprintf(h, "%s %s %d %d\n", d.Device, d.Slot.Bus, d.Slot.Controller, d.Slot.Unit)
+	// A VM's identity is each disk's (its own fingerprint, or its chain's
+	// files'), unless the source has one for the whole VM, and where each
+	// disk sits: the guest names its disks by slot, so moving one is a
+	// change of the source. A disk not fetched yet is known by what its
+	// remote end reports, which is what its fetched copy will be known by.
+	h := sha256.New()
+	fmt.Fprintln(h, rs.local.Fingerprint)
+	for i, d := range heads {
+		rd := resolvedDisk{Disk: d}
+		fp := d.Fingerprint
+		if d.Remote == nil {
+			if rd.c, err = e.resolveChain(d.Head, spec, rs.src.Kind()); err != nil {
+				if fe, ok := fault.As(err); ok && rs.src.Kind() == "disks" {
+					return nil, fe.WithFact("Listed disk", fmt.Sprintf("source.disks[%d]", i))
+				}
+				return nil, err
+			}
+			if fp == "" && rs.local.Fingerprint == "" {
+				if fp, _, err = fingerprint.Files(filePaths(rd.c)); err != nil {
+					return nil, fault.Wrap(fault.SourceUnreadable, d.Head, err, "cannot fingerprint the source")
+				}
+			}
+		} else {
+			rs.deferred = true
 		}
-		rs.fp = fingerprint.Version + ":" + hex.EncodeToString(h.Sum(nil))
+		rs.disks = append(rs.disks, rd)
+		fmt.Fprintf(h, "%s %s %s %d %d\n", fp, d.Device, d.Slot.Bus, d.Slot.Controller, d.Slot.Unit)
 	}
+	rs.c = rs.disks[0].c
+	rs.fp = fingerprint.Version + ":" + hex.EncodeToString(h.Sum(nil))
 	return rs, nil
 }
 
@@ -241,7 +271,9 @@ type resolvedDisk struct {
 func (rs *resolvedSource) files() []string {
 	var out []string
 	for _, d := range rs.disks {
-		out = append(out, filePaths(d.c)...)
+		if d.c != nil {
+			out = append(out, filePaths(d.c)...)
+		}
 	}
 	return append(out, rs.src.Protected()...)
 }

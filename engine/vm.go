@@ -44,27 +44,45 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 		return nil, err
 	}
 	name := vmOutputName(shown)
+	if rs.src.Kind() == "disks" {
+		name = vmOutputName(dir) // a list has no name of its own
+	}
 	p.Output = OutputPlan{Path: dir, Format: req.Output.Format, Compression: req.Output.Compression}
 	var layers int
 	for i, d := range rs.disks {
+		o := OutputPlan{Path: filepath.Join(dir, fmt.Sprintf("%s-disk%d.%s", name, i, req.Output.Format)), Format: req.Output.Format, Compression: req.Output.Compression}
+		if d.c == nil {
+			// Not fetched: planned from its remote end; the chain is read
+			// and checked at apply, after FETCH.
+			if _, err := os.Lstat(o.Path); err == nil {
+				o.Replaces, p.Output.Replaces = true, true
+			}
+			p.Disks = append(p.Disks, DiskPlan{Device: d.Device, Slot: d.Slot, Output: o, Source: SourcePlan{
+				Kind: rs.src.Kind(), Path: d.Shown, Deferred: true, RemoteSize: d.Remote.Length, Fingerprint: d.Remote.Fingerprint}})
+			continue
+		}
 		if err := e.checkChain(ctx, d.c); err != nil {
 			return nil, rs.src.Relabel(err)
 		}
 		p.Warnings = append(p.Warnings, d.c.Warnings...)
-		o, err := e.measure(ctx, d.c, req.Output.Format)
+		m, err := e.measure(ctx, d.c, req.Output.Format)
 		if err != nil {
 			return nil, err
 		}
-		o.Path, o.Compression = filepath.Join(dir, fmt.Sprintf("%s-disk%d.%s", name, i, req.Output.Format)), req.Output.Compression
+		m.Path, m.Compression = o.Path, o.Compression
+		o = m
 		if err := output.CheckNotSource(o.Path, rs.files()); err != nil {
 			return nil, err
 		}
 		if _, err := os.Lstat(o.Path); err == nil {
 			o.Replaces, p.Output.Replaces = true, true
 		}
-		h := d.c.Head()
+		h, shown := d.c.Head(), d.Shown
+		if shown == "" {
+			shown = h.Path
+		}
 		p.Disks = append(p.Disks, DiskPlan{Device: d.Device, Slot: d.Slot, Output: o, Source: SourcePlan{
-			Kind: "path", Path: h.Path, Format: string(h.Format), Subformat: h.Subformat, VirtualSize: d.c.VirtualSize(), Chain: d.c.Layers}})
+			Kind: "path", Path: shown, Format: string(h.Format), Subformat: h.Subformat, VirtualSize: d.c.VirtualSize(), Chain: d.c.Layers}})
 		p.Output.EstimatedSize += o.EstimatedSize
 		p.Output.RequiredSpace += o.RequiredSpace
 		p.Output.fullyAllocated += o.fullyAllocated
@@ -81,9 +99,18 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 	if err := output.CheckSpace(filepath.Join(dir, "."), p.Output.RequiredSpace-replacedBytes(p.Disks)); err != nil {
 		return nil, err
 	}
+	fetchPlan := StagePlan{StageFetch, false, "the VM's disks are local files; nothing to fetch"}
+	if _, fetched := rs.src.Describe(nil); fetched != "" {
+		fetchPlan = StagePlan{StageFetch, true, fetched}
+	}
+	flatten := StagePlan{StageFlatten, true, fmt.Sprintf("%d disk(s), %d layer(s) in all, each read through a read-only qcow2 overlay", len(p.Disks), layers)}
+	if rs.deferred {
+		p.Source.Deferred = true
+		flatten.Reason = fmt.Sprintf("%d disk(s), each read through a read-only qcow2 overlay; the formats and chains of the disks fetched at apply are read after FETCH", len(p.Disks))
+	}
 	p.Stages = []StagePlan{
-		{StageFetch, false, "the VM's disks are local files; nothing to fetch"},
-		{StageFlatten, true, fmt.Sprintf("%d disk(s), %d layer(s) in all, each read through a read-only qcow2 overlay", len(p.Disks), layers)},
+		fetchPlan,
+		flatten,
 		inspectStagePlan(req),
 		fixStagePlan(req),
 		{StageConvert, true, fmt.Sprintf("write %d %s image(s) into %s, published together", len(p.Disks), p.Output.Format, dir)},
@@ -102,6 +129,10 @@ func (e *Engine) planVMGuest(ctx context.Context, p *Plan, rs *resolvedSource, o
 	}
 	if !opts.Inspect {
 		p.Guest = &GuestPlan{How: "skipped", Reason: "plan-time inspection is off (provider plan_inspection = false): the guest is inspected at apply"}
+		return nil
+	}
+	if rs.deferred {
+		p.Guest = &GuestPlan{How: "skipped", Reason: "disks of the VM are fetched at apply, so the guest is inspected then (provider plan_fetch = true fetches at plan time)"}
 		return nil
 	}
 	g, err := e.planGuest(ctx, rs.disks, rs.fp, p.Request)

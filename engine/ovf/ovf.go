@@ -36,6 +36,12 @@ type OVFDisk struct {
 	// Size is the file's size, ovf:size in References; 0 when not given.
 	Size   int64  `json:"size,omitempty"`
 	Format string `json:"format,omitempty"`
+	// Bus, Controller and Unit are where the VM attached the disk (its
+	// drive item's controller and AddressOnParent); a disk no drive item
+	// attaches is given the next free SCSI unit, in the OVF's order.
+	Bus        string `json:"bus"`
+	Controller int    `json:"controller"`
+	Unit       int    `json:"unit"`
 }
 
 // OVFNIC is one network adapter.
@@ -50,6 +56,10 @@ const (
 	cimProcessor = 3
 	cimMemory    = 4
 	cimEthernet  = 10
+	cimIDE       = 5
+	cimSCSI      = 6
+	cimOther     = 20 // SATA and NVMe controllers, told apart by subtype
+	cimDisk      = 17
 )
 
 // ParseOVF reads an OVF descriptor with govmomi's ovf package.
@@ -113,6 +123,9 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 			if c.Key == "firmware" && c.Value == "efi" {
 				out.Firmware = "uefi"
 			}
+		}
+		if err := placeDisks(out.Disks, hw.Item, file); err != nil {
+			return nil, err
 		}
 		for _, it := range hw.Item {
 			if it.ResourceType == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
 )
@@ -27,9 +28,14 @@ func (*ovaSource) Kind() string { return "ova" }
 
 // extraction records what an extraction holds, beside its disks.
 type extraction struct {
+	// Version changes when what is recorded does (v2: disk slots), so an
+	// older extraction is redone rather than read without them.
+	Version     int      `json:"version"`
 	Fingerprint string   `json:"fingerprint"`
 	OVF         *ovf.OVF `json:"ovf"`
 }
+
+const extractionVersion = 2
 
 func (s *ovaSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Remote, error) {
 	archive, fp := s.spec.OVA, ""
@@ -55,7 +61,7 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 	dir := s.env.entry("ova", afp)
 	done := filepath.Join(dir, "extracted.json")
 	var x extraction
-	if b, err := os.ReadFile(done); err != nil || json.Unmarshal(b, &x) != nil {
+	if b, err := os.ReadFile(done); err != nil || json.Unmarshal(b, &x) != nil || x.Version != extractionVersion {
 		os.RemoveAll(dir)
 		tmp := dir + ".tmp"
 		os.RemoveAll(tmp)
@@ -67,7 +73,7 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 			os.RemoveAll(tmp)
 			return nil, err
 		}
-		x = extraction{Fingerprint: afp, OVF: o.OVF}
+		x = extraction{Version: extractionVersion, Fingerprint: afp, OVF: o.OVF}
 		b, _ := json.Marshal(x)
 		if err := output.WriteAtomic(filepath.Join(tmp, "extracted.json"), b, 0o644); err != nil {
 			os.RemoveAll(tmp)
@@ -89,18 +95,44 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 	if fp == "" {
 		fp = afp // a downloaded OVA keeps the download's fingerprint
 	}
-	return &Local{
+	l := &Local{
 		Head: filepath.Join(dir, x.OVF.Disks[n].File), Fingerprint: fp, OVF: x.OVF,
-		Note: fmt.Sprintf("disk %d is %s of %s", n, x.OVF.Disks[n].File, x.OVF.Name),
-	}, nil
+		Note:     fmt.Sprintf("disk %d is %s of %s", n, x.OVF.Disks[n].File, x.OVF.Name),
+		Hardware: ovfHardware(x.OVF),
+	}
+	// As a whole VM, every disk in the order the VM attached them.
+	for _, d := range x.OVF.InSlotOrder() {
+		l.Disks = append(l.Disks, Disk{Head: filepath.Join(dir, d.File), Device: fmt.Sprintf("%s%d:%d", d.Bus, d.Controller, d.Unit),
+			Slot: guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}})
+	}
+	return l, nil
+}
+
+// ovfHardware is the VM's shape as its OVF describes it.
+func ovfHardware(o *ovf.OVF) *Hardware {
+	h := &Hardware{VCPUs: max(o.CPUs, 1), MemoryMiB: o.MemoryMiB, Firmware: o.Firmware, GuestOS: o.OSType}
+	for _, n := range o.NICs {
+		h.NICs = append(h.NICs, NIC{MAC: n.MAC, Model: n.Model, Network: n.Network})
+	}
+	return h
 }
 
 func (s *ovaSource) Describe(r *Remote) (string, string) {
 	if u := s.spec.OVAURL; u != nil {
-		return u.Shown, fmt.Sprintf("download the OVA%s from %s into the cache (%s), then extract disk %d, streamed once and kept by the archive's fingerprint",
-			sizeNote(r), u.Shown, resumeNote(r), s.spec.OVADisk)
+		return u.Shown, fmt.Sprintf("download the OVA%s from %s into the cache (%s), then extract %s, streamed once and kept by the archive's fingerprint",
+			sizeNote(r), u.Shown, resumeNote(r), s.which())
 	}
-	return s.spec.OVA, fmt.Sprintf("extract disk %d from the OVA, streamed once and kept by the archive's fingerprint", s.spec.OVADisk)
+	return s.spec.OVA, fmt.Sprintf("extract %s from the OVA, streamed once and kept by the archive's fingerprint", s.which())
+}
+
+// which says which disks are extracted: all of a whole VM's (the
+// engine extracts every disk of an archive once; a disk conversion uses
+// one of them).
+func (s *ovaSource) which() string {
+	if s.env.WholeVM {
+		return "every disk"
+	}
+	return fmt.Sprintf("disk %d", s.spec.OVADisk)
 }
 
 func (s *ovaSource) Protected() []string {

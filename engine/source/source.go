@@ -44,6 +44,8 @@ type Source interface {
 // Local is a source made local.
 type Local struct {
 	// Head is the disk's newest file; its chain is resolved from it.
+	// Empty when the source is a VM of several disks and names none of
+	// them (a .vmx): it converts only as a whole VM.
 	Head string
 	// Fingerprint identifies the source; empty means the chain's files
 	// are fingerprinted.
@@ -52,10 +54,10 @@ type Local struct {
 	OVF *ovf.OVF
 	// Note says which part of the source the disk is, for the plan.
 	Note string
-	// Disks are every disk of a whole-VM source (a .vmx), in the order
-	// the VM attaches them; Head is the first's. Nil for a single disk.
+	// Disks are every disk of a source that is a whole VM (a .vmx, an
+	// OVA), in the order the VM attaches them. Nil for a single disk.
 	Disks []Disk
-	// Hardware is a whole-VM source's shape; nil for a single disk.
+	// Hardware is a whole VM's shape; nil when the source does not say.
 	Hardware *Hardware
 }
 
@@ -72,6 +74,9 @@ type Env struct {
 	CacheDir string
 	// Log receives the transports' messages (URLs redacted, no secrets).
 	Log Logger
+	// WholeVM says the source is converted as a whole VM, every disk of
+	// it, not one disk.
+	WholeVM bool
 }
 
 // Logger receives messages at a level (debug, info, warn).
@@ -85,6 +90,8 @@ func Select(s Spec, env Env) Source {
 		env.Log = nopLog{}
 	}
 	switch {
+	case len(s.Disks) > 0:
+		return &disksSource{specs: s.Disks, env: env}
 	case s.VMX != "":
 		return vmxSource{path: s.VMX}
 	case s.OVA != "" || s.OVAURL != nil:

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"fmt"
 	"net/url"
 	"path/filepath"
 
@@ -38,6 +39,9 @@ type Spec struct {
 	VSphere *VSphere `json:"vsphere,omitempty"`
 	// ESXi is a disk on an ESXi host's datastore, copied over SSH.
 	ESXi *ESXi `json:"esxi_ssh,omitempty"`
+	// Disks is a VM given disk by disk, in the order it attaches them:
+	// each a single-disk source.
+	Disks []Spec `json:"disks,omitempty"`
 }
 
 // URL is an HTTP(S) source. Href is only ever shown redacted; header
@@ -80,14 +84,14 @@ type ESXi struct {
 // canonical form (absolute paths, redacted URLs for display).
 func (s Spec) Normalize() (Spec, error) {
 	kinds := 0
-	for _, set := range []bool{s.Path != "", s.VMX != "", s.OVA != "", s.URL != nil, s.VSphere != nil, s.ESXi != nil, s.OVAURL != nil} {
+	for _, set := range []bool{s.Path != "", s.VMX != "", s.OVA != "", s.URL != nil, s.VSphere != nil, s.ESXi != nil, s.OVAURL != nil, len(s.Disks) > 0} {
 		if set {
 			kinds++
 		}
 	}
 	switch {
 	case kinds == 0:
-		return s, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.vmx, source.ova, source.url, source.vsphere or source.esxi_ssh.")
+		return s, fault.New(fault.InvalidRequest, "", "no source is set").WithHint("Set source.path, source.vmx, source.ova, source.url, source.vsphere, source.esxi_ssh or source.disks.")
 	case kinds > 1:
 		return s, fault.New(fault.InvalidRequest, "", "more than one source kind is set").WithHint("Set exactly one source kind.")
 	case s.URL != nil || s.OVAURL != nil:
@@ -106,6 +110,8 @@ func (s Spec) Normalize() (Spec, error) {
 		} else {
 			s.OVAURL = &c
 		}
+	case len(s.Disks) > 0:
+		return s.normalizeList()
 	case s.VMX != "":
 		abs, err := filepath.Abs(s.VMX)
 		if err != nil {
@@ -119,5 +125,39 @@ func (s Spec) Normalize() (Spec, error) {
 		}
 		s.OVA = abs
 	}
+	return s, nil
+}
+
+// normalizeList normalizes each listed disk, which must be one disk.
+func (s Spec) normalizeList() (Spec, error) {
+	if len(s.Disks) > MaxListedDisks {
+		return s, fault.New(fault.InvalidRequest, "", "source.disks lists %d disks; a VM has at most %d", len(s.Disks), MaxListedDisks)
+	}
+	out := make([]Spec, len(s.Disks))
+	for i, d := range s.Disks {
+		if d.VMX != "" || len(d.Disks) > 0 {
+			return s, fault.New(fault.InvalidRequest, d.VMX, "source.disks[%d] names a whole VM; list single disks", i).
+				WithHint("Use source.vmx for a VM folder, or list each disk's file.").WithFact("Listed disk", fmt.Sprintf("source.disks[%d]", i))
+		}
+		// The list's own settings apply to every disk.
+		d.AllowOlderSnapshot = d.AllowOlderSnapshot || s.AllowOlderSnapshot
+		d.AllowParentCIDMismatch = d.AllowParentCIDMismatch || s.AllowParentCIDMismatch
+		n, err := d.Normalize()
+		if err != nil {
+			if fe, ok := fault.As(err); ok {
+				return s, fe.WithFact("Listed disk", fmt.Sprintf("source.disks[%d]", i))
+			}
+			return s, err
+		}
+		if n.Path != "" {
+			abs, err := filepath.Abs(n.Path)
+			if err != nil {
+				return s, fault.Wrap(fault.InvalidRequest, n.Path, err, "invalid path in source.disks[%d]", i)
+			}
+			n.Path = abs
+		}
+		out[i] = n
+	}
+	s.Disks = out
 	return s, nil
 }

@@ -25,6 +25,15 @@ type Disk struct {
 	Slot guest.DiskSlot `json:"slot"`
 	// Device is the slot as the source names it, such as scsi0:1.
 	Device string `json:"device,omitempty"`
+	// Fingerprint identifies the disk when its source has its own (a
+	// fetched disk); empty means its chain's files are fingerprinted.
+	Fingerprint string `json:"-"`
+	// Remote is set, and Head empty, for a disk not fetched yet: the plan
+	// is made from what its remote end reports.
+	Remote *Remote `json:"-"`
+	// Shown names the disk for a plan, without secrets, when Head is not
+	// what the user knows it by.
+	Shown string `json:"-"`
 }
 
 // Hardware is the VM's shape as its source describes it.
@@ -79,7 +88,9 @@ func (s vmxSource) Locate(context.Context, bool) (*Local, *Remote, error) {
 		}
 		l.Disks = append(l.Disks, Disk{Head: head, Device: d.Device, Slot: guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}})
 	}
-	l.Head = l.Disks[0].Head
+	if len(l.Disks) == 1 {
+		l.Head = l.Disks[0].Head
+	}
 	l.Note = fmt.Sprintf("%d disk(s) of the VM", len(l.Disks))
 	return l, nil, nil
 }
