@@ -32,17 +32,6 @@ func newSimVM(t *testing.T) *simVM {
 // ds is the local path of a datastore path's file on LocalDS_0.
 func (v *simVM) ds(rel string) string { return filepath.Join(v.s.DatastoreDir("LocalDS_0"), rel) }
 
-// scsiKey is the key of the VM's SCSI controller.
-func (v *simVM) scsiKey(t *testing.T) int32 {
-	for _, d := range v.vm.Config.Hardware.Device {
-		if c, ok := d.(types.BaseVirtualSCSIController); ok {
-			return c.GetVirtualSCSIController().Key
-		}
-	}
-	t.Fatal("the simulator's VM has no SCSI controller")
-	return 0
-}
-
 // disk is the VM's disk backed by fileName (a datastore path).
 func (v *simVM) disk(t *testing.T, fileName string) *types.VirtualDisk {
 	for _, d := range v.vm.Config.Hardware.Device {
@@ -58,21 +47,7 @@ func (v *simVM) disk(t *testing.T, fileName string) *types.VirtualDisk {
 
 // addDisk attaches a flat disk backed by fileName at unit of controller.
 func (v *simVM) addDisk(label string, controller, unit int32, fileName string, size int64) {
-	v.vm.Config.Hardware.Device = append(v.vm.Config.Hardware.Device, &types.VirtualDisk{
-		VirtualDevice: types.VirtualDevice{
-			Key:           2000 + 100*(controller%100) + unit + 50,
-			DeviceInfo:    &types.Description{Label: label, Summary: label},
-			ControllerKey: controller,
-			UnitNumber:    types.NewInt32(unit),
-			Backing: &types.VirtualDiskFlatVer2BackingInfo{
-				VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: fileName},
-				DiskMode:                     string(types.VirtualDiskModePersistent),
-				ThinProvisioned:              types.NewBool(false),
-			},
-		},
-		CapacityInBytes: size,
-		CapacityInKB:    size / 1024,
-	})
+	vcsimtest.AddDisk(v.vm, label, controller, unit, fileName, size)
 }
 
 // tasks counts the VM's tasks whose description ends with op.
@@ -130,7 +105,7 @@ func twoDiskVM(t *testing.T) *simVM {
 	if _, err := testimg.VMFSFlat(dir1, "disk1", 0x3333, 4*mib, layerB); err != nil {
 		t.Fatal(err)
 	}
-	v.addDisk("Hard disk 2", v.scsiKey(t), 1, disk1Ds, 4*mib)
+	v.addDisk("Hard disk 2", vcsimtest.SCSIKey(t, v.vm), 1, disk1Ds, 4*mib)
 	return v
 }
 
