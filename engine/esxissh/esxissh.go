@@ -157,8 +157,18 @@ func RemotePath(p string) (string, error) {
 }
 
 // Stat describes the remote chain's files without copying them: for plans.
-func (c *Client) Stat(head string) (files []FileInfo, err error) {
+func (c *Client) Stat(head string) ([]FileInfo, error) { return c.stat(head, nil) }
+
+// check vets each file of a chain before it is read; nil accepts all.
+type check func(remote string, fi os.FileInfo) error
+
+func (c *Client) stat(head string, ok check) (files []FileInfo, err error) {
 	err = c.walk(head, func(remote string, fi os.FileInfo) error {
+		if ok != nil {
+			if err := ok(remote, fi); err != nil {
+				return err
+			}
+		}
 		files = append(files, FileInfo{Path: remote, Size: fi.Size(), ModTime: fi.ModTime().UTC()})
 		return nil
 	})
@@ -184,10 +194,19 @@ type Fetched struct {
 
 // Fetch copies the chain starting at head into dir.
 func (c *Client) Fetch(ctx context.Context, head, dir string) (*Fetched, error) {
+	return c.fetch(ctx, head, dir, nil)
+}
+
+func (c *Client) fetch(ctx context.Context, head, dir string, ok check) (*Fetched, error) {
 	res := &Fetched{}
 	err := c.walk(head, func(remote string, fi os.FileInfo) error {
 		if ctx.Err() != nil {
 			return fault.Wrap(fault.Cancelled, remote, ctx.Err(), "the copy was interrupted").WithHint("Run terraform apply again: it resumes.")
+		}
+		if ok != nil {
+			if err := ok(remote, fi); err != nil {
+				return err
+			}
 		}
 		local := filepath.Join(dir, path.Base(remote))
 		if res.Head == "" {
@@ -211,6 +230,12 @@ func (c *Client) walk(head string, visit func(remote string, fi os.FileInfo) err
 		fi, err := c.sftp.Stat(cur)
 		if err != nil {
 			return fault.Wrap(fault.RemoteNotFound, cur, err, "the file is not on the host").WithHint("Check path.")
+		}
+		// Opening a FIFO would block the host's SFTP server for good, and a
+		// device never ends: only regular files are read.
+		if !fi.Mode().IsRegular() {
+			return fault.New(fault.SourceUnreadable, cur, "the file on the host is not a regular file (%s)", fi.Mode().Type()).
+				WithHint("Point the source at the disk's .vmdk on the datastore.")
 		}
 		if err := visit(cur, fi); err != nil {
 			return err
@@ -237,6 +262,9 @@ func (c *Client) walk(head string, visit func(remote string, fi os.FileInfo) err
 			efi, err := c.sftp.Stat(ext)
 			if err != nil {
 				return fault.Wrap(fault.ChainParentMissing, cur, err, "extent %s is missing on the host", x.Filename)
+			}
+			if !efi.Mode().IsRegular() {
+				return fault.New(fault.SourceUnreadable, ext, "extent %s on the host is not a regular file (%s)", x.Filename, efi.Mode().Type())
 			}
 			if err := visit(ext, efi); err != nil {
 				return err
