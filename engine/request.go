@@ -117,6 +117,9 @@ type (
 	VSphereVM       = vsphere.VM
 )
 
+// MaxListedDisks is how many disks a VM given disk by disk may have.
+const MaxListedDisks = source.MaxListedDisks
+
 // FixNames lists every fix, as fixes.disabled takes them.
 func FixNames() []string { return fix.Names() }
 

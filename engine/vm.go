@@ -44,8 +44,11 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 		return nil, err
 	}
 	name := vmOutputName(shown)
-	if rs.src.Kind() == "disks" {
+	switch rs.src.Kind() {
+	case "disks":
 		name = vmOutputName(dir) // a list has no name of its own
+	case "vsphere":
+		name = vmOutputName(req.Source.VSphere.VM) // its inventory name or path
 	}
 	p.Output = OutputPlan{Path: dir, Format: req.Output.Format, Compression: req.Output.Compression}
 	var layers int

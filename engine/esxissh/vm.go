@@ -163,12 +163,8 @@ func (c *Client) parseVMX(p string) (*vmx.VM, os.FileInfo, error) {
 		return nil, nil, fault.New(fault.SourceUnreadable, p, "the .vmx on the host is not a regular file (%s)", fi.Mode().Type()).
 			WithHint("Point the source at the VM's .vmx file.")
 	}
-	tooBig := func(n int64) error {
-		return fault.New(fault.CorruptDescriptor, p, "the .vmx is %d bytes; a VM's configuration is a few KiB (at most %d accepted)", n, vmx.MaxSize).
-			WithHint("Point the source at the VM's .vmx file.")
-	}
 	if fi.Size() > vmx.MaxSize {
-		return nil, nil, tooBig(fi.Size())
+		return nil, nil, vmx.TooBig(p, fi.Size())
 	}
 	r, err := c.sftp.Open(p)
 	if err != nil {
@@ -182,21 +178,11 @@ func (c *Client) parseVMX(p string) (*vmx.VM, os.FileInfo, error) {
 		return nil, nil, fault.Wrap(fault.SourceUnreadable, p, err, "cannot read the .vmx on the host")
 	}
 	if len(b) > vmx.MaxSize {
-		return nil, nil, tooBig(int64(len(b)))
+		return nil, nil, vmx.TooBig(p, int64(len(b)))
 	}
-	pf, err := vmx.Parse(b)
-	var vm *vmx.VM
-	if err == nil {
-		vm, err = pf.VM()
-	}
+	vm, err := vmx.Decode(b, p)
 	if err != nil {
-		fe := fault.Wrap(fault.CorruptDescriptor, p, err, "the .vmx is not a valid VM configuration: %v", err).
-			WithHint("vmconv reads .vmx files strictly so that it never guesses which disk is which. Fix the line named, or export the VM as an OVA.")
-		var ve *vmx.Error
-		if errors.As(err, &ve) && ve.Line > 0 {
-			fe = fe.WithFact("Line", fmt.Sprint(ve.Line))
-		}
-		return nil, nil, fe
+		return nil, nil, err
 	}
 	return vm, fi, nil
 }

@@ -77,10 +77,7 @@ func (s vmxSource) Locate(context.Context, bool) (*Local, *Remote, error) {
 	if err != nil {
 		return nil, nil, fault.Wrap(fault.SourceUnreadable, s.path, err, "cannot resolve the VM's folder")
 	}
-	l := &Local{Hardware: &Hardware{VCPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, Firmware: vm.Firmware, GuestOS: vm.GuestOS, Skipped: vm.Skipped}}
-	for _, n := range vm.NICs {
-		l.Hardware.NICs = append(l.Hardware.NICs, NIC{MAC: n.MAC, Model: n.Model, Network: n.Network})
-	}
+	l := &Local{Hardware: vmxHardware(vm)}
 	for _, d := range vm.Disks {
 		head, err := diskInFolder(s.path, dir, d)
 		if err != nil {
@@ -93,6 +90,15 @@ func (s vmxSource) Locate(context.Context, bool) (*Local, *Remote, error) {
 	}
 	l.Note = fmt.Sprintf("%d disk(s) of the VM", len(l.Disks))
 	return l, nil, nil
+}
+
+// vmxHardware is the VM's shape as its .vmx describes it.
+func vmxHardware(vm *vmx.VM) *Hardware {
+	h := &Hardware{VCPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, Firmware: vm.Firmware, GuestOS: vm.GuestOS, Skipped: vm.Skipped}
+	for _, n := range vm.NICs {
+		h.NICs = append(h.NICs, NIC{MAC: n.MAC, Model: n.Model, Network: n.Network})
+	}
+	return h
 }
 
 // readVMX reads and parses a .vmx, refusing anything that is not a small
@@ -111,28 +117,13 @@ func readVMX(path string) (*vmx.VM, error) {
 		return nil, fault.New(fault.SourceUnreadable, path, "the .vmx is not a regular file").WithHint("Point source.vmx at the VM's .vmx file.")
 	}
 	if fi.Size() > vmx.MaxSize {
-		return nil, fault.New(fault.CorruptDescriptor, path, "the .vmx is %d bytes; a VM's configuration is a few KiB (at most %d accepted)", fi.Size(), vmx.MaxSize).
-			WithHint("Point source.vmx at the VM's .vmx file.")
+		return nil, vmx.TooBig(path, fi.Size())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, vmx.MaxSize+1))
 	if err != nil {
 		return nil, fault.Wrap(fault.SourceUnreadable, path, err, "cannot read the .vmx")
 	}
-	pf, err := vmx.Parse(b)
-	var vm *vmx.VM
-	if err == nil {
-		vm, err = pf.VM()
-	}
-	if err != nil {
-		fe := fault.Wrap(fault.CorruptDescriptor, path, err, "the .vmx is not a valid VM configuration: %v", err).
-			WithHint("vmconv reads .vmx files strictly so that it never guesses which disk is which. Fix the line named, or export the VM as an OVA.")
-		var ve *vmx.Error
-		if errors.As(err, &ve) && ve.Line > 0 {
-			fe = fe.WithFact("Line", fmt.Sprint(ve.Line))
-		}
-		return nil, fe
-	}
-	return vm, nil
+	return vmx.Decode(b, path)
 }
 
 // diskInFolder resolves a disk's fileName the way VMware does (relative to

@@ -1,11 +1,14 @@
 package vmx
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
 // VM is what a migration needs from a .vmx.
@@ -260,4 +263,31 @@ func (f *File) nics() ([]NIC, error) {
 		nics = append(nics, nic)
 	}
 	return nics, nil
+}
+
+// TooBig is the fault for a .vmx of n bytes, more than MaxSize: refused
+// before it is read.
+func TooBig(file string, n int64) error {
+	return fault.New(fault.CorruptDescriptor, file, "the .vmx is %d bytes; a VM's configuration is a few KiB (at most %d accepted)", n, MaxSize).
+		WithHint("Point the source at the VM's .vmx file.")
+}
+
+// Decode parses a .vmx's bytes strictly into its VM; a fault names file
+// and, when it can, the line.
+func Decode(b []byte, file string) (*VM, error) {
+	pf, err := Parse(b)
+	var vm *VM
+	if err == nil {
+		vm, err = pf.VM()
+	}
+	if err != nil {
+		fe := fault.Wrap(fault.CorruptDescriptor, file, err, "the .vmx is not a valid VM configuration: %v", err).
+			WithHint("vmconv reads .vmx files strictly so that it never guesses which disk is which. Fix the line named, or export the VM as an OVA.")
+		var ve *Error
+		if errors.As(err, &ve) && ve.Line > 0 {
+			fe = fe.WithFact("Line", fmt.Sprint(ve.Line))
+		}
+		return nil, fe
+	}
+	return vm, nil
 }

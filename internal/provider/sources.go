@@ -126,6 +126,13 @@ func exactlyOneOf(kinds []sourceKind, self string) validator.String {
 
 // sourceSpec builds the engine's source spec from the planned source.
 func sourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.SourceSpec {
+	return sourceSpecAt(ctx, src, path.Root("source"), cfg, data, diags)
+}
+
+// sourceSpecAt builds a disk's source spec from its planned value, which
+// lies at at in the configuration (source, or an element of a VM's
+// source.disks).
+func sourceSpecAt(ctx context.Context, src types.Object, at path.Path, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.SourceSpec {
 	attrs := src.Attributes()
 	s := engine.SourceSpec{
 		Format:                 stringOf(attrs["format"]),
@@ -134,7 +141,7 @@ func sourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *p
 	}
 	for _, k := range sourceKinds {
 		if v := attrs[k.name()]; v != nil && !v.IsNull() && !v.IsUnknown() {
-			k.spec(ctx, v, specInputs{config: cfg, at: path.Root("source").AtName(k.name()), data: data}, &s, diags)
+			k.spec(ctx, v, specInputs{config: cfg, at: at.AtName(k.name()), data: data}, &s, diags)
 		}
 	}
 	return s

@@ -101,6 +101,29 @@ func setVMPlanned(m *vmConversionModel, p *engine.Plan) {
 	}
 }
 
+// setVMDeferred marks what the content of disks not fetched yet decides
+// (their chains and sizes, the stages' details, the fixes) as known after
+// apply, for a VM planned from its remote ends' metadata.
+func setVMDeferred(m *vmConversionModel, p *engine.Plan) {
+	if !p.Source.Deferred {
+		return
+	}
+	m.EstimatedSize = types.Int64Unknown()
+	m.PlannedStages, m.PlanWarnings = types.ListUnknown(types.StringType), types.ListUnknown(types.StringType)
+	m.PlannedFixes = types.ListUnknown(types.ObjectType{AttrTypes: plannedFixAttrTypes})
+	elems := m.Disks.Elements()
+	for i, d := range p.Disks {
+		o, ok := elems[i].(types.Object)
+		if !d.Source.Deferred || !ok {
+			continue
+		}
+		attrs := o.Attributes()
+		attrs["chain"], attrs["virtual_size"], attrs["estimated_size"] = types.ListUnknown(types.StringType), types.Int64Unknown(), types.Int64Unknown()
+		elems[i] = types.ObjectValueMust(vmDiskAttrTypes, attrs)
+	}
+	m.Disks = types.ListValueMust(types.ObjectType{AttrTypes: vmDiskAttrTypes}, elems)
+}
+
 // setVMApplied fills what apply found and wrote.
 func setVMApplied(m *vmConversionModel, p *engine.Plan, r *engine.Result) {
 	m.Disks = vmDisksValue(p, r.Disks)

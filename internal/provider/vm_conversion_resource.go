@@ -92,6 +92,7 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		setVMPlanned(&plan, ep)
+		setVMDeferred(&plan, ep)
 		if state == nil {
 			r.data.planned.put(ereq, ep)
 		}
@@ -108,6 +109,7 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 			fmt.Sprintf("The VM's images were modified or deleted outside Terraform after they were written (size, modification time or sampled content no longer match):\n\n%s\n\n"+
 				"The VM will be converted again.", strings.Join(drifted, "\n")))
 		setVMPlanned(&plan, ep)
+		setVMDeferred(&plan, ep)
 		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("disks"))
 	}
 	if ep.Source.Fingerprint != state.SourceFingerprint.ValueString() {
@@ -115,6 +117,7 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 			fmt.Sprintf("A disk of the VM changed since its images were written (a new snapshot layer, a modified file), so the VM will be converted again.\n\n"+
 				"Previous fingerprint: %s\nCurrent fingerprint: %s", state.SourceFingerprint.ValueString(), ep.Source.Fingerprint))
 		setVMPlanned(&plan, ep)
+		setVMDeferred(&plan, ep)
 		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("source_fingerprint"))
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)

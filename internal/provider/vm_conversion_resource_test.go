@@ -40,8 +40,14 @@ resource "vmconv_vm_conversion" "web" {
 // chain's content, checks its recorded sha256 is the file's, and that the
 // folder holds the images, the report and the set's manifest, nothing else.
 func checkVMImages(dir string, want []*testimg.Expected) resource.TestCheckFunc {
+	return checkVMImagesOf(vmName, dir, "web", want)
+}
+
+// checkVMImagesOf is checkVMImages for the resource name, whose images are
+// stem-disk<i>.qcow2.
+func checkVMImagesOf(name, dir, stem string, want []*testimg.Expected) resource.TestCheckFunc {
 	return func(s *terraform.State) error {
-		rs := s.RootModule().Resources[vmName]
+		rs := s.RootModule().Resources[name]
 		if rs == nil {
 			return fmt.Errorf("resource not in state")
 		}
@@ -51,7 +57,7 @@ func checkVMImages(dir string, want []*testimg.Expected) resource.TestCheckFunc 
 		}
 		names := []string{".vmconv-set.json", engine.VMReportName}
 		for i, w := range want {
-			p := filepath.Join(dir, fmt.Sprintf("web-disk%d.qcow2", i))
+			p := filepath.Join(dir, fmt.Sprintf("%s-disk%d.qcow2", stem, i))
 			if got := a[fmt.Sprintf("disks.%d.path", i)]; got != p {
 				return fmt.Errorf("disk %d path %s, want %s", i, got, p)
 			}

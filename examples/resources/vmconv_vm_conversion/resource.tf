@@ -18,3 +18,10 @@ resource "vmconv_kvm_domain" "web" {
   disks              = [for d in vmconv_vm_conversion.web.disks : { path = d.path }]
   network_interfaces = [for n in vmconv_vm_conversion.web.hardware.nics : { network = "default", mac = n.mac }]
 }
+
+# The other ways of naming a VM (exactly one per resource):
+#   source = { ova = { path = "/data/exports/db.ova" } }          # every disk of the OVF
+#   source = { vsphere = { url = "https://vcenter.example/sdk", vm = "/dc/vm/db" } }
+#   source = { esxi_ssh = { host = "esxi1.example", user = "root", host_key = "SHA256:...",
+#                           private_key = file("~/.ssh/esxi"), path = "[ds1] db/db.vmx" } }
+#   source = { disks = [{ path = "/data/db/db-000002.vmdk" }, { url = { href = "https://files.example/db-data.vmdk" } }] }

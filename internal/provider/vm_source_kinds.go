@@ -1,0 +1,119 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+)
+
+// wholeVM is a disk source kind that names a whole VM: the same
+// attribute, without the one that picks a disk (drop), converting every
+// disk of the VM. The engine learns which from output.dir.
+type wholeVM struct {
+	sourceKind
+	drop string
+	doc  string
+}
+
+func (w wholeVM) attribute() schema.Attribute {
+	a, ok := w.sourceKind.attribute().(schema.SingleNestedAttribute)
+	if !ok {
+		panic("a whole-VM kind wraps an object attribute")
+	}
+	a.Attributes = maps.Clone(a.Attributes)
+	delete(a.Attributes, w.drop)
+	a.MarkdownDescription = w.doc
+	return a
+}
+
+// spec gives the disk kind its value with the dropped attribute at its
+// zero, which the engine ignores for a whole VM.
+func (w wholeVM) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
+	if w.drop != "" {
+		o, ok := v.(basetypes.ObjectValue)
+		if !ok {
+			return
+		}
+		full, _ := w.sourceKind.attribute().GetType().(basetypes.ObjectType)
+		attrs := maps.Clone(o.Attributes())
+		attrs[w.drop] = types.Int64Value(0)
+		nv, d := types.ObjectValue(full.AttrTypes, attrs)
+		if diags.Append(d...); d.HasError() {
+			return
+		}
+		v = nv
+	}
+	w.sourceKind.spec(ctx, v, in, s, diags)
+}
+
+func (w wholeVM) fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) (attr.Value, bool) {
+	v, ok := w.sourceKind.fromSpec(ctx, s, diags)
+	if !ok || w.drop == "" {
+		return v, ok
+	}
+	o, _ := v.(basetypes.ObjectValue)
+	attrs := maps.Clone(o.Attributes())
+	delete(attrs, w.drop)
+	t, _ := w.attribute().GetType().(basetypes.ObjectType)
+	nv, d := types.ObjectValue(t.AttrTypes, attrs)
+	diags.Append(d...)
+	return nv, true
+}
+
+// disksKind is a VM given as a list of single-disk sources, in the order
+// the VM attaches them.
+type disksKind struct{}
+
+func (disksKind) name() string { return "disks" }
+
+func (disksKind) attribute() schema.Attribute {
+	return schema.ListNestedAttribute{
+		Optional: true,
+		MarkdownDescription: fmt.Sprintf("The VM's disks one by one, in the order the VM attaches them (the first is the boot disk, `sda`): each exactly as "+
+			"`vmconv_disk_conversion`'s `source` (one of %s), fetched and checked as it would be alone. They are converted as one guest on consecutive SCSI units. "+
+			"At most %d. `hardware` is unknown to vmconv for a list, so it is null.", kindNames(), engine.MaxListedDisks),
+		NestedObject:  schema.NestedAttributeObject{Attributes: sourceAttributes()},
+		Validators:    []validator.List{listvalidator.SizeBetween(1, engine.MaxListedDisks)},
+		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
+	}
+}
+
+func (disksKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
+	l, ok := v.(basetypes.ListValue)
+	if !ok {
+		return
+	}
+	for i, e := range l.Elements() {
+		o, ok := e.(basetypes.ObjectValue)
+		if !ok || o.IsNull() || o.IsUnknown() {
+			continue
+		}
+		s.Disks = append(s.Disks, sourceSpecAt(ctx, o, in.at.AtListIndex(i), in.config, in.data, diags))
+	}
+}
+
+func (disksKind) fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) (attr.Value, bool) {
+	if len(s.Disks) == 0 {
+		return nil, false
+	}
+	t := types.ObjectType{AttrTypes: sourceAttrTypes()}
+	var elems []attr.Value
+	for _, d := range s.Disks {
+		elems = append(elems, sourceFromSpec(ctx, d, diags))
+	}
+	l, d := types.ListValue(t, elems)
+	diags.Append(d...)
+	return l, true
+}
