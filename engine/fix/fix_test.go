@@ -451,3 +451,61 @@ func TestOptionsValidate(t *testing.T) {
 		t.Error("bad fstab mode accepted")
 	}
 }
+
+// A two-disk guest names its second disk's devices by controller in
+// fstab, crypttab, the initramfs's resume setting and the kernel command
+// line (grub.cfg and the defaults update-grub reads): each is rewritten to
+// the UUID of the file system or container it names; a device on no disk
+// of the VM is left, with a warning.
+func TestDeviceReferencesAcrossDisks(t *testing.T) {
+	info := debianInfo()
+	info.Disks = []guest.DiskSlot{{Bus: "scsi", Unit: 0}, {Bus: "scsi", Unit: 1}}
+	info.Filesystems = append(info.Filesystems,
+		guest.Filesystem{Device: "/dev/sdb1", Type: "ext4", UUID: "0000aaaa-0000-4000-8000-0000000000b1", Mountpoint: "/srv"},
+		guest.Filesystem{Device: "/dev/sdb2", Type: "swap", UUID: "0000aaaa-0000-4000-8000-0000000000b2"},
+		guest.Filesystem{Device: "/dev/sdb3", Type: "crypto_LUKS", UUID: "0000aaaa-0000-4000-8000-0000000000b3"},
+	)
+	files := map[string]string{
+		"/etc/fstab":                         "/dev/sda1 / ext4 errors=remount-ro 0 1\n/dev/sdb1 /srv ext4 defaults 0 2\n/dev/sdb2 none swap sw 0 0\n/dev/mapper/cryptdata /data ext4 defaults 0 2\n",
+		"/etc/crypttab":                      "# <target name> <source device> <key file> <options>\ncryptdata\t/dev/sdb3\tnone\tluks\nother /dev/sdc1 none luks\n",
+		"/etc/initramfs-tools/conf.d/resume": "RESUME=/dev/sdb2\n",
+		"/boot/grub/grub.cfg":                "linux /boot/vmlinuz-6.1.0-50-amd64 root=/dev/sda1 ro resume=/dev/sdb2 quiet\n",
+		"/etc/default/grub":                  "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet resume=/dev/sdb2\"\n",
+		"/boot/initrd.img-6.1.0-50-amd64":    "img",
+	}
+	m := guesttest.New(files)
+	m.Run = withVirtio
+	res, err := Linux.Run(context.Background(), info, m, Options{Disabled: []string{"verify"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string][]string{
+		"/etc/fstab":                         {"UUID=0000aaaa-0000-4000-8000-0000000000b1 /srv", "UUID=0000aaaa-0000-4000-8000-0000000000b2 none swap", "/dev/mapper/cryptdata /data"},
+		"/etc/crypttab":                      {"cryptdata\tUUID=0000aaaa-0000-4000-8000-0000000000b3\tnone\tluks", "other /dev/sdc1 none luks"},
+		"/etc/initramfs-tools/conf.d/resume": {"RESUME=UUID=0000aaaa-0000-4000-8000-0000000000b2"},
+		"/boot/grub/grub.cfg":                {"root=UUID=3f0b6a6e-1c1d-4a10-9a3e-000000000001 ro resume=UUID=0000aaaa-0000-4000-8000-0000000000b2 quiet"},
+		"/etc/default/grub":                  {`"quiet resume=UUID=0000aaaa-0000-4000-8000-0000000000b2"`},
+	} {
+		got := string(m.Files[p])
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s lacks %q:\n%s", p, w, got)
+			}
+		}
+		if strings.Contains(got, "/dev/sdb") {
+			t.Errorf("%s still names /dev/sdb:\n%s", p, got)
+		}
+	}
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "/dev/sdc1") {
+		t.Errorf("no warning about /dev/sdc1, on no disk of the VM: %v", res.Warnings)
+	}
+	changed := map[string]bool{}
+	for _, c := range res.Changes {
+		changed[c.Path] = true
+	}
+	for p := range files {
+		if !changed[p] && strings.HasPrefix(p, "/etc/") {
+			t.Errorf("no change recorded for %s", p)
+		}
+	}
+}

@@ -5,18 +5,37 @@ import (
 	"strings"
 )
 
-// fstab rewrites entries that name a file system by its controller-given
-// device (/dev/sda1, /dev/disk/by-path/..., /dev/disk/by-id/...) to UUID=,
-// or PARTUUID= or LABEL= where the file system has no UUID. On KVM the disk
-// is /dev/vda and its by-path differs, so those entries no longer resolve.
+// fstab rewrites the device references that name a disk by its
+// controller-given device (/dev/sda1, /dev/disk/by-path/..., by-id/...) to
+// UUID=, or PARTUUID= or LABEL= where the file system has no UUID: fstab's
+// file systems, crypttab's encrypted devices and the initramfs's resume
+// device. On KVM the disk is /dev/vda and its by-path differs, so those
+// names no longer resolve: a mount waits 90 s and drops to emergency
+// mode, an encrypted volume is not opened, resume waits for a device that
+// never comes. (resume= on the kernel command line is the grub fix's.)
 type fstab struct{}
 
 func (fstab) Name() string { return "fstab" }
 func (fstab) Summary() string {
-	return "mount file systems by UUID instead of controller-dependent device names"
+	return "mount file systems (fstab, crypttab, the resume device) by UUID instead of controller-dependent device names"
+}
+
+// deviceFile is a file that names devices: in a whitespace-separated
+// field of each line, or as the value of key=.
+type deviceFile struct {
+	path  string
+	field int
+	key   string
+}
+
+var deviceFiles = []deviceFile{
+	{path: "/etc/fstab", field: 0},
+	{path: "/etc/crypttab", field: 1},
+	{path: "/etc/initramfs-tools/conf.d/resume", key: "RESUME"},
 }
 
 type fstabEdit struct {
+	path   string
 	line   int
 	from   string
 	to     string
@@ -40,6 +59,9 @@ func (f fstab) Applicable(c *Context) (bool, string) {
 	var names []string
 	for _, e := range edits {
 		names = append(names, e.from)
+		if e.path != "/etc/fstab" {
+			names[len(names)-1] += " (" + e.path + ")"
+		}
 	}
 	return true, fmt.Sprintf("%d entr%s name a device that changes on KVM: %s", len(edits), plural(len(edits), "y", "ies"), strings.Join(names, ", "))
 }
@@ -51,55 +73,108 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// edits lists every reference to rewrite, file by file, and the unstable
+// ones that name no file system the guest's disks hold.
 func (f fstab) edits(c *Context) ([]fstabEdit, []string) {
-	b, err := c.FS.ReadFile("/etc/fstab")
-	if err != nil {
-		return nil, nil
-	}
 	var edits []fstabEdit
 	var unresolved []string
-	for i, line := range strings.Split(string(b), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 || strings.HasPrefix(fields[0], "#") {
+	for _, df := range deviceFiles {
+		b, err := c.FS.ReadFile(df.path)
+		if err != nil {
 			continue
 		}
-		dev := fields[0]
-		unstable, bypath := isUnstable(dev)
-		if !unstable || (c.Opts.FstabMode == FstabByPathOnly && !bypath) {
-			continue
+		for i, line := range strings.Split(string(b), "\n") {
+			dev := df.device(line)
+			if dev == "" {
+				continue
+			}
+			unstable, bypath := isUnstable(dev)
+			if !unstable || (c.Opts.FstabMode == FstabByPathOnly && !bypath) {
+				continue
+			}
+			fsys, ok := resolve(c.Info, dev)
+			name := ""
+			if ok {
+				name, ok = stableName(fsys)
+			}
+			if !ok {
+				unresolved = append(unresolved, dev)
+				continue
+			}
+			edits = append(edits, fstabEdit{df.path, i, dev, name, fmt.Sprintf("%s is %s (%s)", dev, fsys.Device, fsys.Type)})
 		}
-		fsys, ok := resolve(c.Info, dev)
-		if !ok {
-			unresolved = append(unresolved, dev)
-			continue
-		}
-		name, ok := stableName(fsys)
-		if !ok {
-			unresolved = append(unresolved, dev)
-			continue
-		}
-		edits = append(edits, fstabEdit{i, dev, name, fmt.Sprintf("%s is %s (%s)", dev, fsys.Device, fsys.Type)})
 	}
 	return edits, unresolved
 }
 
-func (f fstab) Apply(c *Context) error {
-	b, err := c.FS.ReadFile("/etc/fstab")
-	if err != nil {
-		return nil
+// device is the device a line of the file names, or "".
+func (df deviceFile) device(line string) string {
+	t := strings.TrimSpace(line)
+	if t == "" || strings.HasPrefix(t, "#") {
+		return ""
 	}
+	if df.key != "" {
+		v, ok := strings.CutPrefix(t, df.key+"=")
+		if !ok {
+			return ""
+		}
+		return strings.Trim(v, `"'`)
+	}
+	fields := strings.Fields(t)
+	if len(fields) < 2 || len(fields) <= df.field {
+		return ""
+	}
+	return fields[df.field]
+}
+
+func (f fstab) Apply(c *Context) error {
 	edits, unresolved := f.edits(c)
 	for _, u := range unresolved {
 		c.Warn("left %s unchanged: it is not a file system of this disk", u)
 	}
-	lines := strings.Split(string(b), "\n")
-	var reasons []string
-	for _, e := range edits {
-		// Replace the first field only, keeping the line's alignment.
-		idx := strings.Index(lines[e.line], e.from)
-		lines[e.line] = lines[e.line][:idx] + e.to + lines[e.line][idx+len(e.from):]
-		reasons = append(reasons, fmt.Sprintf("%s -> %s (%s)", e.from, e.to, e.reason))
+	for _, df := range deviceFiles {
+		b, err := c.FS.ReadFile(df.path)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		var reasons []string
+		for _, e := range edits {
+			if e.path != df.path {
+				continue
+			}
+			// Replace the device only, keeping the line's alignment.
+			idx := strings.Index(lines[e.line], e.from)
+			if df.field > 0 {
+				// A later field: find it after the fields before it.
+				idx = fieldOffset(lines[e.line], df.field)
+			}
+			lines[e.line] = lines[e.line][:idx] + e.to + lines[e.line][idx+len(e.from):]
+			reasons = append(reasons, fmt.Sprintf("%s -> %s (%s)", e.from, e.to, e.reason))
+		}
+		if len(reasons) == 0 {
+			continue
+		}
+		if err := c.Write(df.path, []byte(strings.Join(lines, "\n")), 0o644,
+			"name devices by stable identifiers: "+strings.Join(reasons, "; ")); err != nil {
+			return err
+		}
 	}
-	return c.Write("/etc/fstab", []byte(strings.Join(lines, "\n")), 0o644,
-		"mount by stable identifiers: "+strings.Join(reasons, "; "))
+	return nil
+}
+
+// fieldOffset is where the n-th whitespace-separated field of line starts.
+func fieldOffset(line string, n int) int {
+	in, field := false, -1
+	for i, r := range line {
+		space := r == ' ' || r == '\t'
+		if !space && !in {
+			field++
+			if field == n {
+				return i
+			}
+		}
+		in = !space
+	}
+	return len(line)
 }

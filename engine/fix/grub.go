@@ -3,6 +3,7 @@ package fix
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -18,7 +19,9 @@ func (grub) Summary() string {
 	return "boot root=UUID= instead of a controller-dependent device, and remove the stale device.map"
 }
 
-var rootArg = regexp.MustCompile(`(\broot=)(/dev/[^\s"']+)`)
+// rootArg matches the kernel arguments that name a device: root= and the
+// swap a hibernated guest resumes from.
+var rootArg = regexp.MustCompile(`(\b(?:root|resume)=)(/dev/[^\s"']+)`)
 
 func grubConfigs(c *Context) []string {
 	var out []string
@@ -50,13 +53,16 @@ func (g grub) Applicable(c *Context) (bool, string) {
 	var work []string
 	for _, p := range grubConfigs(c) {
 		if n := len(g.rootEdits(c, p)); n > 0 {
-			work = append(work, fmt.Sprintf("%s boots a controller-dependent root=", p))
+			work = append(work, fmt.Sprintf("%s boots with a controller-dependent root= or resume=", p))
 		}
 	}
 	for _, p := range []string{"/boot/grub/device.map", "/boot/grub2/device.map"} {
 		if c.FS.IsFile(p) {
 			work = append(work, p+" maps drives to VMware device names")
 		}
+	}
+	if len(g.rootEdits(c, "/etc/default/grub")) > 0 {
+		work = append(work, "/etc/default/grub passes a controller-dependent root= or resume=")
 	}
 	if b, err := c.FS.ReadFile("/etc/default/grub"); err == nil && disableUUID.Match(b) && len(work) > 0 {
 		work = append(work, "/etc/default/grub sets GRUB_DISABLE_LINUX_UUID=true")
@@ -69,7 +75,8 @@ func (g grub) Applicable(c *Context) (bool, string) {
 
 var disableUUID = regexp.MustCompile(`(?m)^GRUB_DISABLE_LINUX_UUID=["']?true["']?\s*$`)
 
-// rootEdits maps each unstable root= value in a file to its replacement.
+// rootEdits maps each unstable root= or resume= argument in a file
+// ("root=/dev/sda1") to its replacement ("root=UUID=...").
 func (grub) rootEdits(c *Context, p string) map[string]string {
 	b, err := c.FS.ReadFile(p)
 	if err != nil {
@@ -83,34 +90,42 @@ func (grub) rootEdits(c *Context, p string) map[string]string {
 		}
 		if f, ok := resolve(c.Info, dev); ok {
 			if name, ok := stableName(f); ok {
-				edits[dev] = name
+				edits[m[0]] = m[1] + name
 			}
 		} else {
-			c.Warn("root=%s in %s is not a file system of this disk; left unchanged", dev, p)
+			c.Warn("%s in %s is not a file system of this disk; left unchanged", m[0], p)
 		}
 	}
 	return edits
 }
 
+// rewrite applies a file's argument edits to its content.
+func (g grub) rewrite(c *Context, p string, b []byte) ([]byte, []string) {
+	edits := g.rootEdits(c, p)
+	if len(edits) == 0 {
+		return b, nil
+	}
+	var why []string
+	for from, to := range edits {
+		why = append(why, fmt.Sprintf("%s -> %s", from, to))
+	}
+	sort.Strings(why)
+	return []byte(rootArg.ReplaceAllStringFunc(string(b), func(s string) string {
+		if to, ok := edits[s]; ok {
+			return to
+		}
+		return s
+	})), why
+}
+
 func (g grub) Apply(c *Context) error {
 	for _, p := range grubConfigs(c) {
-		edits := g.rootEdits(c, p)
-		if len(edits) == 0 {
+		b, _ := c.FS.ReadFile(p)
+		out, why := g.rewrite(c, p, b)
+		if len(why) == 0 {
 			continue
 		}
-		b, _ := c.FS.ReadFile(p)
-		var why []string
-		out := rootArg.ReplaceAllStringFunc(string(b), func(s string) string {
-			m := rootArg.FindStringSubmatch(s)
-			if to, ok := edits[m[2]]; ok {
-				return m[1] + to
-			}
-			return s
-		})
-		for from, to := range edits {
-			why = append(why, fmt.Sprintf("root=%s -> root=%s", from, to))
-		}
-		if err := c.Write(p, []byte(out), 0o644, "boot the root file system by a stable name: "+strings.Join(why, ", ")); err != nil {
+		if err := c.Write(p, out, 0o644, "boot by stable device names: "+strings.Join(why, ", ")); err != nil {
 			return err
 		}
 	}
@@ -121,11 +136,20 @@ func (g grub) Apply(c *Context) error {
 			}
 		}
 	}
-	if b, err := c.FS.ReadFile("/etc/default/grub"); err == nil && disableUUID.Match(b) {
-		out := disableUUID.ReplaceAll(b, []byte("# vmconv: root by UUID, so the disk controller does not matter\nGRUB_DISABLE_LINUX_UUID=false"))
-		if err := c.Write("/etc/default/grub", out, 0o644, "keep root=UUID= when update-grub regenerates grub.cfg"); err != nil {
-			return err
-		}
+	// The defaults update-grub regenerates grub.cfg from: the same
+	// arguments there, and root by UUID kept on.
+	const defaults = "/etc/default/grub"
+	b, err := c.FS.ReadFile(defaults)
+	if err != nil {
+		return nil
 	}
-	return nil
+	out, why := g.rewrite(c, defaults, b)
+	if disableUUID.Match(out) {
+		out = disableUUID.ReplaceAll(out, []byte("# vmconv: root by UUID, so the disk controller does not matter\nGRUB_DISABLE_LINUX_UUID=false"))
+		why = append(why, "keep root=UUID= when update-grub regenerates grub.cfg")
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return c.Write(defaults, out, 0o644, strings.Join(why, "; "))
 }
