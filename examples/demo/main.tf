@@ -4,13 +4,13 @@ terraform {
   }
 }
 
-variable "source_path" {
-  description = "Newest layer of the VMware snapshot chain to migrate."
+variable "source_vmx" {
+  description = "The VMware VM to migrate: its .vmx, in the VM's folder with every disk it names."
   type        = string
 }
 
 variable "output_dir" {
-  description = "Folder for the converted image."
+  description = "Folder for the converted images (one per disk) and the report."
   type        = string
 }
 
@@ -22,45 +22,53 @@ variable "domain_name" {
 
 provider "vmconv" {}
 
-resource "vmconv_disk_conversion" "web" {
-  source = { path = var.source_path } # the newest layer of a snapshot chain
+# The whole VM: both disks its .vmx names (the boot disk a snapshot chain,
+# /srv and swap on the second, named /dev/sdb1 and /dev/sdb2 in fstab),
+# inspected, fixed and boot-tested as one guest.
+resource "vmconv_vm_conversion" "web" {
+  source = { vmx = var.source_vmx }
   output = {
-    path        = "${var.output_dir}/web.qcow2"
-    format      = "qcow2"
-    compression = false
+    dir    = var.output_dir # web-disk0.qcow2, web-disk1.qcow2, vmconv-report.json
+    format = "qcow2"
   }
   # fixes and boot_test are on by default: the guest is fixed offline and
-  # must boot on virtio with its network up before the output appears.
+  # must boot on virtio with both disks and its network up before the
+  # images appear.
 }
 
-# The migrated VM, running under libvirt. It boots on its own overlay of the
-# converted image, so the guest's writes never touch what the conversion
-# made, and the apply waits until the guest is up with its network.
+# The migrated VM, running under libvirt with the source's shape and MAC.
+# It boots on its own overlays of the converted images, so the guest's
+# writes never touch what the conversion made, and the apply waits until
+# the guest is up with its network.
 resource "vmconv_kvm_domain" "web" {
   name   = var.domain_name
-  memory = 1024
-  vcpus  = 1
-  disks  = [{ path = vmconv_disk_conversion.web.output.path, bus = "virtio" }]
+  memory = max(vmconv_vm_conversion.web.hardware.memory_mib, 1024)
+  vcpus  = vmconv_vm_conversion.web.hardware.vcpus
+  disks  = [for d in vmconv_vm_conversion.web.disks : { path = d.path, bus = "virtio" }]
   # User-mode networking needs no libvirt network; use
-  # { network = "default" } where libvirt's NAT network runs.
-  network_interfaces = [{ user = true, model = "virtio" }]
+  # { network = "default", mac = n.mac } where libvirt's NAT network runs.
+  network_interfaces = [for n in vmconv_vm_conversion.web.hardware.nics : { user = true, model = "virtio", mac = n.mac }]
   boot_test          = { timeout = "20m" }
 }
 
-output "web_disk" {
-  value = vmconv_disk_conversion.web.output_sha256
+output "disks" {
+  value = [for d in vmconv_vm_conversion.web.disks : "${d.device} -> ${d.path} (${d.sha256})"]
+}
+
+output "hardware" {
+  value = vmconv_vm_conversion.web.hardware
 }
 
 output "guest" {
-  value = vmconv_disk_conversion.web.guest
+  value = vmconv_vm_conversion.web.guest
 }
 
 output "fixes_applied" {
-  value = [for c in vmconv_disk_conversion.web.fixes_applied : "${c.fix}: ${c.action} ${c.path}${c.command}"]
+  value = [for c in vmconv_vm_conversion.web.fixes_applied : "${c.fix}: ${c.action} ${c.path}${c.command}"]
 }
 
 output "boot_test" {
-  value = vmconv_disk_conversion.web.boot_test_result
+  value = vmconv_vm_conversion.web.boot_test_result
 }
 
 output "domain" {
