@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
@@ -269,4 +270,42 @@ func checkVMNotHeld(dir string) error {
 		}
 	}
 	return nil
+}
+
+// RerunVMBootTest boots the whole VM published at req.Output.Dir again,
+// every disk attached, on throwaway overlays, with req's boot test
+// settings, and records the result and the settings in the VM's report. A
+// boot test that is off, or a VM without an operating system, runs nothing.
+func (e *Engine) RerunVMBootTest(ctx context.Context, req Request) (*BootResult, error) {
+	if !req.BootTest.Enabled {
+		return nil, nil
+	}
+	dir := req.Output.Dir
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	rep, err := ReadVMReport(dir)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, VMReportPath(dir), err, "the boot test needs the VM's report in its output folder")
+	}
+	if rep.Result.Guest == nil || !rep.Result.Guest.HasOS() {
+		return nil, nil
+	}
+	var disks []string
+	for _, d := range rep.Result.Disks {
+		disks = append(disks, d.Path)
+	}
+	res, err := e.BootTest(ctx, disks[0], QemuFormat(rep.Plan.Output.Format), rep.Result.Guest, req.BootTest.Options, output.BootLogPath(dir), disks[1:]...)
+	if err != nil {
+		return nil, err
+	}
+	if !res.Passed() {
+		return nil, boottest.Error(res, rerunSite(rep))
+	}
+	rep.Result.BootTest, rep.Plan.Request.BootTest = res, req.BootTest
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return res, output.ReplaceMember(dir, VMReportName, b)
 }

@@ -16,24 +16,26 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
-// vmFolder links the fixture's two-disk VM into a fresh folder (hard
-// links: the fixture is never written, and copies would cost gigabytes).
-func vmFolder(t *testing.T, fx *acctest.Fixtures) string {
+// vmFolder links a fixture VM's folder (vmx names its .vmx) into a fresh
+// folder (hard links: the fixture is never written, and copies would cost
+// gigabytes).
+func vmFolder(t *testing.T, fx *acctest.Fixtures, vmx string) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "web")
+	dir := filepath.Join(t.TempDir(), "vm")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	es, err := os.ReadDir(filepath.Dir(fx.Path(fx.VM.VMX)))
+	src := filepath.Dir(fx.Path(vmx))
+	es, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range es {
-		if err := os.Link(filepath.Join(filepath.Dir(fx.Path(fx.VM.VMX)), e.Name()), filepath.Join(dir, e.Name())); err != nil {
+		if err := os.Link(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return filepath.Join(dir, filepath.Base(fx.VM.VMX))
+	return filepath.Join(dir, filepath.Base(vmx))
 }
 
 // TestGuestVMTwoDisks converts the two-disk VMware VM (its boot disk a
@@ -48,7 +50,7 @@ func vmFolder(t *testing.T, fx *acctest.Fixtures) string {
 // for /dev/sdb1. The sources are untouched.
 func TestGuestVMTwoDisks(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
-	vmx := vmFolder(t, fx)
+	vmx := vmFolder(t, fx, fx.VM.VMX)
 	before := sumDir(t, filepath.Dir(vmx))
 	e := newEngine(t)
 	out := t.TempDir()
@@ -78,6 +80,25 @@ func TestGuestVMTwoDisks(t *testing.T) {
 	}
 	if after := sumDir(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("the source VM changed")
+	}
+
+	// boot_test changed after the apply: the published VM boots again, on
+	// virtio-scsi this time, and its report records the new test.
+	sums := sumDir(t, dir)
+	scsi := bootOpts
+	scsi.DiskBus = "scsi"
+	rerun, err := e.RerunVMBootTest(context.Background(), engine.Request{Output: engine.OutputSpec{Dir: dir}, BootTest: engine.BootTestSpec{Enabled: true, Options: scsi}})
+	if err != nil || !rerun.Passed() || rerun.DiskBus != "scsi" {
+		t.Fatalf("boot test again on virtio-scsi: %v, %+v", err, rerun)
+	}
+	rep, err := engine.ReadVMReport(dir)
+	if err != nil || rep.Result.BootTest.DiskBus != "scsi" || rep.Plan.Request.BootTest.DiskBus != "scsi" {
+		t.Fatalf("the report after the re-run: %v, %+v", err, rep)
+	}
+	for name, sum := range sumDir(t, dir) {
+		if name != engine.VMReportName && sums[name] != sum {
+			t.Errorf("the re-run changed %s", name)
+		}
 	}
 
 	// The negative: overlays of the converted disks, the fstab put back as

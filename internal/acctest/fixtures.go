@@ -33,6 +33,15 @@ type Fixtures struct {
 	Chain    []string           `json:"chain"`
 	Bad      map[string]string  `json:"bad"`
 	VM       VM                 `json:"vm"`
+	Span     SpanVM             `json:"span"`
+}
+
+// SpanVM is the two-disk VM whose root logical volume spans both disks:
+// its .vmx, its disks in the VM's order, and the root file system's UUID.
+type SpanVM struct {
+	VMX      string   `json:"vmx"`
+	Disks    []string `json:"disks"`
+	RootUUID string   `json:"root_uuid"`
 }
 
 // VM is the two-disk VMware VM folder: its .vmx, its disks' newest files

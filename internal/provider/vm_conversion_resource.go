@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
@@ -99,9 +100,13 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 		return
 	}
-	// The hardware is the .vmx's, which the images do not depend on: a
+	// The hardware is the source's, which the images do not depend on: a
 	// change to it alone is an update in place.
 	plan.Hardware = hardwareValue(ep.Hardware)
+	if !plan.BootTest.equal(state.BootTest) {
+		// Update boots the published VM again with the new settings.
+		plan.BootTestResult = types.ObjectUnknown(bootResultAttrTypes)
+	}
 	if raw, _ := req.Private.GetKey(ctx, privDrift); len(raw) > 0 {
 		var drifted []string
 		json.Unmarshal(raw, &drifted)
@@ -255,12 +260,30 @@ func (r *vmConversionResource) Read(ctx context.Context, req resource.ReadReques
 
 func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
 	// Only settings that do not change the images reach Update (overwrite,
-	// allow_older_snapshot, timeouts) and the hardware, read again from
-	// the .vmx; the rest replaces the resource.
-	var plan vmConversionModel
+	// allow_older_snapshot, boot_test, timeouts) and the hardware, read
+	// again from the source; the rest replaces the resource. A changed boot
+	// test boots the published VM again.
+	var plan, state vmConversionModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	if !plan.BootTest.equal(state.BootTest) {
+		if r.data == nil {
+			resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("updating a VM conversion"))
+			return
+		}
+		timeout, d := plan.Timeouts.Update(ctx, defaultCreateTimeout)
+		resp.Diagnostics.Append(d...)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		res, err := r.data.engine.RerunVMBootTest(ctx, vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics))
+		if err != nil {
+			addFaultAt(&resp.Diagnostics, path.Root("boot_test"), "Running the VM's boot test again", err)
+			return
+		}
+		plan.BootTestResult = bootResultValue(res)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }

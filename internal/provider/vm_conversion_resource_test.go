@@ -209,6 +209,20 @@ func TestAccVMConversion_lifecycle(t *testing.T) {
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(checkVMImages(dir, vm.Want), checkSourceUntouched(vm.Dir, &before)),
 			},
+			{
+				// The boot test is turned on: an update in place that boots
+				// the published VM again (this one holds no operating
+				// system, so there is nothing to boot), the images kept.
+				Config: noPreview + strings.Replace(cfg, "boot_test = { enabled = false }", "boot_test = { enabled = true }", 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(vmName, plancheck.ResourceActionUpdate),
+					plancheck.ExpectUnknownValue(vmName, tfjsonpath.New("boot_test_result")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(vmName, tfjsonpath.New("boot_test_result"), knownvalue.Null()),
+				},
+				Check: resource.ComposeAggregateTestCheckFunc(checkVMImages(dir, vm.Want), checkSourceUntouched(vm.Dir, &before)),
+			},
 		},
 		CheckDestroy: func(*terraform.State) error {
 			// The folder, and the lock file destroy took beside it.

@@ -156,14 +156,13 @@ func vmOutputAttribute() schema.Attribute {
 }
 
 // vmBootTestAttribute is a disk conversion's boot_test, run with every
-// disk of the VM attached. A change converts the VM again, and the test
-// runs as part of that: there is no re-run of a VM's boot test alone.
+// disk of the VM attached; as there, a change runs it again on the
+// published VM.
 func vmBootTestAttribute() schema.Attribute {
 	a := bootTestAttribute().(schema.SingleNestedAttribute)
 	a.MarkdownDescription = "Boot the converted VM under QEMU before publishing it, with every disk attached on `disk_bus`, on throwaway overlays, so the test never changes the images. " +
 		"The test adds a serial console and a marker unit to the overlay; it passes when the marker reports the guest at multi-user with an IPv4 address. " +
-		"Changing these settings converts the VM again. Skipped for a VM without an operating system."
-	a.PlanModifiers = []planmodifier.Object{objectplanmodifier.RequiresReplace()}
+		"Changing these settings boots the published VM again with them (an update in place; the images are kept) and records the result in the report. Skipped for a VM without an operating system."
 	return a
 }
 

@@ -263,11 +263,11 @@ P
   # a second appliance doubles the work done where a second vCPU buys
   # little, and an appliance that sees several disks makes every
   # grub-probe scan them all.
-  ( grub_bios "$w/plain.raw"; serial_from_plain "$w"; twodisk_from_plain "$w"; grub_bios "$w/dracut.raw" ) &
+  ( grub_bios "$w/plain.raw"; serial_from_plain "$w"; twodisk_from_plain "$w"; grub_bios "$w/dracut.raw"; grub_uefi "$w/uefi.raw" ) &
   local lane=$!
   grub_bios "$w/networkd.raw"
-  grub_uefi "$w/uefi.raw"
   grub_lvm "$w"
+  spanvg_from_lvm "$w"
   wait "$lane"
 }
 
@@ -430,6 +430,29 @@ umount-all
 G
 }
 
+# The spanning VM (span/db.vmx): the LVM guest with a second disk whose
+# physical volume joined vg0 and holds the end of the root volume, which
+# then fills both disks, so neither disk alone holds the root file system.
+# The guestfs API has no vgextend: the appliance's own lvm does it. The
+# build fails unless the root volume lies on both disks.
+spanvg_from_lvm() {
+  local w=$1 devices
+  cp --sparse=always "$w/lvm.raw" "$w/span.raw"
+  truncate -s 1G "$w/span-1.raw"
+  printf 'label: dos\nlabel-id: 0x5e11e0b2\nstart=2048, type=8e\n' | sfdisk -q "$w/span-1.raw"
+  devices=$(guestfish --format=raw -a "$w/span.raw" --format=raw -a "$w/span-1.raw" <<G
+$START_APPLIANCE
+pvcreate /dev/sdb1
+debug sh "lvm vgextend vg0 /dev/sdb1 >&2"
+lvresize-free /dev/vg0/root 100
+e2fsck-f /dev/vg0/root
+resize2fs /dev/vg0/root
+debug sh "lvm lvs --noheadings -o devices vg0/root"
+G
+)
+  grep -q sda2 <<<"$devices" && grep -q sdb1 <<<"$devices" || { echo "guests: span: vg0/root is on $devices, not on both disks" >&2; return 1; }
+}
+
 # Disks that are not a single bootable Linux: a data disk, a disk with two
 # operating systems, and a LUKS-encrypted root.
 assemble_bad() {
@@ -523,7 +546,35 @@ ethernet0.networkName = "VM Network"
 ethernet0.addressType = "static"
 ethernet0.address = "$VMWARE_MAC"
 X
+  deliver_span "$w" "$o"
+}
 
+# deliver_span: the spanning VM's folder, its disks on two SCSI units.
+deliver_span() {
+  local w=$1 o=$2
+  mkdir -p "$o/span"
+  vmdk "$w/span.raw" "$o/span/db.vmdk" monolithicSparse
+  vmdk "$w/span-1.raw" "$o/span/db_1.vmdk" monolithicSparse
+  rm -f "$w/span.raw" "$w/span-1.raw"
+  cat > "$o/span/db.vmx" <<X
+.encoding = "UTF-8"
+config.version = "8"
+virtualHW.version = "19"
+displayName = "db"
+guestOS = "debian12-64"
+memSize = "1024"
+numvcpus = "1"
+scsi0.present = "TRUE"
+scsi0.virtualDev = "pvscsi"
+scsi0:0.present = "TRUE"
+scsi0:0.fileName = "db.vmdk"
+scsi0:1.present = "TRUE"
+scsi0:1.fileName = "db_1.vmdk"
+ethernet0.present = "TRUE"
+ethernet0.virtualDev = "vmxnet3"
+ethernet0.addressType = "static"
+ethernet0.address = "$VMWARE_MAC"
+X
 }
 
 write_manifest() {
@@ -543,6 +594,7 @@ write_manifest() {
   "stream": "plain-stream.vmdk",
   "chain": ["chain/web-000002.vmdk", "chain/web-000001.vmdk", "chain/web.vmdk"],
   "vm": {"vmx": "vm/web.vmx", "disks": ["vm/web-000001.vmdk", "vm/web_1.vmdk"], "srv_uuid": "$SRV_UUID"},
+  "span": {"vmx": "span/db.vmx", "disks": ["span/db.vmdk", "span/db_1.vmdk"], "root_uuid": "${ROOT_UUID[lvm]}"},
   "bad": {"data": "data.vmdk", "twoos": "twoos.vmdk", "luks": "luks.vmdk"}
 }
 M
