@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -308,4 +309,39 @@ func (e *Engine) RerunVMBootTest(ctx context.Context, req Request) (*BootResult,
 		return nil, err
 	}
 	return res, output.ReplaceMember(dir, VMReportName, b)
+}
+
+// RecordVMHardware reads the hardware of the VM req names from its source
+// again (nothing is copied) and, when it differs from what the report in
+// req.Output.Dir records, records it there: the report covers the VM as
+// it is now, also after a change to its hardware alone updated the
+// conversion in place.
+func (e *Engine) RecordVMHardware(ctx context.Context, req Request) (*Hardware, error) {
+	req, err := normalize(req)
+	if err != nil {
+		return nil, err
+	}
+	env := e.sourceEnv(nil)
+	env.WholeVM = true
+	src := source.Select(req.Source, env)
+	l, _, err := src.Locate(ctx, false)
+	if err != nil {
+		return nil, src.Relabel(err)
+	}
+	if l == nil {
+		return nil, nil
+	}
+	rep, err := ReadVMReport(req.Output.Dir)
+	if err != nil {
+		return nil, fault.Wrap(fault.InvalidRequest, VMReportPath(req.Output.Dir), err, "cannot read the VM's report")
+	}
+	if reflect.DeepEqual(rep.Plan.Hardware, l.Hardware) {
+		return l.Hardware, nil
+	}
+	rep.Plan.Hardware = l.Hardware
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return l.Hardware, output.ReplaceMember(req.Output.Dir, VMReportName, b)
 }

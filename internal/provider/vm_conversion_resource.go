@@ -285,6 +285,14 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 		}
 		plan.BootTestResult = bootResultValue(res)
 	}
+	if !plan.Hardware.Equal(state.Hardware) && r.data != nil {
+		// The report covers the VM as it is: its hardware is recorded
+		// again, read from the source as the plan read it.
+		if _, err := r.data.engine.RecordVMHardware(ctx, vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)); err != nil {
+			addFaultAt(&resp.Diagnostics, path.Root("hardware"), "Recording the VM's hardware in its report", err)
+			return
+		}
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }
 

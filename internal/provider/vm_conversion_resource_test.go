@@ -207,7 +207,14 @@ func TestAccVMConversion_lifecycle(t *testing.T) {
 					plancheck.ExpectResourceAction(vmName, plancheck.ResourceActionUpdate),
 					plancheck.ExpectKnownValue(vmName, tfjsonpath.New("hardware"), hardware(2048)),
 				}},
-				Check: resource.ComposeAggregateTestCheckFunc(checkVMImages(dir, vm.Want), checkSourceUntouched(vm.Dir, &before)),
+				Check: resource.ComposeAggregateTestCheckFunc(checkVMImages(dir, vm.Want), checkSourceUntouched(vm.Dir, &before),
+					func(*terraform.State) error {
+						rep, err := engine.ReadVMReport(dir)
+						if err != nil || rep.Plan.Hardware == nil || rep.Plan.Hardware.MemoryMiB != 2048 {
+							return fmt.Errorf("the report's hardware after the update: %v, %+v", err, rep)
+						}
+						return nil
+					}),
 			},
 			{
 				// The boot test is turned on: an update in place that boots
