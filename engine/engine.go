@@ -168,7 +168,8 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 		if vm {
 			// An OVA's disks and their order are in its descriptor, which
 			// is in the archive.
-			return nil, fault.New(fault.InvalidRequest, "", "a whole VM from a source that is not downloaded yet cannot be planned: its disks are listed inside it").
+			shown, _ := rs.src.Describe(rs.remote)
+			return nil, fault.New(fault.InvalidRequest, shown, "a whole VM from a source that is not downloaded yet cannot be planned: its disks are listed inside it").
 				WithHint("Set the provider's plan_fetch = true to download it at plan time, or download it and use source.ova.path.")
 		}
 		rs.fp = rs.remote.Fingerprint
@@ -212,7 +213,13 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 		rd := resolvedDisk{Disk: d}
 		fp := d.Fingerprint
 		if d.Remote == nil {
-			if rd.c, err = e.resolveChain(d.Head, spec, rs.src.Kind()); err != nil {
+			// A listed disk is checked as it would be alone: its own
+			// format, parentCID and older-snapshot settings, its own kind.
+			dspec, kind := spec, rs.src.Kind()
+			if kind == "disks" {
+				dspec, kind = spec.Disks[i], d.Kind
+			}
+			if rd.c, err = e.resolveChain(d.Head, dspec, kind); err != nil {
 				if fe, ok := fault.As(err); ok && rs.src.Kind() == "disks" {
 					return nil, fe.WithFact("Listed disk", fmt.Sprintf("source.disks[%d]", i))
 				}

@@ -296,6 +296,9 @@ func (e *Engine) RerunVMBootTest(ctx context.Context, req Request) (*BootResult,
 	for _, d := range rep.Result.Disks {
 		disks = append(disks, d.Path)
 	}
+	if len(disks) == 0 {
+		return nil, fault.New(fault.InvalidRequest, VMReportPath(dir), "the VM's report lists no disk")
+	}
 	res, err := e.BootTest(ctx, disks[0], QemuFormat(rep.Plan.Output.Format), rep.Result.Guest, req.BootTest.Options, output.BootLogPath(dir), disks[1:]...)
 	if err != nil {
 		return nil, err
@@ -303,12 +306,20 @@ func (e *Engine) RerunVMBootTest(ctx context.Context, req Request) (*BootResult,
 	if !res.Passed() {
 		return nil, boottest.Error(res, rerunSite(rep))
 	}
-	rep.Result.BootTest, rep.Plan.Request.BootTest = res, req.BootTest
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return res, output.ReplaceMember(dir, VMReportName, b)
+	return res, updateVMReport(dir, func(r *Report) { r.Result.BootTest, r.Plan.Request.BootTest = res, req.BootTest })
+}
+
+// updateVMReport changes the report of the VM published at dir, as it is
+// under the folder's lock.
+func updateVMReport(dir string, change func(*Report)) error {
+	return output.UpdateMember(dir, VMReportName, func(old []byte) ([]byte, error) {
+		var r Report
+		if err := json.Unmarshal(old, &r); err != nil || r.Plan == nil || r.Result == nil {
+			return nil, fault.New(fault.OutputNotWritable, VMReportPath(dir), "the VM's report is not readable (%v)", err)
+		}
+		change(&r)
+		return json.MarshalIndent(&r, "", "  ")
+	})
 }
 
 // RecordVMHardware reads the hardware of the VM req names from its source
@@ -338,10 +349,5 @@ func (e *Engine) RecordVMHardware(ctx context.Context, req Request) (*Hardware, 
 	if reflect.DeepEqual(rep.Plan.Hardware, l.Hardware) {
 		return l.Hardware, nil
 	}
-	rep.Plan.Hardware = l.Hardware
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return l.Hardware, output.ReplaceMember(req.Output.Dir, VMReportName, b)
+	return l.Hardware, updateVMReport(req.Output.Dir, func(r *Report) { r.Plan.Hardware = l.Hardware })
 }

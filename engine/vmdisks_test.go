@@ -119,6 +119,9 @@ func TestDiskListRefusals(t *testing.T) {
 		"a missing disk":   {[]engine.SourceSpec{{Path: heads[1]}, {Path: "/nonexistent/x.vmdk"}}, fault.SourceMissing, "source.disks[1]"},
 		"two kinds in one": {[]engine.SourceSpec{{Path: vmx, VMX: vmx}}, fault.InvalidRequest, "source.disks[0]"},
 		"too many disks":   {make([]engine.SourceSpec, 61), fault.InvalidRequest, ""},
+		// The boot disk's base layer, with its snapshot beside it: the
+		// output would silently lack the snapshot's writes.
+		"an older snapshot": {[]engine.SourceSpec{{Path: filepath.Join(filepath.Dir(heads[0]), "web.vmdk")}}, fault.OlderSnapshot, "source.disks[0]"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Disks: tc.disks}, Output: engine.OutputSpec{Dir: out}}, engine.PlanOptions{})

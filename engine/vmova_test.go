@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
@@ -80,5 +81,31 @@ func TestApplyVMFromOVA(t *testing.T) {
 	}
 	if err := testimg.NewExpected(8*mib, baseLayer).Compare(got); err != nil {
 		t.Errorf("disk 0 alone: %v", err)
+	}
+}
+
+// An OVF that attaches two disks at one slot cannot say which disk the
+// guest named which: the whole VM is refused naming the slot, and each
+// disk still converts alone.
+func TestVMFromOVASlotConflict(t *testing.T) {
+	src, tmp := t.TempDir(), t.TempDir()
+	a, b := filepath.Join(tmp, "a.vmdk"), filepath.Join(tmp, "b.vmdk")
+	for _, p := range []string{a, b} {
+		if err := testimg.StreamOptimized(p, 8*mib, baseLayer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ova := filepath.Join(src, "web.ova")
+	if err := testimg.OVA(ova, "web", testimg.VMOVF("web", 1, 512, []string{"a.vmdk", "b.vmdk"}, []string{"scsi0:0", "scsi0:0"}, 8), a, b); err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t)
+	out := filepath.Join(t.TempDir(), "web")
+	_, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{OVA: ova}, Output: engine.OutputSpec{Dir: out}}, engine.PlanOptions{})
+	if fe, ok := fault.As(err); !ok || fe.Code != fault.CorruptDescriptor || !strings.Contains(fe.Msg, "scsi0:0") || !strings.Contains(fe.File, ova) {
+		t.Fatalf("whole VM: %v, want corrupt_descriptor naming scsi0:0 and the OVA", err)
+	}
+	if _, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{OVA: ova, OVADisk: 1}, Output: engine.OutputSpec{Path: filepath.Join(t.TempDir(), "b.qcow2")}}, engine.PlanOptions{}); err != nil {
+		t.Fatalf("one disk alone: %v", err)
 	}
 }

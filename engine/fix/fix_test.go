@@ -508,4 +508,9 @@ func TestDeviceReferencesAcrossDisks(t *testing.T) {
 			t.Errorf("no change recorded for %s", p)
 		}
 	}
+	// The initramfs already holds virtio, but also its own copies of
+	// crypttab and the resume device: it is rebuilt so they are current.
+	if o := outcome(&res.Result, "initramfs"); o.Status != StatusApplied || !strings.Contains(o.Reason, "/etc/crypttab") {
+		t.Errorf("initramfs outcome %+v, want it rebuilt for the changed crypttab and resume", o)
+	}
 }

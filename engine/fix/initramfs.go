@@ -2,6 +2,7 @@ package fix
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -29,6 +30,24 @@ func listInitramfs(c *Context, image string) (string, error) {
 	default:
 		return c.FS.Command(c.Ctx, "lsinitramfs", image)
 	}
+}
+
+// initramfsInputs are files the initramfs tools copy into the image (the
+// encrypted volumes to open, the device to resume from): a fix to one is
+// stale in the image until it is rebuilt.
+var initramfsInputs = []string{"/etc/crypttab", "/etc/initramfs-tools/conf.d/resume"}
+
+// changedInputs lists the initramfs inputs that earlier fixes changed.
+func changedInputs(c *Context) []string {
+	var out []string
+	for _, ch := range c.changes {
+		for _, p := range initramfsInputs {
+			if ch.Path == p && !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // missingVirtio reports the kernels whose initramfs lacks virtio_blk.
@@ -67,6 +86,9 @@ func (i initramfs) Applicable(c *Context) (bool, string) {
 		return true, "could not list the initramfs contents (" + err.Error() + "); rebuilding with virtio to be safe"
 	}
 	if len(missing) == 0 {
+		if stale := changedInputs(c); len(stale) > 0 {
+			return true, "the initramfs holds its own copy of " + strings.Join(stale, ", ") + ", which the fixes changed: the image would still name the old devices"
+		}
 		return false, "every initramfs already holds the virtio drivers"
 	}
 	return true, "the initramfs of " + strings.Join(missing, ", ") + " has no virtio_blk driver, so the root file system is not found on a virtio disk"

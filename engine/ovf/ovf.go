@@ -26,6 +26,9 @@ type OVF struct {
 	OSType    string    `json:"os_type,omitempty"`
 	Disks     []OVFDisk `json:"disks"`
 	NICs      []OVFNIC  `json:"nics"`
+	// SlotProblem says why the disks' slots are not certain (two disks in
+	// one slot); a whole VM is refused with it, one disk converts alone.
+	SlotProblem string `json:"slot_problem,omitempty"`
 }
 
 // OVFDisk is one disk and the archive member that holds it.
@@ -124,9 +127,7 @@ func ParseOVF(r io.Reader, file string) (*OVF, error) {
 				out.Firmware = "uefi"
 			}
 		}
-		if err := placeDisks(out.Disks, hw.Item, file); err != nil {
-			return nil, err
-		}
+		out.SlotProblem = placeDisks(out.Disks, hw.Item)
 		for _, it := range hw.Item {
 			if it.ResourceType == nil {
 				continue

@@ -1,13 +1,12 @@
 package ovf
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
 	govmomiovf "github.com/vmware/govmomi/ovf"
-
-	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
 // busRanks order a VM's disks the way the guest's firmware and kernel
@@ -16,10 +15,13 @@ var busRanks = map[string]int{"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
 
 // placeDisks sets each disk's slot from the hardware items: a disk drive
 // item names its disk (HostResource ovf:/disk/<id>), its controller
-// (Parent) and its unit (AddressOnParent). A slot taken twice is refused:
-// the guest could not have seen two disks there, so the descriptor is
-// wrong and vmconv would be guessing which disk is which.
-func placeDisks(disks []OVFDisk, items []govmomiovf.ResourceAllocationSettingData, file string) error {
+// (Parent) and its unit (AddressOnParent, optional: the next free unit of
+// its controller otherwise). A descriptor that cannot be placed with
+// certainty (two disks in one slot, a unit that is no number) is not
+// refused here, since one disk of it still converts alone: the problem is
+// returned, and a whole VM is refused with it (the guest could not have
+// seen two disks there, and vmconv would be guessing which disk is which).
+func placeDisks(disks []OVFDisk, items []govmomiovf.ResourceAllocationSettingData) string {
 	type controller struct {
 		bus string
 		n   int
@@ -60,8 +62,19 @@ func placeDisks(disks []OVFDisk, items []govmomiovf.ResourceAllocationSettingDat
 		seen[bus] = n + 1
 		ctls[it.InstanceID] = controller{bus, n}
 	}
-	placed := map[int]bool{}
 	slots := map[string]string{}
+	slot := func(bus string, ctl, unit int) string { return bus + strconv.Itoa(ctl) + ":" + strconv.Itoa(unit) }
+	place := func(i int, bus string, ctl, unit int) {
+		disks[i].Bus, disks[i].Controller, disks[i].Unit = bus, ctl, unit
+		slots[slot(bus, ctl, unit)] = disks[i].ID
+	}
+	placed := map[int]bool{}
+	type pending struct {
+		i int
+		c controller
+	}
+	var later []pending
+	problem := ""
 	for _, it := range items {
 		if it.ResourceType == nil || *it.ResourceType != cimDisk || len(it.HostResource) == 0 || it.Parent == nil {
 			continue
@@ -72,40 +85,43 @@ func placeDisks(disks []OVFDisk, items []govmomiovf.ResourceAllocationSettingDat
 		if !ok {
 			continue
 		}
-		unit := 0
-		if it.AddressOnParent != nil {
-			u, err := strconv.Atoi(strings.TrimSpace(*it.AddressOnParent))
-			if err != nil || u < 0 || u > 255 {
-				return fault.New(fault.CorruptDescriptor, file, "disk %s's AddressOnParent %q is not a unit number", id, *it.AddressOnParent)
-			}
-			unit = u
-		}
 		for i := range disks {
 			if disks[i].ID != id || placed[i] {
 				continue
 			}
-			slot := c.bus + strconv.Itoa(c.n) + ":" + strconv.Itoa(unit)
-			if other, dup := slots[slot]; dup {
-				return fault.New(fault.CorruptDescriptor, file, "disks %s and %s are both attached at %s", other, id, slot).
-					WithHint("Fix the OVF's disk drive items (Parent and AddressOnParent), or export the VM again.")
-			}
-			slots[slot] = id
-			disks[i].Bus, disks[i].Controller, disks[i].Unit = c.bus, c.n, unit
 			placed[i] = true
+			if it.AddressOnParent == nil {
+				later = append(later, pending{i, c})
+				continue
+			}
+			u, err := strconv.Atoi(strings.TrimSpace(*it.AddressOnParent))
+			if err != nil || u < 0 || u > 255 {
+				problem = fmt.Sprintf("disk %s's AddressOnParent %q is not a unit number", id, *it.AddressOnParent)
+				later = append(later, pending{i, c})
+				continue
+			}
+			if other, dup := slots[slot(c.bus, c.n, u)]; dup {
+				problem = fmt.Sprintf("disks %s and %s are both attached at %s", other, id, slot(c.bus, c.n, u))
+			}
+			place(i, c.bus, c.n, u)
 		}
 	}
-	next := 0
+	free := func(bus string, ctl int) int {
+		u := 0
+		for slots[slot(bus, ctl, u)] != "" {
+			u++
+		}
+		return u
+	}
+	for _, p := range later {
+		place(p.i, p.c.bus, p.c.n, free(p.c.bus, p.c.n))
+	}
 	for i := range disks {
-		if placed[i] {
-			continue
+		if !placed[i] {
+			place(i, "scsi", 0, free("scsi", 0))
 		}
-		for slots["scsi0:"+strconv.Itoa(next)] != "" {
-			next++
-		}
-		disks[i].Bus, disks[i].Controller, disks[i].Unit = "scsi", 0, next
-		slots["scsi0:"+strconv.Itoa(next)] = disks[i].ID
 	}
-	return nil
+	return problem
 }
 
 // InSlotOrder returns the disks in the order the VM attaches them.

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
 // twoDiskOVF lists its disks out of slot order (the data disk first in
@@ -49,15 +47,28 @@ func TestDiskSlots(t *testing.T) {
 		}
 	})
 	t.Run("two disks in one slot", func(t *testing.T) {
-		_, err := ParseOVF(strings.NewReader(fmt.Sprintf(twoDiskOVF, "1", "3")), "web.ovf")
-		if fe, ok := fault.As(err); !ok || fe.Code != fault.CorruptDescriptor || !strings.Contains(fe.Msg, "scsi0:1") {
-			t.Fatalf("err = %v, want both disks at scsi0:1 refused", err)
+		o, err := ParseOVF(strings.NewReader(fmt.Sprintf(twoDiskOVF, "1", "3")), "web.ovf")
+		if err != nil || !strings.Contains(o.SlotProblem, "scsi0:1") {
+			t.Fatalf("err = %v, problem %q: want both disks at scsi0:1 noted, one disk still convertible", err, o.SlotProblem)
 		}
 	})
 	t.Run("a unit that is not a number", func(t *testing.T) {
-		_, err := ParseOVF(strings.NewReader(fmt.Sprintf(twoDiskOVF, "x", "4")), "web.ovf")
-		if fe, ok := fault.As(err); !ok || fe.Code != fault.CorruptDescriptor || fe.File != "web.ovf" {
-			t.Fatalf("err = %v, want CorruptDescriptor naming web.ovf", err)
+		o, err := ParseOVF(strings.NewReader(fmt.Sprintf(twoDiskOVF, "x", "4")), "web.ovf")
+		if err != nil || !strings.Contains(o.SlotProblem, `"x"`) {
+			t.Fatalf("err = %v, problem %q", err, o.SlotProblem)
+		}
+	})
+	t.Run("no AddressOnParent", func(t *testing.T) {
+		// The data disk's drive item gives no unit: it takes the first
+		// free one of its controller, beside the boot disk at scsi0:1.
+		text := strings.Replace(fmt.Sprintf(twoDiskOVF, "0", "3"), "<rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/data", "<rasd:HostResource>ovf:/disk/data", 1)
+		o, err := ParseOVF(strings.NewReader(text), "web.ovf")
+		if err != nil || o.SlotProblem != "" {
+			t.Fatalf("err = %v, problem %q", err, o.SlotProblem)
+		}
+		got := o.InSlotOrder()
+		if got[0].ID != "data" || got[0].Unit != 0 || got[1].ID != "boot" || got[1].Unit != 1 {
+			t.Errorf("slots %+v", got)
 		}
 	})
 	t.Run("no drive items", func(t *testing.T) {

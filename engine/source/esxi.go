@@ -76,8 +76,7 @@ func filesFingerprint(key string, files []esxissh.FileInfo) (string, int64) {
 
 // locateVM is the .vmx at remote and every disk it names: planned from
 // what the host reports of each file, or copied (fetchNow), each disk's
-// chain into its own folder. The VM's fingerprint covers the .vmx too, so
-// a changed configuration is a changed source.
+// chain into its own folder.
 func (x *esxiSource) locateVM(ctx context.Context, c *esxissh.Client, remote string, fetchNow bool) (*Local, *Remote, error) {
 	var vm *vmx.VM
 	var chains [][]esxissh.FileInfo
@@ -96,7 +95,6 @@ func (x *esxiSource) locateVM(ctx context.Context, c *esxissh.Client, remote str
 			chains = append(chains, d.Remote)
 			heads = append(heads, d.Head)
 		}
-		chains = append(chains, f.Remote[len(f.Remote)-1:])
 		x.env.Log.Log("info", fmt.Sprintf("copied %d disk(s) of %s from %s over SSH", len(f.Disks), x.s.Path, x.s.Host), nil)
 	} else {
 		v, files, err := c.StatVM(ctx, remote)
@@ -106,9 +104,10 @@ func (x *esxiSource) locateVM(ctx context.Context, c *esxissh.Client, remote str
 		vm, chains = v, files
 	}
 	l := &Local{Hardware: vmxHardware(vm), Note: fmt.Sprintf("%d disk(s) of the VM", len(vm.Disks))}
+	// The VM is its disks' chains: the .vmx itself is rewritten by ESXi
+	// at power operations, and a change to the hardware it describes
+	// alone is an update, not a new source.
 	whole := sha256.New()
-	vmxFP, _ := filesFingerprint(x.s.Host+"\x00"+remote, chains[len(chains)-1])
-	fmt.Fprintln(whole, vmxFP)
 	for i, d := range vm.Disks {
 		fp, total := filesFingerprint(fmt.Sprintf("%s\x00%s\x00%d", x.s.Host, remote, i), chains[i])
 		fmt.Fprintln(whole, fp)

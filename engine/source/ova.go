@@ -101,6 +101,10 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 		Hardware: ovfHardware(x.OVF),
 	}
 	// As a whole VM, every disk in the order the VM attached them.
+	if s.env.WholeVM && x.OVF.SlotProblem != "" {
+		return nil, fault.New(fault.CorruptDescriptor, ovf.MemberLabel(s.spec.OVA, "*.ovf"), "the OVF does not say with certainty where the VM attached its disks: %s", x.OVF.SlotProblem).
+			WithHint("Fix the OVF's disk drive items (Parent and AddressOnParent) or export the VM again; one disk still converts alone with vmconv_disk_conversion.")
+	}
 	for _, d := range x.OVF.InSlotOrder() {
 		l.Disks = append(l.Disks, Disk{Head: filepath.Join(dir, d.File), Device: fmt.Sprintf("%s%d:%d", d.Bus, d.Controller, d.Unit),
 			Slot: guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}})

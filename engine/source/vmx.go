@@ -34,6 +34,9 @@ type Disk struct {
 	// Shown names the disk for a plan, without secrets, when Head is not
 	// what the user knows it by.
 	Shown string `json:"-"`
+	// Kind is a listed disk's own kind (source.disks), which decides how
+	// its chain is checked.
+	Kind string `json:"-"`
 }
 
 // Hardware is the VM's shape as its source describes it.

@@ -121,7 +121,14 @@ const (
 	summaryImport            = "Cannot Import Output"
 	summaryOutputMaybeOwned  = "Output File Exists"
 	summaryBootTestNoNetwork = "Boot Test Will Not Check The Network"
+	summaryBootTestNotRun    = "Boot Test Not Run"
 )
+
+// bootTestNotRunDetail explains a boot test turned on after the
+// conversion that had nothing to boot.
+const bootTestNotRunDetail = "The boot test settings were saved, but nothing was booted: the report of the conversion records no operating system. " +
+	"Either the images hold none (a data disk), or they were converted with fixes and boot_test both off, so the guest was never inspected. " +
+	"To convert and boot-test the guest, replace the conversion (terraform apply -replace=<address>)."
 
 // bootTestNoNetworkDetail explains a domain boot test that does not wait
 // for the network because the domain has no network interface.

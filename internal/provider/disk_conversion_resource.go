@@ -296,6 +296,9 @@ func (r *diskConversionResource) Update(ctx context.Context, req resource.Update
 			return
 		}
 		plan.BootTestResult = bootResultValue(res)
+		if res == nil && plan.BootTest != nil && plan.BootTest.Enabled.ValueBool() {
+			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
+		}
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 }

@@ -284,6 +284,9 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 			return
 		}
 		plan.BootTestResult = bootResultValue(res)
+		if res == nil && plan.BootTest != nil && plan.BootTest.Enabled.ValueBool() {
+			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
+		}
 	}
 	if !plan.Hardware.Equal(state.Hardware) && r.data != nil {
 		// The report covers the VM as it is: its hardware is recorded

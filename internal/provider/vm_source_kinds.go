@@ -98,7 +98,10 @@ func (disksKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engin
 	for i, e := range l.Elements() {
 		o, ok := e.(basetypes.ObjectValue)
 		if !ok || o.IsNull() || o.IsUnknown() {
-			continue
+			// Skipping it would move every later disk up one slot.
+			diags.AddAttributeError(in.at.AtListIndex(i), "Invalid Listed Disk",
+				fmt.Sprintf("source.disks[%d] is null or not known: every listed disk must name its source, since its position is the slot the guest knows it by.", i))
+			return
 		}
 		s.Disks = append(s.Disks, sourceSpecAt(ctx, o, in.at.AtListIndex(i), in.config, in.data, diags))
 	}

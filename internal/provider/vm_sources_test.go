@@ -268,6 +268,18 @@ resource "vmconv_vm_conversion" "web" {
 					return nil
 				},
 			),
+		}, {
+			// ESXi rewrites the .vmx (here, its vCPUs change): the disks
+			// did not, so the images are kept and the hardware updated.
+			PreConfig: func() {
+				b, _ := os.ReadFile(vmx)
+				os.WriteFile(vmx, []byte(strings.Replace(string(b), `numvcpus = "4"`, `numvcpus = "8"`, 1)), 0o644)
+			},
+			Config: cfg,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(vmName, plancheck.ResourceActionUpdate),
+				plancheck.ExpectKnownValue(vmName, tfjsonpath.New("hardware").AtMapKey("vcpus"), knownvalue.Int64Exact(8)),
+			}},
 		}},
 	})
 }
