@@ -54,7 +54,7 @@ func (vsphereKind) attribute() schema.Attribute {
 			"datacenter": schema.StringAttribute{Optional: true, MarkdownDescription: "The datacenter; may be omitted when there is only one."},
 			"vm":         schema.StringAttribute{Required: true, MarkdownDescription: "The VM's name or inventory path."},
 			"disk": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
-				MarkdownDescription: "Which disk, in the order `vmconv_vsphere_vm` lists them, from 0.", Validators: []validator.Int64{int64validator.AtLeast(0)}},
+				MarkdownDescription: "Which disk, in the order `vmconv_vsphere_vm` lists them (controller order: SCSI, SATA, NVMe, IDE, then controller and unit), from 0.", Validators: []validator.Int64{int64validator.AtLeast(0)}},
 			"snapshot": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(snapshotCreate),
 				MarkdownDescription: "`create` (default): read from a snapshot taken for the copy. `none`: read the disk as it is, for a powered-off VM.",
 				Validators:          []validator.String{stringvalidator.OneOf(snapshotCreate, snapshotNone)}},

@@ -45,7 +45,7 @@ type vsphereVMModel struct {
 
 var (
 	vsDiskAttrTypes = map[string]attr.Type{"label": types.StringType, "capacity": types.Int64Type, "backing": types.StringType,
-		"datastore": types.StringType, "chain": types.ListType{ElemType: types.StringType}}
+		"datastore": types.StringType, "chain": types.ListType{ElemType: types.StringType}, "device": types.StringType}
 	vsNICAttrTypes = map[string]attr.Type{"label": types.StringType, "network": types.StringType, "model": types.StringType, "mac": types.StringType}
 )
 
@@ -78,9 +78,10 @@ func (d *vsphereVMDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 			"cpus":       num("Virtual CPUs."),
 			"memory":     num("Memory in MiB."),
 			"snapshots":  num("How many snapshots the VM has."),
-			"disks": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "The virtual disks.",
+			"disks": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "The virtual disks, in controller order (SCSI, SATA, NVMe, IDE; then controller and unit): the order `source.vsphere.disk` counts in and a whole VM attaches them.",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"label":     str("The disk's label, such as `Hard disk 1`."),
+					"device":    str("Where the VM attaches it, such as `scsi0:1`; empty when vSphere does not say."),
 					"capacity":  num("Its size in bytes."),
 					"backing":   str("`flat`, `sparse`, `sesparse` or `rdm`."),
 					"datastore": str("The datastore of its newest file."),
@@ -124,7 +125,7 @@ func (d *vsphereVMDataSource) Read(ctx context.Context, req datasource.ReadReque
 	for _, dk := range vm.Disks {
 		disks = append(disks, types.ObjectValueMust(vsDiskAttrTypes, map[string]attr.Value{
 			"label": types.StringValue(dk.Label), "capacity": types.Int64Value(dk.Capacity), "backing": types.StringValue(dk.Backing),
-			"datastore": types.StringValue(dk.Datastore), "chain": strList(dk.Chain),
+			"datastore": types.StringValue(dk.Datastore), "chain": strList(dk.Chain), "device": types.StringValue(dk.Device),
 		}))
 	}
 	for _, n := range vm.NICs {

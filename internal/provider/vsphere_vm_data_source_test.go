@@ -47,6 +47,7 @@ output "firmware" {
 					resource.TestMatchResourceAttr(addr, "cpus", regexpMust(`^[1-9]`)),
 					resource.TestMatchResourceAttr(addr, "memory", regexpMust(`^[1-9][0-9]+$`)),
 					resource.TestMatchResourceAttr(addr, "disks.0.chain.0", regexpMust(`^\[LocalDS_0\] .+\.vmdk$`)),
+					resource.TestCheckResourceAttr(addr, "disks.0.device", "scsi0:0"),
 					resource.TestMatchResourceAttr(addr, "network_interfaces.0.mac", regexpMust(`^([0-9a-f]{2}:){5}[0-9a-f]{2}$`)),
 					resource.TestCheckOutput("firmware", "bios"),
 				),
