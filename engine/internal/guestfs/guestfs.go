@@ -10,6 +10,8 @@ package guestfs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,10 +56,12 @@ type Session struct {
 	g       *lg.Guestfs
 	mu      sync.Mutex
 	pidFile string
-	done    chan struct{}
-	killed  chan struct{}
-	once    sync.Once
-	ctx     context.Context
+	// link is the short path of the hypervisor wrapper, if it needed one.
+	link   string
+	done   chan struct{}
+	killed chan struct{}
+	once   sync.Once
+	ctx    context.Context
 	// inspected is set once inspect_os has run: libguestfs answers
 	// questions about a root only after it.
 	inspected bool
@@ -98,14 +102,19 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		return nil, err
 	}
+	hv, link, err := shortPath(wrapper)
+	if err != nil {
+		return nil, err
+	}
 	g, err := lg.Create()
 	if err != nil {
+		removeLink(link)
 		return nil, fmt.Errorf("libguestfs: %w", err)
 	}
-	s := &Session{g: g, pidFile: pidFile, done: make(chan struct{}), killed: make(chan struct{}), ctx: ctx}
+	s := &Session{g: g, pidFile: pidFile, link: link, done: make(chan struct{}), killed: make(chan struct{}), ctx: ctx}
 	setup := []error{
 		g.Set_backend("direct"),
-		g.Set_hv(wrapper),
+		g.Set_hv(hv),
 		g.Set_memsize(o.MemoryMiB),
 		g.Set_smp(1),
 		g.Set_identifier("vmconv"),
@@ -126,6 +135,7 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	for _, e := range setup {
 		if e != nil {
 			g.Close()
+			removeLink(link)
 			return nil, fmt.Errorf("libguestfs setup: %w", e)
 		}
 	}
@@ -188,9 +198,49 @@ func (s *Session) Close() error {
 			}
 		}
 		s.g.Close()
+		removeLink(s.link)
 		close(s.done)
 	})
 	return err
+}
+
+// maxHVPath bounds the hypervisor path given to libguestfs. libguestfs
+// builds the shell command of its QMP probe ("echo '{...}' | <hv>
+// -display none -machine ... -qmp stdio") in a buffer of 256 bytes that
+// grows only when it is already full, so a piece that crosses the end is
+// written past it (lib/command.c add_string; still so in Debian 12's
+// 1.48). The probe's text without the path is about 210 bytes: with a path
+// of more than about 45 the heap is overrun, and the process aborts later
+// ("corrupted size vs. prev_size") or not at all, depending on the length.
+const maxHVPath = 32
+
+// shortPath returns a name for the wrapper libguestfs can take: the
+// wrapper itself, or a symbolic link to it in the temporary folder (the
+// wrapper stays where it is, so a noexec /tmp does not matter), which the
+// session removes.
+func shortPath(wrapper string) (hv, link string, err error) {
+	if len(wrapper) <= maxHVPath {
+		return wrapper, "", nil
+	}
+	for _, dir := range []string{os.TempDir(), "/tmp"} {
+		b := make([]byte, 8)
+		rand.Read(b)
+		link = filepath.Join(dir, "vmconv-hv-"+hex.EncodeToString(b))
+		if len(link) > maxHVPath {
+			continue
+		}
+		if err := os.Symlink(wrapper, link); err != nil {
+			return "", "", fmt.Errorf("cannot link the hypervisor wrapper at a short path: %w", err)
+		}
+		return link, link, nil
+	}
+	return "", "", fmt.Errorf("no temporary folder with a path short enough for libguestfs's hypervisor path (%d bytes at most)", maxHVPath)
+}
+
+func removeLink(link string) {
+	if link != "" {
+		os.Remove(link)
+	}
 }
 
 // call serialises access to the handle and turns a killed appliance into

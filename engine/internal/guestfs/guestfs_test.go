@@ -19,6 +19,16 @@ import (
 // TestMain lets this test binary act as a provider process holding an open
 // appliance, which the test then SIGKILLs.
 func TestMain(m *testing.M) {
+	if img := os.Getenv("VMCONV_TEST_LONG_WORK_DISK"); img != "" {
+		s, err := Open(context.Background(), Options{Drive: img, Format: "qcow2", ReadOnly: true,
+			TCG: guestfsenv.Mode() == accel.TCG, WorkDir: os.Getenv("VMCONV_TEST_LONG_WORK")})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(3)
+		}
+		s.Close()
+		os.Exit(0)
+	}
 	if img := os.Getenv("VMCONV_TEST_APPLIANCE_DISK"); img != "" {
 		s, err := Open(context.Background(), Options{Drive: img, Format: "qcow2", ReadOnly: true,
 			TCG: guestfsenv.Mode() == accel.TCG, WorkDir: os.Getenv("VMCONV_TEST_APPLIANCE_WORK")})
@@ -112,4 +122,41 @@ func sameCommandLine(want []byte) []int {
 		}
 	}
 	return out
+}
+
+// TestLongWorkDir: libguestfs 1.48 overruns a heap buffer when the
+// hypervisor path is long (see maxHVPath), and the process aborts later,
+// in another launch ("corrupted size vs. prev_size"). A session in
+// a deep work folder launches through a short link instead. glibc's
+// malloc checker makes the overrun fatal at once, so the child process
+// that opens the appliance dies without the short link.
+func TestLongWorkDir(t *testing.T) {
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC is not set: appliance tests run with the acceptance tests")
+	}
+	const checker = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+	if _, err := os.Stat(checker); err != nil {
+		t.Fatalf("glibc's malloc checker (Debian's libc6) is needed: %v", err)
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "empty.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	// A wrapper path of 112 bytes: the probe command then crosses the end
+	// of libguestfs's buffer in a multi-byte piece (110 and 118 abort
+	// under the checker; 48, 78 and 98 do not).
+	pad := 112 - len(filepath.Join(dir, "guestfs-hv")) - 1
+	work := filepath.Join(dir, strings.Repeat("d", pad))
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "vmconv-hv-*"))
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "VMCONV_TEST_LONG_WORK_DISK="+img, "VMCONV_TEST_LONG_WORK="+work,
+		"LD_PRELOAD="+checker, "MALLOC_CHECK_=3")
+	out, err := child.CombinedOutput()
+	if err != nil {
+		t.Fatalf("an appliance opened in %s (%d bytes): %v\n%s", work, len(work), err, out)
+	}
+	if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "vmconv-hv-*")); len(after) > len(before) {
+		t.Errorf("the short link was left behind: %v", after)
+	}
 }
