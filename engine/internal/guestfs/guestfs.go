@@ -223,6 +223,14 @@ func shortPath(wrapper string) (hv, link string, err error) {
 		return wrapper, "", nil
 	}
 	for _, dir := range []string{os.TempDir(), "/tmp"} {
+		// A process killed with an appliance open leaves its link behind,
+		// pointing into a work folder that is gone: sweep those.
+		old, _ := filepath.Glob(filepath.Join(dir, "vmconv-hv-*"))
+		for _, l := range old {
+			if _, err := os.Stat(l); errors.Is(err, fs.ErrNotExist) {
+				os.Remove(l)
+			}
+		}
 		b := make([]byte, 8)
 		rand.Read(b)
 		link = filepath.Join(dir, "vmconv-hv-"+hex.EncodeToString(b))
