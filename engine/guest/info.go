@@ -1,5 +1,10 @@
 package guest
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Info is what the INSPECT stage found in a guest.
 type Info struct {
 	// OS is "linux", "windows" or "none" for a disk without an operating
@@ -39,6 +44,48 @@ type DiskSlot struct {
 	Bus        string `json:"bus"` // scsi, sata, nvme, ide
 	Controller int    `json:"controller"`
 	Unit       int    `json:"unit"`
+}
+
+// String names the slot as VMware does: scsi0:1.
+func (s DiskSlot) String() string { return fmt.Sprintf("%s%d:%d", s.Bus, s.Controller, s.Unit) }
+
+// busOrder is the order a guest's firmware and kernel enumerate its
+// controllers in, and so the order a VM's disks are listed and attached
+// on KVM: VMware VMs boot from scsi0:0, or sata0:0 where SCSI is absent.
+var busOrder = []string{"scsi", "sata", "nvme", "ide"}
+
+func busRank(b string) int {
+	for i, x := range busOrder {
+		if x == b {
+			return i
+		}
+	}
+	return len(busOrder) // an unknown bus last
+}
+
+// Compare orders slots the way the guest enumerates its disks: by bus,
+// then controller, then unit. It returns -1, 0 or +1.
+func (s DiskSlot) Compare(o DiskSlot) int {
+	if c := busRank(s.Bus) - busRank(o.Bus); c != 0 {
+		return sign(c)
+	}
+	if s.Bus != o.Bus {
+		return strings.Compare(s.Bus, o.Bus)
+	}
+	if c := s.Controller - o.Controller; c != 0 {
+		return sign(c)
+	}
+	return sign(s.Unit - o.Unit)
+}
+
+func sign(n int) int {
+	switch {
+	case n < 0:
+		return -1
+	case n > 0:
+		return 1
+	}
+	return 0
 }
 
 // Windows is what inspection found in a Windows guest's registry.

@@ -6,12 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	govmomiovf "github.com/vmware/govmomi/ovf"
 )
-
-// busRanks order a VM's disks the way the guest's firmware and kernel
-// enumerate them, as engine/vmx orders a .vmx's.
-var busRanks = map[string]int{"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
 
 // placeDisks sets each disk's slot from the hardware items: a disk drive
 // item names its disk (HostResource ovf:/disk/<id>), its controller
@@ -129,13 +126,7 @@ func (o *OVF) InSlotOrder() []OVFDisk {
 	out := append([]OVFDisk(nil), o.Disks...)
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if a.Bus != b.Bus {
-			return busRanks[a.Bus] < busRanks[b.Bus]
-		}
-		if a.Controller != b.Controller {
-			return a.Controller < b.Controller
-		}
-		return a.Unit < b.Unit
+		return guest.DiskSlot{Bus: a.Bus, Controller: a.Controller, Unit: a.Unit}.Compare(guest.DiskSlot{Bus: b.Bus, Controller: b.Controller, Unit: b.Unit}) < 0
 	})
 	return out
 }

@@ -56,7 +56,7 @@ func (s *disksSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Remot
 		}
 		slot := listSlot(i)
 		shown, _ := m.Describe(mr)
-		d := Disk{Slot: slot, Device: fmt.Sprintf("%s%d:%d", slot.Bus, slot.Controller, slot.Unit), Shown: shown, Kind: m.Kind()}
+		d := Disk{Slot: slot, Device: slot.String(), Shown: shown, Kind: m.Kind()}
 		switch {
 		case mr != nil:
 			d.Remote, d.Fingerprint = mr, mr.Fingerprint

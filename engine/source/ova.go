@@ -106,8 +106,8 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 			WithHint("Fix the OVF's disk drive items (Parent and AddressOnParent) or export the VM again; one disk still converts alone with vmconv_disk_conversion.")
 	}
 	for _, d := range x.OVF.InSlotOrder() {
-		l.Disks = append(l.Disks, Disk{Head: filepath.Join(dir, d.File), Device: fmt.Sprintf("%s%d:%d", d.Bus, d.Controller, d.Unit),
-			Slot: guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}})
+		slot := guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}
+		l.Disks = append(l.Disks, Disk{Head: filepath.Join(dir, d.File), Device: slot.String(), Slot: slot})
 	}
 	return l, nil
 }

@@ -93,7 +93,7 @@ func (v *vsphereSource) locateVM(ctx context.Context, c *vsphere.Client, vm *vsp
 		slot, dev := guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}, d.Device
 		if dev == "" {
 			slot = listSlot(i)
-			dev = fmt.Sprintf("%s%d:%d", slot.Bus, slot.Controller, slot.Unit)
+			dev = slot.String()
 		}
 		fp, shown := v.fingerprint(vm, i), ""
 		if len(d.Chain) > 0 {

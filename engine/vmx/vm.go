@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
 
 // VM is what a migration needs from a .vmx.
@@ -50,11 +51,6 @@ type NIC struct {
 	Model       string `json:"model"`        // vmxnet3, e1000, e1000e...
 	Network     string `json:"network,omitempty"`
 }
-
-// busOrder is the order disks are listed in, and so the order they are
-// attached on KVM: the first is the one the guest boots from, and VMware
-// VMs boot from scsi0:0, or sata0:0 where SCSI is absent.
-var busOrder = []string{"scsi", "sata", "nvme", "ide"}
 
 // limits are each bus's controllers and units per controller.
 var limits = map[string]struct{ controllers, units int }{
@@ -113,14 +109,9 @@ func (f *File) present(key string) bool {
 	return ok && strings.EqualFold(v, "TRUE")
 }
 
-type slot struct {
-	bus              string
-	controller, unit int
-}
-
 func (f *File) disks() ([]Disk, []string, error) {
-	slots := map[slot]bool{}
-	var order []slot
+	slots := map[guest.DiskSlot]bool{}
+	var order []guest.DiskSlot
 	for key := range f.values {
 		m := deviceKey.FindStringSubmatch(key)
 		if m == nil {
@@ -132,27 +123,22 @@ func (f *File) disks() ([]Disk, []string, error) {
 		if err1 != nil || err2 != nil || c >= lim.controllers || u >= lim.units {
 			return nil, nil, errorf(f.Line(key), "%s names %s%s:%s, which a VM cannot have (%s: at most %d controllers of %d units)", key, m[1], m[2], m[3], m[1], lim.controllers, lim.units)
 		}
-		s := slot{m[1], c, u}
+		s := guest.DiskSlot{Bus: m[1], Controller: c, Unit: u}
 		if !slots[s] {
 			slots[s] = true
 			order = append(order, s)
 		}
 	}
+	// The order the guest enumerates them in, and so the order they are
+	// attached on KVM: the first is the one it boots from.
 	sort.Slice(order, func(i, j int) bool {
-		a, b := order[i], order[j]
-		if a.bus != b.bus {
-			return busRank(a.bus) < busRank(b.bus)
-		}
-		if a.controller != b.controller {
-			return a.controller < b.controller
-		}
-		return a.unit < b.unit
+		return order[i].Compare(order[j]) < 0
 	})
 	var disks []Disk
 	var skipped []string
 	files := map[string]string{}
 	for _, s := range order {
-		dev := fmt.Sprintf("%s%d:%d", s.bus, s.controller, s.unit)
+		dev := s.String()
 		if !f.present(dev + ".present") {
 			skipped = append(skipped, dev+" (not present)")
 			continue
@@ -172,11 +158,11 @@ func (f *File) disks() ([]Disk, []string, error) {
 		if !hasName || name == "" {
 			return nil, nil, errorf(f.Line(dev+".present"), "%s is present but names no file (%s.fileName)", dev, dev)
 		}
-		if s.bus == "scsi" && s.unit == 7 {
+		if s.Bus == "scsi" && s.Unit == 7 {
 			return nil, nil, errorf(f.Line(dev+".fileName"), "%s is the SCSI controller's own unit; no disk can sit there", dev)
 		}
-		ctl := fmt.Sprintf("%s%d", s.bus, s.controller)
-		if s.bus != "ide" && !f.present(ctl+".present") {
+		ctl := fmt.Sprintf("%s%d", s.Bus, s.Controller)
+		if s.Bus != "ide" && !f.present(ctl+".present") {
 			return nil, nil, errorf(f.Line(dev+".fileName"), "%s is on %s, which is not present (%s.present)", dev, ctl, ctl)
 		}
 		if prev, dup := files[name]; dup {
@@ -186,18 +172,9 @@ func (f *File) disks() ([]Disk, []string, error) {
 		if len(disks) == MaxDisks {
 			return nil, nil, errorf(f.Line(dev+".fileName"), "more than %d disks", MaxDisks)
 		}
-		disks = append(disks, Disk{Device: dev, Bus: s.bus, Controller: s.controller, Unit: s.unit, Adapter: f.adapter(s.bus, ctl), FileName: name, Line: f.Line(dev + ".fileName")})
+		disks = append(disks, Disk{Device: dev, Bus: s.Bus, Controller: s.Controller, Unit: s.Unit, Adapter: f.adapter(s.Bus, ctl), FileName: name, Line: f.Line(dev + ".fileName")})
 	}
 	return disks, skipped, nil
-}
-
-func busRank(b string) int {
-	for i, x := range busOrder {
-		if x == b {
-			return i
-		}
-	}
-	return len(busOrder)
 }
 
 func (f *File) adapter(bus, ctl string) string {

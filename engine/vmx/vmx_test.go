@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
 
 func TestESXiVM(t *testing.T) {
@@ -189,7 +191,7 @@ func FuzzParse(f *testing.F) {
 			seen[d.FileName], seen[d.Device] = true, true
 			if i > 0 {
 				p := vm.Disks[i-1]
-				if busRank(p.Bus) > busRank(d.Bus) || (p.Bus == d.Bus && (p.Controller > d.Controller || p.Controller == d.Controller && p.Unit >= d.Unit)) {
+				if (guest.DiskSlot{Bus: p.Bus, Controller: p.Controller, Unit: p.Unit}).Compare(guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}) >= 0 {
 					t.Fatalf("disks out of order: %s before %s", p.Device, d.Device)
 				}
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
 
 // Options is how to reach and log in to vCenter or ESXi.
@@ -194,7 +195,7 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 			if c, ok := ctrls[x.ControllerKey]; ok {
 				disk.Bus, disk.Controller = c.bus, c.number
 				if disk.Unit >= 0 {
-					disk.Device = fmt.Sprintf("%s%d:%d", c.bus, c.number, disk.Unit)
+					disk.Device = guest.DiskSlot{Bus: c.bus, Controller: c.number, Unit: disk.Unit}.String()
 				}
 			}
 			vm.Disks = append(vm.Disks, disk)
@@ -214,30 +215,18 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 	return vm
 }
 
-// busRank orders controller kinds as the guest usually enumerates them and
-// as a .vmx lists them; a disk on an unknown controller comes last.
-var busRank = map[string]int{"scsi": 0, "sata": 1, "nvme": 2, "ide": 3}
+func (d Disk) slot() guest.DiskSlot {
+	return guest.DiskSlot{Bus: d.Bus, Controller: d.Controller, Unit: d.Unit}
+}
 
 // sortDisks puts disks in controller order, by slot and not by label:
 // labels sort "Hard disk 10" before "Hard disk 2", and say nothing of the
 // controller a disk hangs off.
 func sortDisks(ds []Disk) {
-	rank := func(d Disk) int {
-		if r, ok := busRank[d.Bus]; ok {
-			return r
-		}
-		return len(busRank)
-	}
 	sort.SliceStable(ds, func(i, j int) bool {
 		a, b := ds[i], ds[j]
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return ra < rb
-		}
-		if a.Controller != b.Controller {
-			return a.Controller < b.Controller
-		}
-		if a.Unit != b.Unit {
-			return a.Unit < b.Unit
+		if c := a.slot().Compare(b.slot()); c != 0 {
+			return c < 0
 		}
 		return a.Label < b.Label
 	})

@@ -114,13 +114,7 @@ resource "vmconv_vm_conversion" "db" {
 				checkVMImages(webDir, []*testimg.Expected{testimg.NewExpected(8*mib, snap1), testimg.NewExpected(8*mib, baseLayer)}),
 				checkVMImagesOf(db, dbDir, "db", []*testimg.Expected{testimg.NewExpected(8*mib, baseLayer, snap1), testimg.NewExpected(8*mib, baseLayer)}),
 				resource.TestCheckResourceAttr(db, "disks.1.virtual_size", fmt.Sprint(8*mib)),
-				func(*terraform.State) error {
-					after, err := acctest.DirSums(src)
-					if err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
-						return fmt.Errorf("the sources changed (%v)", err)
-					}
-					return nil
-				},
+				checkSourceUntouched(src, &before),
 			),
 		}},
 	})
@@ -260,13 +254,7 @@ resource "vmconv_vm_conversion" "web" {
 				resource.TestCheckResourceAttr(vmName, "disks.0.chain.#", "2"),
 				resource.TestCheckNoResourceAttr(vmName, "source.esxi_ssh.private_key"),
 				noSecretIn(vmName, keyMarker, filepath.Join(dir, "vmconv-report.json")),
-				func(*terraform.State) error {
-					after, err := acctest.DirSums(src)
-					if err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
-						return fmt.Errorf("the VM's folder on the host changed (%v)", err)
-					}
-					return nil
-				},
+				checkSourceUntouched(src, &before),
 			),
 		}, {
 			// ESXi rewrites the .vmx (here, its vCPUs change): the disks
