@@ -154,6 +154,9 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if err := ctx.Err(); err != nil {
 		return nil, stageError(ctx, StageConvert, p.Output.Path, err)
 	}
+	if p.Output.Volume != nil {
+		return j.res, e.publishVolume(ctx, j)
+	}
 	return j.res, e.publish(ctx, j)
 }
 

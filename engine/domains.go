@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/hostconn"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guestfs"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
 	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
@@ -46,9 +48,14 @@ func (e *Engine) newDomains() *kvm.Manager {
 		},
 		Scratch: e.scratch,
 		Dial: func(uri string) (kvm.Hypervisor, error) {
-			c, err := libvirt.Open(uri)
+			s := hostconn.Settings{URI: uri, KeyFile: e.cfg.SSHKeyFile, KnownHosts: e.cfg.SSHKnownHosts}
+			d, err := s.Dialable(filepath.Join(e.cfg.WorkDir, "ssh"))
 			if err != nil {
 				return nil, err
+			}
+			c, err := libvirt.Open(d)
+			if err != nil {
+				return nil, hostconn.Unreachable(s, err)
 			}
 			return c, nil
 		},

@@ -25,6 +25,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
@@ -50,6 +51,12 @@ type Config struct {
 	LibvirtURI string
 	// DomainDir holds domains' own disks (default /var/lib/vmconv/domains).
 	DomainDir string
+	// SSHKeyFile and SSHKnownHosts are for a qemu+ssh LibvirtURI: the
+	// private key, and the known_hosts file that pins the host key.
+	SSHKeyFile, SSHKnownHosts string
+	// MaxUploads bounds concurrent uploads to the libvirt host (default
+	// DefaultMaxUploads).
+	MaxUploads int
 }
 
 // DefaultMaxParallel is the default number of concurrent conversions: half
@@ -70,6 +77,12 @@ type Engine struct {
 	accelErr  error
 
 	domains *kvm.Manager
+
+	// hostConn is the storage connection to the libvirt host (pool
+	// outputs); upSem bounds concurrent uploads to it.
+	hostMu   sync.Mutex
+	hostConn *libvirt.Conn
+	upSem    chan struct{}
 
 	// inspecting deduplicates concurrent plan-time inspections of one
 	// source: Terraform plans many resources at once.
@@ -111,7 +124,10 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fault.Wrap(fault.ToolMissing, "qemu-img", err, "qemu-img is not installed").
 			WithHint("Install qemu-utils (Debian/Ubuntu: apt-get install qemu-utils), or run tools/setup.")
 	}
-	e := &Engine{cfg: cfg, qemu: q, sem: make(chan struct{}, cfg.MaxParallel)}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = DefaultMaxUploads
+	}
+	e := &Engine{cfg: cfg, qemu: q, sem: make(chan struct{}, cfg.MaxParallel), upSem: make(chan struct{}, cfg.MaxUploads)}
 	e.domains = e.newDomains()
 	return e, nil
 }

@@ -18,6 +18,9 @@ import (
 // TestMain lets this test binary act as a conversion process that the
 // kill test can SIGKILL, the way a CI runner kills terraform on timeout.
 func TestMain(m *testing.M) {
+	if os.Getenv("VMCONV_TEST_CHILD_POOL") != "" {
+		os.Exit(childUpload())
+	}
 	if src := os.Getenv("VMCONV_TEST_CHILD_SRC"); src != "" {
 		e, err := engine.New(engine.Config{WorkDir: os.Getenv("VMCONV_TEST_CHILD_WORK")})
 		if err != nil {

@@ -90,6 +90,9 @@ type OutputPlan struct {
 	fullyAllocated, baseEstimate int64
 	// Replaces is set when an existing file will be overwritten.
 	Replaces bool `json:"replaces"`
+	// Volume is set when the image is published into a storage pool;
+	// Path is then the private staging file it is converted into.
+	Volume *VolumePlan `json:"volume,omitempty"`
 }
 
 // FixAllowance is what the estimate adds when the fixes run: a regenerated
@@ -175,6 +178,32 @@ type PlanOptions struct {
 // Plan decides what Apply will do. It reads the source's metadata, never
 // its data, and writes nothing but scratch files under the work folder.
 func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
+	if req.Output.Pool == "" && req.Output.Volume == "" {
+		return e.plan(ctx, req, opts)
+	}
+	vp, err := e.planVolume(ctx, &req, opts)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.plan(ctx, req, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.Output.Volume = vp
+	for i := range p.Stages {
+		if p.Stages[i].Name == StageConvert {
+			p.Stages[i].Reason = fmt.Sprintf("write %s to a staging file, upload it (holes kept) to pool %s on %s as volume %s, then delete the staging file", p.Output.Format, vp.Pool, vp.URI, vp.Name)
+		}
+	}
+	if !p.Source.Deferred {
+		if err := checkVolumeSpace(p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (e *Engine) plan(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
 	req, err := normalize(req)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,9 @@ type OutputResult struct {
 	SHA256     string            `json:"sha256"`
 	Stamp      fingerprint.Stamp `json:"stamp"`
 	ReportPath string            `json:"report_path"`
+	// Volume is the published volume of a pool output; the staging
+	// Path is gone by then.
+	Volume *VolumeResult `json:"volume,omitempty"`
 }
 
 // Result is what Apply did.

@@ -57,6 +57,11 @@ type OutputSpec struct {
 	Format      string `json:"format"`
 	Compression bool   `json:"compression"`
 	Overwrite   bool   `json:"overwrite"`
+	// Pool and Volume publish the image as a volume of a storage pool on
+	// the engine's libvirt host instead of a file at Path: the engine then
+	// converts into a private staging folder and uploads (engine/volume).
+	Pool   string `json:"pool,omitempty"`
+	Volume string `json:"volume,omitempty"`
 }
 
 func normalize(req Request) (Request, error) {

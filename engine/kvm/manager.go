@@ -2,6 +2,7 @@ package kvm
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 
@@ -78,6 +79,10 @@ func (m *Manager) hypervisor() (Hypervisor, error) {
 	}
 	uri := m.URI()
 	c, err := m.deps.Dial(uri)
+	var f *fault.Error
+	if errors.As(err, &f) {
+		return nil, f // already says which host and what to check
+	}
 	if err != nil {
 		return nil, fault.Wrap(fault.HypervisorUnreachable, uri, err, "cannot connect to libvirt at %s", uri).
 			WithHint("Check that libvirtd is running (tools/setup starts it) and that the provider's uri (or LIBVIRT_DEFAULT_URI) names it.")

@@ -34,6 +34,10 @@ func Open(uri string) (*Conn, error) {
 // URI is the connection's URI.
 func (c *Conn) URI() string { return c.uri }
 
+// Alive says whether the connection still works (a remote one drops when
+// its ssh session ends).
+func (c *Conn) Alive() (bool, error) { return c.c.IsAlive() }
+
 // Close closes the connection.
 func (c *Conn) Close() error {
 	_, err := c.c.Close()

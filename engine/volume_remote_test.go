@@ -1,0 +1,275 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+)
+
+// sparseSource is a 1 GiB VMDK with 32 MiB of data: 24 MiB at its start
+// and 8 MiB at 700 MiB.
+func sparseSource(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "web.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 30)
+	buf := make([]byte, 8*mib)
+	for i := range buf {
+		buf[i] = byte(i*13 + i/4096)
+	}
+	for _, off := range []int64{0, 8 * mib, 16 * mib, 700 * mib} {
+		f.WriteAt(buf, off)
+	}
+	f.Close()
+	img := filepath.Join(dir, "web.vmdk")
+	if err := testimg.Run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, img); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(raw)
+	return img
+}
+
+func remoteConfig(t *testing.T, h *libvirttest.Host) engine.Config {
+	return engine.Config{WorkDir: t.TempDir(), CacheDir: t.TempDir(), LibvirtURI: h.BareURI, SSHKeyFile: h.KeyFile, SSHKnownHosts: h.KnownHosts}
+}
+
+func poolRequest(src, pool, vol string) engine.Request {
+	return engine.Request{Source: engine.SourceSpec{Path: src}, Output: engine.OutputSpec{Pool: pool, Volume: vol, Format: "qcow2"}}
+}
+
+// bigFiles lists the files over 1 MiB under dir: what a staging folder
+// must not keep after an upload.
+func bigFiles(dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > mib {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// poolVolumes lists the volume names of the host's pool.
+func poolVolumes(t *testing.T, h *libvirttest.Host) []string {
+	t.Helper()
+	out := h.Virsh(t, "vol-list", "--pool", h.Pool)
+	var names []string
+	for _, l := range strings.Split(out, "\n")[2:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+func TestVolumeOutputOnRemoteHost(t *testing.T) {
+	h := libvirttest.Start(t)
+	src := sparseSource(t)
+	cfg := remoteConfig(t, h)
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := poolRequest(src, h.Pool, "web.qcow2")
+	p, err := e.Plan(ctx, req, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vp := p.Output.Volume; vp == nil || vp.Pool != h.Pool || vp.Name != "web.qcow2" || vp.PoolPath != h.PoolPath || strings.Contains(vp.URI, "keyfile") {
+		t.Fatalf("planned volume %+v", p.Output.Volume)
+	}
+	if r := p.Stage(engine.StageConvert).Reason; !strings.Contains(r, "pool "+h.Pool) {
+		t.Fatalf("the plan does not say the image is uploaded: %q", r)
+	}
+	res, err := e.Apply(ctx, p, nil, engine.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.Output.Volume
+	if v == nil || v.Capacity != 1<<30 || !strings.HasPrefix(v.Path, h.PoolPath+"/") {
+		t.Fatalf("published volume %+v", v)
+	}
+	// Holes stay holes: on the host and on the wire.
+	if v.Allocation < 32*mib || v.Allocation > 40*mib {
+		t.Errorf("the volume allocates %d MiB for 32 MiB of data", v.Allocation/mib)
+	}
+	if v.Sent > 40*mib {
+		t.Errorf("%d MiB crossed the connection for 32 MiB of data", v.Sent/mib)
+	}
+	if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, v.Path); err != nil {
+		t.Fatalf("the volume's content is not the source's: %v %s", err, out)
+	}
+	if big := bigFiles(cfg.CacheDir); len(big) > 0 {
+		t.Errorf("the runner kept a copy after the upload: %v", big)
+	}
+	h.RunnerViewUntouched(t)
+	if got := poolVolumes(t, h); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
+		t.Errorf("pool holds %v, want the volume and its report only", got)
+	}
+
+	// A raw image is mostly holes: they must not cross the connection, nor
+	// be allocated on the host.
+	rawReq := req
+	rawReq.Output.Volume, rawReq.Output.Format = "web.raw", "raw"
+	rp, err := e.Plan(ctx, rawReq, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rres, err := e.Apply(ctx, rp, nil, engine.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv := rres.Output.Volume; rv.Format != "raw" || rv.Capacity != 1<<30 || rv.Allocation > 40*mib || rv.Sent > 40*mib {
+		t.Errorf("raw volume: %d MiB allocated, %d MiB sent for 32 MiB of data (%+v)", rv.Allocation/mib, rv.Sent/mib, rv)
+	}
+	if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "raw", src, rres.Output.Volume.Path); err != nil {
+		t.Fatalf("the raw volume's content is not the source's: %v %s", err, out)
+	}
+	if err := e.DeleteVolume(ctx, h.Pool, "web.raw"); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := e.ReadVolume(ctx, h.Pool, "web.qcow2")
+	if err != nil || !st.Exists || st.Stamp != v.Stamp || st.Report == nil || st.Report.Result.Output.Volume.Stamp != v.Stamp {
+		t.Fatalf("read back: %+v %v (published stamp %s)", st, err, v.Stamp)
+	}
+	if _, err := e.Plan(ctx, req, engine.PlanOptions{}); !fault.Is(err, fault.OutputExists) {
+		t.Fatalf("planning the same volume again for another resource: %v", err)
+	}
+	if p2, err := e.Plan(ctx, req, engine.PlanOptions{ManagedOutput: true}); err != nil || !p2.Output.Volume.Replaces {
+		t.Fatalf("re-planning its own volume: %v", err)
+	}
+
+	// A guest writing through the volume out of band: the stamp sees it.
+	if out, err := h.Exec(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 900M 64k", v.Path); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if st, err := e.ReadVolume(ctx, h.Pool, "web.qcow2"); err != nil || st.Stamp == v.Stamp {
+		t.Fatalf("an out-of-band write left the stamp as it was: %v", err)
+	}
+	if err := e.DeleteVolume(ctx, h.Pool, "web.qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolVolumes(t, h); len(got) != 0 {
+		t.Errorf("delete left %v", got)
+	}
+	if st, err := e.ReadVolume(ctx, h.Pool, "web.qcow2"); err != nil || st.Exists {
+		t.Fatalf("a deleted volume reads as %+v, %v", st, err)
+	}
+	h.RunnerViewUntouched(t)
+}
+
+func TestVolumeHostDiagnostics(t *testing.T) {
+	h := libvirttest.Start(t)
+	src := sparseSource(t)
+	for name, c := range map[string]struct {
+		cfg  func(engine.Config) engine.Config
+		code fault.Code
+		says string
+	}{
+		"unreachable": {func(c engine.Config) engine.Config { c.LibvirtURI = libvirttest.UnreachableURI(t); return c }, fault.HypervisorUnreachable, "host is up"},
+		"wrong host key": {func(c engine.Config) engine.Config { c.SSHKnownHosts = h.WrongKnownHosts; return c }, fault.HostKeyMismatch, "known_hosts"},
+		"no such pool":   {func(c engine.Config) engine.Config { return c }, fault.OutputDirMissing, "pool-define-as"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := engine.New(c.cfg(remoteConfig(t, h)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := h.Pool
+			if name == "no such pool" {
+				pool = "nosuchpool"
+			}
+			_, err = e.Plan(context.Background(), poolRequest(src, pool, "web.qcow2"), engine.PlanOptions{})
+			f, ok := err.(*fault.Error)
+			if !ok || f.Code != c.code || !strings.Contains(f.Hint, c.says) || !strings.Contains(f.Error(), "127.0.0.1") {
+				t.Fatalf("got %v", err)
+			}
+			if strings.Contains(f.Error(), h.KeyFile) {
+				t.Fatalf("the diagnostic shows the URI's query: %v", f)
+			}
+		})
+	}
+}
+
+// childUpload is TestMain's child for the kill test: it converts into the
+// pool and blocks in the middle of the upload.
+func childUpload() int {
+	e, err := engine.New(engine.Config{WorkDir: os.Getenv("VMCONV_TEST_CHILD_WORK"), CacheDir: os.Getenv("VMCONV_TEST_CHILD_CACHE"),
+		LibvirtURI: os.Getenv("VMCONV_TEST_CHILD_URI"), SSHKeyFile: os.Getenv("VMCONV_TEST_CHILD_KEY"), SSHKnownHosts: os.Getenv("VMCONV_TEST_CHILD_KH")})
+	if err != nil {
+		return 3
+	}
+	p, err := e.Plan(context.Background(), poolRequest(os.Getenv("VMCONV_TEST_CHILD_SRC"), os.Getenv("VMCONV_TEST_CHILD_POOL"), "web.qcow2"), engine.PlanOptions{})
+	if err != nil {
+		return 4
+	}
+	e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
+	return 0
+}
+
+func TestVolumeUploadKilled(t *testing.T) {
+	h := libvirttest.Start(t)
+	src := sparseSource(t)
+	cfg := remoteConfig(t, h)
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "VMCONV_TEST_CHILD_POOL="+h.Pool, "VMCONV_TEST_CHILD_SRC="+src, "VMCONV_TEST_CHILD_WORK="+cfg.WorkDir,
+		"VMCONV_TEST_CHILD_CACHE="+cfg.CacheDir, "VMCONV_TEST_CHILD_URI="+cfg.LibvirtURI, "VMCONV_TEST_CHILD_KEY="+cfg.SSHKeyFile,
+		"VMCONV_TEST_CHILD_KH="+cfg.SSHKnownHosts, engine.TestHoldEnv+"=mid-upload")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	part := ""
+	for deadline := time.Now().Add(3 * time.Minute); part == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for _, n := range poolVolumes(t, h) {
+			if strings.HasPrefix(n, "web.qcow2.vmconv-part-") {
+				part = n
+			}
+		}
+	}
+	if part == "" {
+		t.Fatal("the child never started uploading")
+	}
+	time.Sleep(time.Second) // the child holds once 4 MiB are sent
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	if got := poolVolumes(t, h); len(got) != 1 || got[0] != part {
+		t.Fatalf("after kill -9 mid-upload the pool holds %v; want only the temporary %s", got, part)
+	}
+	// The re-apply converges: the temporary is swept, the volume published.
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Plan(context.Background(), poolRequest(src, h.Pool, "web.qcow2"), engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolVolumes(t, h); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
+		t.Fatalf("after the re-apply the pool holds %v", got)
+	}
+	if big := bigFiles(cfg.CacheDir); len(big) > 0 {
+		t.Errorf("staging files left: %v", big)
+	}
+	h.RunnerViewUntouched(t)
+}
