@@ -183,7 +183,7 @@ func TestVolumeHostDiagnostics(t *testing.T) {
 		code fault.Code
 		says string
 	}{
-		"unreachable": {func(c engine.Config) engine.Config { c.LibvirtURI = libvirttest.UnreachableURI(t); return c }, fault.HypervisorUnreachable, "host is up"},
+		"unreachable":    {func(c engine.Config) engine.Config { c.LibvirtURI = libvirttest.UnreachableURI(t); return c }, fault.HypervisorUnreachable, "host is up"},
 		"wrong host key": {func(c engine.Config) engine.Config { c.SSHKnownHosts = h.WrongKnownHosts; return c }, fault.HostKeyMismatch, "known_hosts"},
 		"no such pool":   {func(c engine.Config) engine.Config { return c }, fault.OutputDirMissing, "pool-define-as"},
 	} {

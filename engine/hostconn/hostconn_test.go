@@ -103,9 +103,9 @@ func TestUnreachable(t *testing.T) {
 		hint string
 	}{
 		"Cannot recv data: Host key verification failed.: Connection reset by peer": {fault.HostKeyMismatch, "known_hosts"},
-		"Cannot recv data: ssh: connect to host kvm1 port 22: Connection refused":    {fault.HypervisorUnreachable, "host is up"},
-		"Cannot recv data: root@kvm1: Permission denied (publickey).":                {fault.AuthFailed, "authorized"},
-		"Failed to connect socket to '/var/run/libvirt/libvirt-sock'":                {fault.HypervisorUnreachable, "libvirtd"},
+		"Cannot recv data: ssh: connect to host kvm1 port 22: Connection refused":   {fault.HypervisorUnreachable, "host is up"},
+		"Cannot recv data: root@kvm1: Permission denied (publickey).":               {fault.AuthFailed, "authorized"},
+		"Failed to connect socket to '/var/run/libvirt/libvirt-sock'":               {fault.HypervisorUnreachable, "libvirtd"},
 	} {
 		f := Unreachable(s, errors.New(msg))
 		if f.Code != want.code || !strings.Contains(f.Hint, want.hint) {
