@@ -185,7 +185,7 @@ func TestVolumeHostDiagnostics(t *testing.T) {
 	}{
 		"unreachable":    {func(c engine.Config) engine.Config { c.LibvirtURI = libvirttest.UnreachableURI(t); return c }, fault.HypervisorUnreachable, "host is up"},
 		"wrong host key": {func(c engine.Config) engine.Config { c.SSHKnownHosts = h.WrongKnownHosts; return c }, fault.HostKeyMismatch, "known_hosts"},
-		"no such pool":   {func(c engine.Config) engine.Config { return c }, fault.OutputDirMissing, "pool-define-as"},
+		"no such pool":   {func(c engine.Config) engine.Config { return c }, fault.PoolMissing, "pool-define-as"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e, err := engine.New(c.cfg(remoteConfig(t, h)))

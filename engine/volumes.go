@@ -19,6 +19,9 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/volume"
 )
 
+// VolumeReportSuffix names a pool output's report volume: "<volume>.vmconv.json".
+const VolumeReportSuffix = volume.ReportSuffix
+
 // DefaultMaxUploads bounds concurrent uploads to one libvirt host: two
 // streams keep a link busy while one of them waits on the host's disk;
 // more only split the same bandwidth (docs/guides/benchmarks.md).
@@ -124,7 +127,7 @@ func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions)
 	vp := &VolumePlan{URI: hostconn.Redacted(e.LibvirtURI()), Pool: o.Pool, Name: o.Volume, Format: o.Format}
 	pi, err := h.Pool(o.Pool)
 	if err != nil {
-		f := fault.Wrap(fault.OutputDirMissing, "", err, "storage pool %s is not usable on %s", o.Pool, vp.URI).WithFact("URI", vp.URI)
+		f := fault.Wrap(fault.PoolMissing, "", err, "storage pool %s is not usable on %s", o.Pool, vp.URI).WithFact("URI", vp.URI)
 		if errors.Is(err, libvirt.ErrNoPool) {
 			f = f.WithHint("Create it on the host (virsh pool-define-as %s dir --target <folder>; virsh pool-start %s), or name an existing one (virsh pool-list).", o.Pool, o.Pool)
 		}

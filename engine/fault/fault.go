@@ -62,6 +62,7 @@ const (
 	RemoteNotFound        Code = "remote_not_found"
 	DiskUnreachable       Code = "disk_unreachable"
 	BootTestImpossible    Code = "boot_test_impossible"
+	PoolMissing           Code = "pool_missing"
 	OlderSnapshot         Code = "older_snapshot"
 )
 

@@ -29,6 +29,7 @@ var summaries = map[fault.Code]string{
 	fault.OutputDirMissing:      "Output Folder Does Not Exist",
 	fault.OutputIsSource:        "Output Path Would Overwrite The Source",
 	fault.OutputExists:          "Output File Already Exists",
+	fault.PoolMissing:           "Storage Pool Not Usable",
 	fault.OutputLocked:          "Output Path Is Being Written By Another Conversion",
 	fault.OutputNotWritable:     "Output Path Not Writable",
 	fault.NoSpace:               "Not Enough Free Space For The Output",

@@ -43,6 +43,8 @@ type diskConversionModel struct {
 
 type outputModel struct {
 	Path        types.String `tfsdk:"path"`
+	Pool        types.String `tfsdk:"pool"`
+	Volume      types.String `tfsdk:"volume"`
 	Format      types.String `tfsdk:"format"`
 	Compression types.Bool   `tfsdk:"compression"`
 	Overwrite   types.Bool   `tfsdk:"overwrite"`
@@ -95,7 +97,7 @@ func knownInputs(ctx context.Context, m *diskConversionModel, cfg tfsdk.Config) 
 	if m.Source.IsNull() || m.Source.IsUnknown() || m.Output == nil || !sourceKnown(ctx, cfg) {
 		return false
 	}
-	vals := []attr.Value{m.Output.Path, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
+	vals := []attr.Value{m.Output.Path, m.Output.Pool, m.Output.Volume, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
 	if m.Fixes != nil {
 		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
 	}
@@ -112,7 +114,7 @@ func knownInputs(ctx context.Context, m *diskConversionModel, cfg tfsdk.Config) 
 // provider.
 func toRequest(ctx context.Context, m *diskConversionModel, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.Request {
 	out := m.Output.Path.ValueString()
-	if abs, err := filepath.Abs(out); err == nil {
+	if abs, err := filepath.Abs(out); err == nil && out != "" {
 		out = abs
 	}
 	req := engine.Request{
@@ -122,6 +124,8 @@ func toRequest(ctx context.Context, m *diskConversionModel, cfg tfsdk.Config, da
 			Format:      m.Output.Format.ValueString(),
 			Compression: m.Output.Compression.ValueBool(),
 			Overwrite:   m.Output.Overwrite.ValueBool(),
+			Pool:        m.Output.Pool.ValueString(),
+			Volume:      m.Output.Volume.ValueString(),
 		},
 	}
 	req.Fixes, req.Inspect, req.BootTest = guestWorkSpec(ctx, m.Fixes, m.Inspect, m.BootTest, diags)
@@ -142,7 +146,7 @@ func bootOptions(b *bootTestModel) engine.BootTestOptions {
 
 // setPlanned fills the attributes the engine's plan determines.
 func setPlanned(ctx context.Context, m *diskConversionModel, p *engine.Plan, diags *diag.Diagnostics) {
-	m.ID = types.StringValue(p.Output.Path)
+	m.ID = types.StringValue(outputID(p))
 	m.SourceFormat = types.StringValue(p.Source.Format)
 	chain, d := types.ListValueFrom(ctx, types.StringType, p.Source.ChainPaths())
 	diags.Append(d...)
@@ -150,6 +154,9 @@ func setPlanned(ctx context.Context, m *diskConversionModel, p *engine.Plan, dia
 	m.VirtualSize = types.Int64Value(p.Source.VirtualSize)
 	m.SourceFingerprint = types.StringValue(p.Source.Fingerprint)
 	m.ReportPath = types.StringValue(engine.ReportPath(p.Output.Path))
+	if v := p.Output.Volume; v != nil {
+		m.ReportPath = types.StringValue(volumeImportPrefix + v.Pool + "/" + v.Name + engine.VolumeReportSuffix)
+	}
 	m.EstimatedSize = types.Int64Value(p.Output.EstimatedSize)
 	var stages []string
 	for _, st := range p.Stages {
@@ -199,6 +206,9 @@ func setApplied(m *diskConversionModel, r *engine.Result) {
 	m.OutputSize = types.Int64Value(r.Output.Size)
 	m.OutputSHA256 = types.StringValue(r.Output.SHA256)
 	m.ReportPath = types.StringValue(r.Output.ReportPath)
+	if v := r.Output.Volume; v != nil {
+		m.ReportPath = types.StringValue(volumeImportPrefix + v.Pool + "/" + v.Name + engine.VolumeReportSuffix)
+	}
 	m.FixesApplied = changesValue(r.Fixes)
 	m.BootTestResult = bootResultValue(r.BootTest)
 	m.Guest = guestValue(r.Guest)
@@ -210,12 +220,30 @@ func stateFromReport(ctx context.Context, m *diskConversionModel, rep *engine.Re
 	m.Source = sourceFromSpec(ctx, req.Source, diags)
 	m.Output = &outputModel{
 		Path:        types.StringValue(req.Output.Path),
+		Pool:        types.StringNull(),
+		Volume:      types.StringNull(),
 		Format:      types.StringValue(req.Output.Format),
 		Compression: types.BoolValue(req.Output.Compression),
 		Overwrite:   types.BoolValue(req.Output.Overwrite),
+	}
+	if req.Output.Pool != "" {
+		m.Output.Path = types.StringNull()
+		m.Output.Pool, m.Output.Volume = types.StringValue(req.Output.Pool), types.StringValue(req.Output.Volume)
 	}
 	m.Fixes, m.Inspect, m.BootTest = guestWorkFromSpec(req)
 	m.Timeouts = nullTimeouts()
 	setPlanned(ctx, m, rep.Plan, diags)
 	setApplied(m, rep.Result)
+}
+
+// volumeImportPrefix marks a pool output's ID: "volume:<pool>/<volume>".
+const volumeImportPrefix = "volume:"
+
+// outputID is a conversion's ID: its absolute output path, or
+// "volume:<pool>/<volume>" for a pool output.
+func outputID(p *engine.Plan) string {
+	if v := p.Output.Volume; v != nil {
+		return volumeImportPrefix + v.Pool + "/" + v.Name
+	}
+	return p.Output.Path
 }

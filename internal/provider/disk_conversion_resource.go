@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,7 +82,8 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path)
+	managed := state != nil && state.Output != nil && state.Output.Path.Equal(plan.Output.Path) &&
+		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
 	// A replacement re-plans with no prior state while the old output is
 	// still there: the engine plan treats a vmconv output as possibly this
 	// resource's, and Create refuses it if it is not.
@@ -118,13 +120,22 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 		return
 	}
 	if !plan.BootTest.equal(state.BootTest) {
-		// Update re-runs the boot test on the existing output.
+		// Update re-runs the boot test on the existing output. A volume is
+		// on the host, out of the runner's reach: it is converted again,
+		// and the boot test runs before the upload.
 		plan.BootTestResult = types.ObjectUnknown(bootResultAttrTypes)
+		if ep.Output.Volume != nil {
+			resp.RequiresReplace = append(resp.RequiresReplace, path.Root("boot_test"))
+		}
 	}
 	if drift, _ := req.Private.GetKey(ctx, privDrift); len(drift) > 0 {
-		resp.Diagnostics.AddAttributeWarning(path.Root("output").AtName("path"), summaryOutputDrift,
-			fmt.Sprintf("The output %s was modified outside Terraform after it was written (its size, modification time or sampled content no longer match). "+
-				"It will be replaced with a fresh conversion.", ereq.Output.Path))
+		at, what := path.Root("output").AtName("path"), "The output "+ereq.Output.Path
+		if v := ep.Output.Volume; v != nil {
+			at, what = path.Root("output").AtName("volume"), fmt.Sprintf("The volume %s in pool %s on %s", v.Name, v.Pool, v.URI)
+		}
+		resp.Diagnostics.AddAttributeWarning(at, summaryOutputDrift,
+			fmt.Sprintf("%s was modified outside Terraform after it was written (its size, modification time or sampled content no longer match). "+
+				"It will be replaced with a fresh conversion.", what))
 		plan.OutputSHA256, plan.OutputSize = types.StringUnknown(), types.Int64Unknown()
 		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("output_sha256"))
 	}
@@ -182,7 +193,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 			return
 		}
 	}
-	sink := newLogSink(ctx, "vmconv_disk_conversion", ereq.Output.Path)
+	sink := newLogSink(ctx, "vmconv_disk_conversion", outputID(ep))
 	var res *engine.Result
 	if ep.Output.Replaces && engine.HasReport(ereq.Output.Path) {
 		// A vmconv output is at the path, perhaps the one an apply of this
@@ -218,6 +229,9 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	resp.Diagnostics.Append(setStamp(ctx, resp.Private, res.Output.Stamp)...)
+	if v := res.Output.Volume; v != nil {
+		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privVolumeStamp, []byte(strconv.Quote(v.Stamp)))...)
+	}
 }
 
 func (r *diskConversionResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -228,8 +242,12 @@ func (r *diskConversionResource) Read(ctx context.Context, req resource.ReadRequ
 	}
 	timeout, d := state.Timeouts.Read(ctx, defaultReadTimeout)
 	resp.Diagnostics.Append(d...)
-	_, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if pool, vol, ok := volumeOf(&state); ok {
+		r.readVolume(ctx, &state, pool, vol, req, resp)
+		return
+	}
 
 	var stamp engine.Stamp
 	if state.Output == nil {
@@ -309,6 +327,16 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 	if resp.Diagnostics.HasError() || state.Output == nil {
 		return
 	}
+	if pool, vol, ok := volumeOf(&state); ok {
+		if r.data == nil {
+			resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("deleting a volume"))
+			return
+		}
+		if err := r.data.engine.DeleteVolume(ctx, pool, vol); err != nil {
+			addFaultAt(&resp.Diagnostics, path.Root("output").AtName("volume"), "Deleting the converted volume", err)
+		}
+		return
+	}
 	if err := engine.DeleteOutput(state.Output.Path.ValueString()); err != nil {
 		addFaultAt(&resp.Diagnostics, path.Root("output").AtName("path"), "Deleting the converted disk", err)
 	}
@@ -316,7 +344,7 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 
 func (r *diskConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	id := req.ID
-	if abs, err := filepath.Abs(id); err == nil {
+	if abs, err := filepath.Abs(id); err == nil && !strings.HasPrefix(id, volumeImportPrefix) {
 		id = abs
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
@@ -329,10 +357,16 @@ func (r *diskConversionResource) ImportState(ctx context.Context, req resource.I
 // planned as if it were; Create's Adopt decides.
 func (r *diskConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions, mayOwn bool) (*engine.Plan, error) {
 	ep, err := r.data.engine.Plan(ctx, ereq, opts)
-	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && engine.HasReport(ereq.Output.Path) {
+	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && r.vmconvOutput(ctx, ereq) {
 		tflog.Debug(ctx, "existing vmconv output at the output path; Create decides", map[string]any{"path": ereq.Output.Path})
 		opts.ManagedOutput = true
+		refused := err
 		ep, err = r.data.engine.Plan(ctx, ereq, opts)
+		if err == nil && ereq.Output.Pool != "" && !r.sameVolumeConversion(ctx, ereq, ep) {
+			// A volume has no Adopt at Create: only the very conversion
+			// that published it (a replacement, a killed apply) takes it.
+			return nil, refused
+		}
 	}
 	return ep, err
 }
@@ -351,8 +385,32 @@ type plannedConversions struct {
 	m  map[string]plannedConversion // by outputKey
 }
 
-// outputKey is what a request writes: a disk's path or a VM's folder.
-func outputKey(req engine.Request) string { return req.Output.Path + "\x00" + req.Output.Dir }
+// vmconvOutput says whether the output vmconv would write is already one
+// of vmconv's: a file with a report, or a volume with one.
+func (r *diskConversionResource) vmconvOutput(ctx context.Context, ereq engine.Request) bool {
+	if ereq.Output.Pool != "" {
+		st, err := r.data.engine.ReadVolume(ctx, ereq.Output.Pool, ereq.Output.Volume)
+		return err == nil && st.Report != nil
+	}
+	return engine.HasReport(ereq.Output.Path)
+}
+
+// sameVolumeConversion says whether the volume's report is of the
+// conversion ep plans: the same source content into the same format.
+func (r *diskConversionResource) sameVolumeConversion(ctx context.Context, ereq engine.Request, ep *engine.Plan) bool {
+	st, err := r.data.engine.ReadVolume(ctx, ereq.Output.Pool, ereq.Output.Volume)
+	if err != nil || st.Report == nil || st.Report.Plan == nil {
+		return false
+	}
+	was := st.Report.Plan
+	return was.Source.Fingerprint == ep.Source.Fingerprint && was.Request.Output.Format == ereq.Output.Format
+}
+
+// outputKey is what a request writes: a disk's path, a VM's folder or a
+// pool volume.
+func outputKey(req engine.Request) string {
+	return req.Output.Path + "\x00" + req.Output.Dir + "\x00" + req.Output.Pool + "\x00" + req.Output.Volume
+}
 
 type plannedConversion struct {
 	req  engine.Request

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
@@ -125,13 +126,32 @@ func outputAttribute() schema.Attribute {
 	outputs := engine.OutputFormats()
 	return schema.SingleNestedAttribute{
 		Required:            true,
-		MarkdownDescription: "The image to write. It appears atomically: a failed or interrupted apply leaves nothing at `path`.",
+		MarkdownDescription: "The image to write: a file at `path` on this machine, or a volume (`pool` and `volume`) on the provider's libvirt host (`uri`). " +
+			"It appears atomically: a failed or interrupted apply leaves nothing at `path`, and no volume by that name.",
 		Attributes: map[string]schema.Attribute{
 			"path": schema.StringAttribute{
-				Required:            true,
-				MarkdownDescription: "Path of the output image. Its folder must exist. It may not be, or link to, a file of the source.",
-				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Optional:            true,
+				MarkdownDescription: "Path of the output image. Its folder must exist. It may not be, or link to, a file of the source. Set `path`, or `pool` and `volume`.",
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+					stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"pool": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A storage pool on the provider's libvirt host (`uri`, local or `qemu+ssh://`) to publish the image into, as `volume`. " +
+					"The image is converted into a staging file in `cache_dir`, uploaded through libvirt with its holes kept, under a temporary name, " +
+					"then made `volume` by the host; the staging file is deleted. The runner never needs to see the host's file system. " +
+					"The pool must be active and of a kind whose volumes are files (`dir`, `fs`, `netfs`).",
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+					stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("volume"))},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"volume": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "The volume's name in `pool`, for example `db.qcow2`. Beside it vmconv keeps its report, `<volume>" + engine.VolumeReportSuffix + "`.",
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+					stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"format": schema.StringAttribute{
 				Optional: true, Computed: true, Default: stringdefault.StaticString("qcow2"),

@@ -43,6 +43,9 @@ type vmconvProviderModel struct {
 	Accel                  types.String `tfsdk:"accel"`
 	FirmwareDir            types.String `tfsdk:"firmware_dir"`
 	URI                    types.String `tfsdk:"uri"`
+	SSHKeyFile             types.String `tfsdk:"ssh_key_file"`
+	SSHKnownHostsFile      types.String `tfsdk:"ssh_known_hosts_file"`
+	MaxParallelUploads     types.Int64  `tfsdk:"max_parallel_uploads"`
 	DomainDir              types.String `tfsdk:"domain_dir"`
 	PlanInspection         types.Bool   `tfsdk:"plan_inspection"`
 	PlanFetch              types.Bool   `tfsdk:"plan_fetch"`
@@ -73,6 +76,9 @@ const (
 	envLibvirtURI  = "LIBVIRT_DEFAULT_URI"
 	envDomainDir   = "VMCONV_DOMAIN_DIR"
 	envPlanInspect = "VMCONV_PLAN_INSPECTION"
+	envSSHKey      = "VMCONV_SSH_KEY_FILE"
+	envKnownHosts  = "VMCONV_SSH_KNOWN_HOSTS_FILE"
+	envMaxUploads  = "VMCONV_MAX_PARALLEL_UPLOADS"
 )
 
 func (p *vmconvProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -110,8 +116,27 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 			},
 			"uri": schema.StringAttribute{
 				Optional: true,
-				MarkdownDescription: "libvirt connection URI for `vmconv_kvm_domain`. Default `" + engine.DefaultLibvirtURI + "`. Environment: `" + envLibvirtURI + "`. " +
-					"The provider connects only when a domain resource first needs libvirt, so converting disks needs no libvirtd.",
+				MarkdownDescription: "libvirt connection URI of the KVM host: where `vmconv_kvm_domain` defines domains and where `output.pool` volumes are published, " +
+					"for example `qemu+ssh://root@kvm1.example/system`. Default `" + engine.DefaultLibvirtURI + "`. Environment: `" + envLibvirtURI + "`. " +
+					"The provider connects only when a resource first needs libvirt, so converting disks to files needs no libvirtd. " +
+					"Over `qemu+ssh://`, ssh never prompts: the host key must be known (`ssh_known_hosts_file`, or ssh's own files) and the key authorized. " +
+					"A password in the URI is refused. Use one provider alias per host to spread VMs over a fleet.",
+			},
+			"ssh_key_file": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Private key file for a `qemu+ssh://` `uri` (passed to libvirt as `keyfile`; the key itself is never read by vmconv, logged or stored). " +
+					"Default: ssh's own keys and agent. Environment: `" + envSSHKey + "`.",
+			},
+			"ssh_known_hosts_file": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "known_hosts file that pins the host key of a `qemu+ssh://` `uri`. A host whose key is missing from it or different is refused. " +
+					"Default: ssh's own files (`~/.ssh/known_hosts`, `/etc/ssh/ssh_known_hosts`), also checked strictly. Environment: `" + envKnownHosts + "`.",
+			},
+			"max_parallel_uploads": schema.Int64Attribute{
+				Optional: true,
+				MarkdownDescription: "How many `output.pool` uploads to this provider's host run at once; the others wait, converted. " +
+					"Default " + strconv.Itoa(engine.DefaultMaxUploads) + ". Environment: `" + envMaxUploads + "`. See the fleet guide for measured throughput.",
+				Validators: []validator.Int64{int64validator.Between(1, 64)},
 			},
 			"domain_dir": schema.StringAttribute{
 				Optional: true,
@@ -158,6 +183,9 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 		FirmwareDir: stringSetting(cfg.FirmwareDir, envFirmwareDir),
 		LibvirtURI:  stringSetting(cfg.URI, envLibvirtURI),
 		DomainDir:   stringSetting(cfg.DomainDir, envDomainDir),
+
+		SSHKeyFile:    stringSetting(cfg.SSHKeyFile, envSSHKey),
+		SSHKnownHosts: stringSetting(cfg.SSHKnownHostsFile, envKnownHosts),
 	}
 	if a := ec.Accel; a != "" && a != "auto" && a != "kvm" && a != "tcg" {
 		resp.Diagnostics.AddAttributeError(path.Root("accel"), "Invalid Environment Setting", envAccel+" must be auto, kvm or tcg, got "+strconv.Quote(a)+".")
@@ -174,6 +202,18 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 			return
 		}
 		ec.MaxParallel = n
+	}
+	switch {
+	case !cfg.MaxParallelUploads.IsNull() && !cfg.MaxParallelUploads.IsUnknown():
+		ec.MaxUploads = int(cfg.MaxParallelUploads.ValueInt64())
+	case os.Getenv(envMaxUploads) != "":
+		n, err := strconv.Atoi(os.Getenv(envMaxUploads))
+		if err != nil || n < 1 {
+			resp.Diagnostics.AddAttributeError(path.Root("max_parallel_uploads"), "Invalid Environment Setting",
+				envMaxUploads+" must be a positive whole number, got "+strconv.Quote(os.Getenv(envMaxUploads))+".")
+			return
+		}
+		ec.MaxUploads = n
 	}
 	e, err := engine.New(ec)
 	if err != nil {

@@ -135,7 +135,7 @@ func vmOutputAttribute() schema.Attribute {
 	a := outputAttribute().(schema.SingleNestedAttribute)
 	attrs := make(map[string]schema.Attribute, len(a.Attributes))
 	for name, v := range a.Attributes {
-		if name != "path" {
+		if name != "path" && name != "pool" && name != "volume" {
 			attrs[name] = v
 		}
 	}

@@ -263,7 +263,10 @@ func (c *Conn) Delete(pool, name string) error {
 	}
 	defer p.Free()
 	defer v.Free()
-	return v.Delete(0)
+	if err := v.Delete(0); err != nil && !isCode(err, lv.ERR_NO_STORAGE_VOL) {
+		return err // gone meanwhile (a parallel destroy) is what was asked
+	}
+	return nil
 }
 
 func (c *Conn) Download(ctx context.Context, pool, name string, off, n int64) ([]byte, error) {

@@ -1,0 +1,185 @@
+package provider_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
+)
+
+// poolSource is a 256 MiB VMDK with 12 MiB of data.
+func poolSource(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "db.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(256 * mib)
+	buf := make([]byte, 4*mib)
+	for i := range buf {
+		buf[i] = byte(i*31 + i/512)
+	}
+	for _, off := range []int64{0, 100 * mib, 200 * mib} {
+		f.WriteAt(buf, off)
+	}
+	f.Close()
+	img := filepath.Join(dir, "db.vmdk")
+	if err := testimg.Run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", raw, img); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(raw)
+	return img
+}
+
+func remoteProvider(uri, key, knownHosts string) string {
+	return fmt.Sprintf(`
+provider "vmconv" {
+  uri                  = %s
+  ssh_key_file         = %s
+  ssh_known_hosts_file = %s
+}
+`, acctest.HCLString(uri), acctest.HCLString(key), acctest.HCLString(knownHosts))
+}
+
+func poolConfig(provider, src, pool, vol string) string {
+	return provider + fmt.Sprintf(`
+resource "vmconv_disk_conversion" "db" {
+  source = { path = %s }
+  output = { pool = %s, volume = %s }
+%s}
+`, acctest.HCLString(src), acctest.HCLString(pool), acctest.HCLString(vol), dataPlaneOnly)
+}
+
+func volumesOf(t *testing.T, h *libvirttest.Host) string {
+	var names []string
+	for _, l := range strings.Split(h.Virsh(t, "vol-list", "--pool", h.Pool), "\n")[2:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+func TestAccDiskConversion_pool(t *testing.T) {
+	h := libvirttest.Start(t)
+	src, other := poolSource(t), poolSource(t)
+	prov := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts)
+	cfg := poolConfig(prov, src, h.Pool, "db.qcow2")
+	name := "vmconv_disk_conversion.db"
+	volPath := h.PoolPath + "/db.qcow2"
+	checkVolume := func(s *terraform.State) error {
+		if got := volumesOf(t, h); got != "db.qcow2 db.qcow2.vmconv.json" {
+			return fmt.Errorf("the pool holds %q", got)
+		}
+		if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, volPath); err != nil {
+			return fmt.Errorf("the volume is not the source: %v %s", err, out)
+		}
+		h.RunnerViewUntouched(t)
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		CheckDestroy: func(*terraform.State) error {
+			if got := volumesOf(t, h); got != "" {
+				return fmt.Errorf("destroy left %q in the pool", got)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionCreate),
+					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_stages"), knownvalue.ListExact([]knownvalue.Check{
+						knownvalue.StringRegexp(regexp.MustCompile(`^flatten: `)),
+						knownvalue.StringRegexp(regexp.MustCompile(`^convert: .*upload it \(holes kept\) to pool vmconv on qemu\+ssh://root@127\.0\.0\.1:\d+/system as volume db\.qcow2`)),
+					})),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("id"), knownvalue.StringExact("volume:vmconv/db.qcow2")),
+					statecheck.ExpectKnownValue(name, tfjsonpath.New("report_path"), knownvalue.StringExact("volume:vmconv/db.qcow2.vmconv.json")),
+				},
+				Check: checkVolume,
+			},
+			{Config: cfg, PlanOnly: true},
+			{
+				// A guest wrote through the volume out of band: replaced.
+				PreConfig: func() {
+					if out, err := h.Exec(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 250M 64k", volPath); err != nil {
+						t.Fatalf("%v %s", err, out)
+					}
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				Check: checkVolume,
+			},
+			{
+				// Deleted out of band: recreated.
+				PreConfig: func() { h.Virsh(t, "vol-delete", "--pool", h.Pool, "db.qcow2") },
+				Config:    cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionCreate),
+				}},
+				Check: checkVolume,
+			},
+			{
+				ResourceName: name, ImportState: true, ImportStateId: "volume:vmconv/db.qcow2",
+				ImportStateVerify: true, ImportStateVerifyIgnore: []string{"timeouts"},
+			},
+			{
+				// Another conversion may not take a volume vmconv published.
+				Config:      cfg + strings.Replace(poolConfig("", other, h.Pool, "db.qcow2"), `"db"`, `"other"`, 1),
+				ExpectError: regexp.MustCompile(`(?s)Output File Already Exists.*volume db\.qcow2 already exists in pool vmconv`),
+			},
+		},
+	})
+}
+
+// TestAccDiskConversion_poolHostChecks: a host that cannot be reached, or
+// whose key is not the pinned one, fails the plan with the URI and what to
+// check; nothing is written.
+func TestAccDiskConversion_poolHostChecks(t *testing.T) {
+	h := libvirttest.Start(t)
+	src := poolSource(t)
+	unreachable := libvirttest.UnreachableURI(t)
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:      poolConfig(remoteProvider(unreachable, h.KeyFile, h.KnownHosts), src, h.Pool, "db.qcow2"),
+				ExpectError: regexp.MustCompile(`(?s)cannot connect to libvirt at\s+qemu\+ssh://root@127\.0\.0\.1:\d+/system.*Connection refused.*host is up`),
+			},
+			{
+				Config:      poolConfig(remoteProvider(h.BareURI, h.KeyFile, h.WrongKnownHosts), src, h.Pool, "db.qcow2"),
+				ExpectError: regexp.MustCompile(`(?s)the host key of\s+qemu\+ssh://root@127\.0\.0\.1:\d+/system is not the one in`),
+			},
+			{
+				Config:      poolConfig(remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts), src, "nosuchpool", "db.qcow2"),
+				ExpectError: regexp.MustCompile(`(?s)Storage Pool Not Usable.*pool-define-as`),
+			},
+		},
+	})
+	if got := volumesOf(t, h); got != "" {
+		t.Errorf("failed plans wrote %q", got)
+	}
+	h.RunnerViewUntouched(t)
+}
