@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
-	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
@@ -125,7 +125,7 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 func outputAttribute() schema.Attribute {
 	outputs := engine.OutputFormats()
 	return schema.SingleNestedAttribute{
-		Required:            true,
+		Required: true,
 		MarkdownDescription: "The image to write: a file at `path` on this machine, or a volume (`pool` and `volume`) on the provider's libvirt host (`uri`). " +
 			"It appears atomically: a failed or interrupted apply leaves nothing at `path`, and no volume by that name.",
 		Attributes: map[string]schema.Attribute{
@@ -147,7 +147,7 @@ func outputAttribute() schema.Attribute {
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"volume": schema.StringAttribute{
-				Optional: true,
+				Optional:            true,
 				MarkdownDescription: "The volume's name in `pool`, for example `db.qcow2`. Beside it vmconv keeps its report, `<volume>" + engine.VolumeReportSuffix + "`.",
 				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
 					stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))},
