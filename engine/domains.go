@@ -23,6 +23,10 @@ type (
 	LiveDomain    = kvm.Live
 )
 
+// ParseVolumeRef splits "volume:<pool>/<name>", how domains name disks
+// and overlays that are pool volumes.
+func ParseVolumeRef(s string) (pool, name string, ok bool) { return kvm.ParseVolumeRef(s) }
+
 // DefaultLibvirtURI is used when neither configuration nor environment
 // names one.
 const DefaultLibvirtURI = kvm.DefaultLibvirtURI
@@ -39,6 +43,12 @@ func (e *Engine) newDomains() *kvm.Manager {
 		CreateOverlay: func(ctx context.Context, overlay, backing, format string) error {
 			if err := e.qemu.CreateOverlay(ctx, overlay, backing, format); err != nil {
 				return toolFault(ctx, err, backing, "cannot create the domain's overlay on the disk")
+			}
+			return nil
+		},
+		Rebase: func(ctx context.Context, overlay, backing, format string) error {
+			if err := e.qemu.RebaseUnsafe(ctx, overlay, backing, format); err != nil {
+				return toolFault(ctx, err, overlay, "cannot point the domain's disk at its base")
 			}
 			return nil
 		},
@@ -60,6 +70,9 @@ func (e *Engine) newDomains() *kvm.Manager {
 			return c, nil
 		},
 		Conversion: func(disk string) (kvm.Conversion, bool) {
+			if pool, name, ok := kvm.ParseVolumeRef(disk); ok {
+				return e.volumeConversion(pool, name)
+			}
 			rep, err := ReadReport(disk)
 			if err != nil || rep.Plan == nil {
 				return kvm.Conversion{}, false
@@ -110,6 +123,6 @@ func (e *Engine) UpdateDomain(ctx context.Context, req DomainRequest, st *Domain
 
 // DeleteDomain stops and undefines the domain and removes its overlays and
 // holds.
-func (e *Engine) DeleteDomain(ctx context.Context, name string, disks, overlays []string) error {
-	return e.domains.Delete(ctx, name, disks, overlays)
+func (e *Engine) DeleteDomain(ctx context.Context, name string, disks, overlays []string, shutdown time.Duration) error {
+	return e.domains.Delete(ctx, name, disks, overlays, shutdown)
 }

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/hostconn"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
+	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 	"github.com/vmconv/terraform-provider-vmconv/engine/volume"
 )
 
@@ -271,11 +273,58 @@ func (e *Engine) ReadVolume(ctx context.Context, pool, name string) (VolumeStatu
 	return VolumeStatus{Exists: true, Info: info, Stamp: st, Report: rep}, nil
 }
 
-// DeleteVolume removes a published volume, its report and temporaries.
+// DeleteVolume removes a published volume, its report and temporaries,
+// unless a domain on the host uses it: libvirt is asked, so the hold is
+// seen whoever defined the domain.
 func (e *Engine) DeleteVolume(ctx context.Context, pool, name string) error {
 	h, err := e.host()
 	if err != nil {
 		return err
 	}
+	if info, ok, err := h.Volume(pool, name); err == nil && ok {
+		users, err := volumeUsers(h, info)
+		if err != nil {
+			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot list the domains of %s", hostconn.Redacted(e.LibvirtURI()))
+		}
+		if len(users) > 0 {
+			return fault.New(fault.DiskInUse, "", "volume %s in pool %s is in use by domain %s on %s", name, pool, strings.Join(users, ", "), hostconn.Redacted(e.LibvirtURI())).
+				WithHint("Destroy the domain first (Terraform does, when the domain's disks refer to this conversion), or undefine it on the host.")
+		}
+	}
 	return volume.Remove(h, pool, name)
+}
+
+// volumeUsers names the domains whose disks are the volume, or overlays
+// standing on it.
+func volumeUsers(h *libvirt.Conn, info volume.Info) ([]string, error) {
+	ds, err := h.List()
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, d := range ds {
+		disks, _ := kvm.ObserveDisks(d.XML)
+		for _, dk := range disks {
+			_, backing, ok, err := h.VolumeByPath(dk.Path)
+			if dk.Path == info.Path || (err == nil && ok && backing == info.Path) {
+				users = append(users, d.Name)
+				break
+			}
+		}
+	}
+	return users, nil
+}
+
+// volumeConversion reads what a pool output's report says about its guest,
+// for a domain on the volume.
+func (e *Engine) volumeConversion(pool, name string) (kvm.Conversion, bool) {
+	h, err := e.host()
+	if err != nil {
+		return kvm.Conversion{}, false
+	}
+	rep, ok := e.volumeReport(context.Background(), h, pool, name)
+	if !ok || rep == nil || rep.Plan == nil || rep.Result == nil {
+		return kvm.Conversion{}, false
+	}
+	return kvm.Conversion{Guest: rep.Result.Guest, Fixes: fixesOf(rep.Plan.Request.Fixes)}, true
 }

@@ -18,6 +18,10 @@ func (m *Manager) Check(ctx context.Context, req Request, managed bool) error {
 	if err := checkDisks(req, true); err != nil {
 		return err
 	}
+	if req.remote() && req.InitialBootBus != "" {
+		return fault.New(fault.BootPhases, req.Name, "initial_boot_bus is not supported yet for disks in a storage pool").
+			WithHint("Remove initial_boot_bus: the windows-virtio fix registers virtio storage as boot-start, so the first boot can be on virtio.")
+	}
 	if m.Firmware(req) == "uefi" {
 		if _, _, err := (boottest.Firmware{Dir: m.cfg.FirmwareDir}).Paths(); err != nil {
 			return err
@@ -27,7 +31,7 @@ func (m *Manager) Check(ctx context.Context, req Request, managed bool) error {
 	// ran; otherwise CreateDomain checks again.
 	var info *guest.Info
 	if len(req.Disks) > 0 {
-		if c, ok := m.conversion(req.Disks[0].Source); ok {
+		if c, ok := m.conversion(req.Disks[0].Ref()); ok {
 			info = c.Guest
 		}
 	}
@@ -96,6 +100,13 @@ func checkDisks(req Request, missingOK bool) error {
 		return fault.New(fault.InvalidRequest, req.Name, "the domain has no disks").WithHint("Give it at least one entry in disks.")
 	}
 	for i, d := range req.Disks {
+		if (d.Pool != "") != (req.Disks[0].Pool != "") || (d.Pool != "" && d.Source != "") {
+			return fault.New(fault.InvalidRequest, req.Name, "disk %d of the domain mixes a file and a pool volume", i).
+				WithHint("Give every disk a pool and a volume (disks on the libvirt host), or every disk a path (files on this machine).")
+		}
+		if d.Pool != "" {
+			continue // checked through libvirt when the domain is created
+		}
 		if _, err := os.Stat(d.Source); err != nil {
 			if missingOK {
 				continue

@@ -10,7 +10,12 @@
 // disk's conversion report says) comes in through Deps.
 package kvm
 
-import "context"
+import (
+	"context"
+	"io"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/volume"
+)
 
 // State is a domain's run state.
 type State string
@@ -50,4 +55,16 @@ type Hypervisor interface {
 	// which names the user QEMU runs as.
 	Capabilities() (string, error)
 	Close() error
+
+	// The pools of the host, for domains whose disks are volumes.
+	volume.Storage
+	// CreateOverlayVolume makes a qcow2 volume in pool backed by the
+	// host's file backing (of format), of capacity bytes.
+	CreateOverlayVolume(pool, name, backing, format string, capacity uint64) (volume.Info, error)
+	// VolumeByPath finds the volume whose file on the host is path, and
+	// the file it is backed by; ok is false when no pool has it.
+	VolumeByPath(path string) (info volume.Info, backing string, ok bool, err error)
+	// OpenConsole copies the domain's serial console to w until ctx ends
+	// or the domain stops.
+	OpenConsole(ctx context.Context, name string, w io.Writer) error
 }

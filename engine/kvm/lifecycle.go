@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
@@ -37,9 +36,12 @@ type Request struct {
 	ShutdownTimeout time.Duration `json:"shutdown_timeout"`
 }
 
-// DiskRequest is a converted image and the bus it is attached on.
+// DiskRequest is a converted image and the bus it is attached on: a file
+// (Source) on this machine, or a volume of a pool on the libvirt host.
 type DiskRequest struct {
-	Source string `json:"source"`
+	Source string `json:"source,omitempty"`
+	Pool   string `json:"pool,omitempty"`
+	Volume string `json:"volume,omitempty"`
 	Bus    string `json:"bus"`
 }
 
@@ -63,7 +65,7 @@ func (m *Manager) Firmware(req Request) string {
 		return req.Firmware
 	}
 	if len(req.Disks) > 0 {
-		if c, ok := m.conversion(req.Disks[0].Source); ok && c.Guest != nil && c.Guest.Firmware != "" {
+		if c, ok := m.conversion(req.Disks[0].Ref()); ok && c.Guest != nil && c.Guest.Firmware != "" {
 			return c.Guest.Firmware
 		}
 	}
@@ -87,7 +89,12 @@ func randomMAC() string {
 
 // spec builds the definition for req, with every disk on bus (or its own).
 func (m *Manager) spec(ctx context.Context, req Request, st *Domain, bus string) (Spec, error) {
-	a, err := m.deps.Accel(ctx)
+	pl := m.place(req)
+	paths, err := pl.hostPaths(st)
+	if err != nil {
+		return Spec{}, err
+	}
+	a, err := m.accelFor(ctx, req)
 	if err != nil {
 		return Spec{}, err
 	}
@@ -102,14 +109,14 @@ func (m *Manager) spec(ctx context.Context, req Request, st *Domain, bus string)
 			return s, err
 		}
 		s.Loader, s.NVRAMTemplate = code, vars
-		s.NVRAM = filepath.Join(m.domainDir(req.Name), "OVMF_VARS.fd")
+		s.NVRAM = pl.nvram(req.Name)
 	}
 	for i, d := range req.Disks {
 		b := d.Bus
 		if bus != "" {
 			b = bus
 		}
-		s.Disks = append(s.Disks, Disk{Path: st.Overlays[i], Format: "qcow2", Bus: b})
+		s.Disks = append(s.Disks, Disk{Path: paths[i], Format: "qcow2", Bus: b})
 	}
 	for i, n := range req.NICs {
 		n.MAC = st.MACs[i]
@@ -131,12 +138,12 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 	if err := m.Check(ctx, req, false); err != nil {
 		return nil, err
 	}
-	if err := checkDisks(req, false); err != nil {
+	pl := m.place(req)
+	if err := pl.check(ctx, req); err != nil {
 		return nil, err
 	}
 	hv, _ := m.hypervisor()
-	dir := m.domainDir(req.Name)
-	st := &Domain{Firmware: m.Firmware(req), ConsoleLog: filepath.Join(dir, "console.log")}
+	st := &Domain{Firmware: m.Firmware(req)}
 	defer func() {
 		if err == nil {
 			return
@@ -146,26 +153,10 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 			hv.Destroy(req.Name)
 			hv.Undefine(req.Name)
 		}
-		for i, o := range st.Overlays {
-			output.RemoveHold(req.Disks[i].Source, o)
-		}
-		os.RemoveAll(dir)
+		pl.undo(req, st)
 	}()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the domain's folder")
-	}
-	os.Chmod(dir, 0o755) // libvirt runs QEMU as another user
-	for i, d := range req.Disks {
-		f, _, _ := detectFormat(d.Source)
-		ov := filepath.Join(dir, fmt.Sprintf("disk%d.qcow2", i))
-		if err := m.deps.CreateOverlay(ctx, ov, d.Source, f.QemuDriver()); err != nil {
-			return nil, err
-		}
-		os.Chmod(ov, 0o644)
-		st.Overlays = append(st.Overlays, ov)
-		if err := output.AddHold(d.Source, output.Hold{Domain: req.Name, URI: m.URI(), Overlay: ov}); err != nil {
-			return nil, fault.Wrap(fault.OutputNotWritable, d.Source, err, "cannot record that the domain uses the disk")
-		}
+	if err := pl.prepare(ctx, req, st); err != nil {
+		return nil, err
 	}
 	for _, n := range req.NICs {
 		if n.MAC == "" {
@@ -187,25 +178,34 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 	if err := checkBootPhases(req, info); err != nil {
 		return nil, err
 	}
-	a, _ := m.deps.Accel(ctx)
+	a, _ := m.accelFor(ctx, req)
 	opts := boottest.WithDefaults(req.BootTest.Options, string(a.Mode))
 	phase := func(bus string, last bool) (*boottest.Result, error) {
 		nonce := boottest.NewNonce()
 		if planted {
-			if err := m.instrumentOnce(ctx, st.Overlays[0], info, nonce, !last); err != nil {
+			if err := pl.instrument(ctx, st, info, nonce, !last); err != nil {
 				return nil, err
 			}
 		}
-		os.Remove(st.ConsoleLog)
+		if st.ConsoleLog != "" {
+			os.Remove(st.ConsoleLog)
+		}
+		work, err := m.deps.Scratch("domain-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(work)
 		firstBus, err := m.defineAndStart(ctx, hv, req, st, bus, true)
 		if err != nil {
 			return nil, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
+		console, stopConsole := pl.console(wctx, req, st, work)
+		defer stopConsole()
 		o := opts
 		o.DiskBus = firstBus
-		r, err := boottest.Watch(wctx, st.ConsoleLog, nonce, o, func() error {
+		r, err := boottest.Watch(wctx, console, nonce, o, func() error {
 			i, ok, err := hv.Lookup(req.Name)
 			if err != nil || !ok {
 				return fmt.Errorf("the domain disappeared")
@@ -270,9 +270,7 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 		return nil, fault.Wrap(fault.HypervisorFailed, req.Name, err, "cannot read the defined domain")
 	}
 	st.UUID, st.XML = di.UUID, di.XML
-	for i, o := range st.Overlays {
-		output.AddHold(req.Disks[i].Source, output.Hold{Domain: req.Name, UUID: st.UUID, URI: m.URI(), Overlay: o})
-	}
+	pl.published(req, st)
 	emit("domain ready", map[string]any{"uuid": st.UUID, "type": st.Type})
 	return st, nil
 }
@@ -294,8 +292,12 @@ func shutdownTimeout(req Request) time.Duration {
 // domainGuest finds the guest on the first disk: from its conversion
 // report, or by inspecting the overlay.
 func (m *Manager) domainGuest(ctx context.Context, req Request, st *Domain) (*guest.Info, error) {
-	if c, ok := m.conversion(req.Disks[0].Source); ok && c.Guest != nil {
+	if c, ok := m.conversion(req.Disks[0].Ref()); ok && c.Guest != nil {
 		return c.Guest, nil
+	}
+	if req.remote() {
+		return nil, fault.New(fault.BootTestImpossible, req.Name, "volume %s/%s has no vmconv report, so the guest on it is unknown and its boot cannot be judged", req.Disks[0].Pool, req.Disks[0].Volume).
+			WithHint("Convert it with vmconv_disk_conversion into the pool (its report is kept beside it), set boot_test.success_pattern to a line the guest writes to its serial console, or disable boot_test.")
 	}
 	work, err := m.deps.Scratch("domain-")
 	if err != nil {
@@ -399,18 +401,32 @@ func (m *Manager) Update(ctx context.Context, req Request, st *Domain) error {
 	return nil
 }
 
-// Delete stops and undefines the domain and removes its overlays and
-// holds. What is already gone is not an error.
-func (m *Manager) Delete(ctx context.Context, name string, disks []string, overlays []string) error {
+// Delete stops the domain, gracefully first (the power button, then the
+// plug after shutdown), undefines it and removes its overlays and holds.
+// What is already gone is not an error.
+func (m *Manager) Delete(ctx context.Context, name string, disks []string, overlays []string, shutdown time.Duration) error {
 	hv, err := m.hypervisor()
 	if err != nil {
 		return err
+	}
+	if i, ok, err := hv.Lookup(name); err == nil && ok && i.State == StateRunning && shutdown > 0 {
+		sctx, cancel := context.WithTimeout(ctx, shutdown)
+		err := hv.Shutdown(sctx, name)
+		cancel()
+		if err != nil {
+			return fault.Wrap(fault.HypervisorFailed, name, err, "cannot stop the domain")
+		}
 	}
 	if err := hv.Destroy(name); err != nil {
 		return fault.Wrap(fault.HypervisorFailed, name, err, "cannot stop the domain")
 	}
 	if err := hv.Undefine(name); err != nil {
 		return fault.Wrap(fault.HypervisorFailed, name, err, "cannot undefine the domain")
+	}
+	if len(overlays) > 0 {
+		if _, _, remote := ParseVolumeRef(overlays[0]); remote {
+			return m.removeVolumes(overlays)
+		}
 	}
 	for i, o := range overlays {
 		if i < len(disks) {
@@ -428,7 +444,7 @@ func (m *Manager) site(req Request) boottest.Site {
 		s.NICs = append(s.NICs, boottest.NIC{Network: n.Network, User: n.User})
 	}
 	if len(req.Disks) > 0 {
-		s.Disk = req.Disks[0].Source
+		s.Disk = req.Disks[0].Ref()
 		if c, ok := m.conversion(s.Disk); ok {
 			f := c.Fixes
 			s.Fixes = &f
@@ -454,6 +470,8 @@ func (m *Manager) Read(nameOrUUID string) (Live, bool, error) {
 		ld := LiveDisk{Path: d.Path, Bus: d.Bus}
 		if chain := BackingChain(d.Path); len(chain) > 0 {
 			ld.Backing = chain[0]
+		} else {
+			m.volumeDisk(&ld)
 		}
 		l.Disks = append(l.Disks, ld)
 	}

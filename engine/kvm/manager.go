@@ -43,6 +43,9 @@ type Deps struct {
 	// CreateOverlay makes a qcow2 overlay on backing (of format); its
 	// errors are ready for a diagnostic.
 	CreateOverlay func(ctx context.Context, overlay, backing, format string) error
+	// Rebase points a qcow2 overlay at another backing file (of format)
+	// without reading either (qemu-img rebase -u).
+	Rebase func(ctx context.Context, overlay, backing, format string) error
 	// OpenAppliance opens image in the inspection appliance, with work as
 	// its scratch folder.
 	OpenAppliance func(ctx context.Context, image, format, work string) (guest.Session, error)

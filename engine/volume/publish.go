@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
@@ -207,3 +208,36 @@ func (b bytesSource) Extents() ([]Extent, error) {
 	return []Extent{{0, int64(len(b)), true}}, nil
 }
 func (b bytesSource) ReadAt(p []byte, off int64) (int, error) { return copy(p, b[off:]), nil }
+
+// Reader reads a volume's file through ranged downloads: every ReadAt is a
+// round trip to the host, so callers cache (engine/nbd.NewCache).
+type Reader struct {
+	ctx        context.Context
+	st         Storage
+	pool, name string
+	size       int64
+}
+
+// NewReader reads info's file, of info.Physical bytes.
+func NewReader(ctx context.Context, st Storage, info Info) *Reader {
+	return &Reader{ctx: ctx, st: st, pool: info.Pool, name: info.Name, size: int64(info.Physical)}
+}
+
+// Size is the file's length.
+func (r *Reader) Size() int64 { return r.size }
+
+func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), r.size-off)
+	b, err := r.st.Download(r.ctx, r.pool, r.name, off, n)
+	if err != nil {
+		return 0, err
+	}
+	c := copy(p, b)
+	if int64(c) < int64(len(p)) {
+		return c, io.EOF
+	}
+	return c, nil
+}

@@ -67,6 +67,8 @@ type kvmDomainModel struct {
 
 type domainDisk struct {
 	Path    types.String `tfsdk:"path"`
+	Pool    types.String `tfsdk:"pool"`
+	Volume  types.String `tfsdk:"volume"`
 	Bus     types.String `tfsdk:"bus"`
 	Overlay types.String `tfsdk:"overlay"`
 }
@@ -122,10 +124,18 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				Validators:    []validator.List{listvalidator.SizeAtLeast(1)},
 				PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"path": schema.StringAttribute{Required: true, MarkdownDescription: "A converted image, typically `vmconv_disk_conversion.<name>.output.path`."},
+					"path": schema.StringAttribute{Optional: true, MarkdownDescription: "A converted image on this machine, typically `vmconv_disk_conversion.<name>.output.path`. Set `path`, or `pool` and `volume`.",
+						Validators: []validator.String{stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))}},
+					"pool": schema.StringAttribute{Optional: true,
+						MarkdownDescription: "A storage pool on the provider's libvirt host holding the converted volume (`vmconv_disk_conversion.<name>.output.pool`). " +
+							"The domain's own disk is then a qcow2 volume `<name>-disk<N>.qcow2` in the same pool, backed by `volume`; the boot test reads the serial console through libvirt. " +
+							"Every disk of a domain is a file, or every disk a volume.",
+						Validators: []validator.String{stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("volume"))}},
+					"volume": schema.StringAttribute{Optional: true, MarkdownDescription: "The converted volume in `pool` (`vmconv_disk_conversion.<name>.output.volume`).",
+						Validators: []validator.String{stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))}},
 					"bus": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
 						MarkdownDescription: "`virtio` (default), `sata` or `scsi` (virtio-scsi).", Validators: []validator.String{stringvalidator.OneOf("virtio", "sata", "scsi")}},
-					"overlay": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's own disk: a qcow2 overlay on `path`.",
+					"overlay": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's own disk: a qcow2 overlay on the converted image, a file path, or `volume:<pool>/<name>` for a pool volume.",
 						PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 				}},
 			},
@@ -222,7 +232,7 @@ func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		return
 	}
 	for _, d := range plan.Disks {
-		if d.Path.IsUnknown() {
+		if d.Path.IsUnknown() || d.Pool.IsUnknown() || d.Volume.IsUnknown() {
 			return // decided at apply
 		}
 	}
@@ -348,11 +358,15 @@ func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, 
 // its definition: a vmconv overlay's backing file is the converted image.
 func (m *kvmDomainModel) fillImported(live engine.LiveDomain) {
 	for _, d := range live.Disks {
-		path := d.Path
+		base := d.Path
 		if d.Backing != "" {
-			path = d.Backing
+			base = d.Backing
 		}
-		m.Disks = append(m.Disks, domainDisk{Path: types.StringValue(path), Bus: types.StringValue(d.Bus), Overlay: types.StringValue(d.Path)})
+		disk := domainDisk{Path: types.StringValue(base), Pool: types.StringNull(), Volume: types.StringNull(), Bus: types.StringValue(d.Bus), Overlay: types.StringValue(d.Path)}
+		if pool, vol, ok := engine.ParseVolumeRef(base); ok {
+			disk.Path, disk.Pool, disk.Volume = types.StringNull(), types.StringValue(pool), types.StringValue(vol)
+		}
+		m.Disks = append(m.Disks, disk)
 	}
 	for i, n := range live.NICs {
 		nic := domainNIC{Model: types.StringValue(n.Model), MAC: types.StringValue(live.MACs[i]), Network: types.StringNull(), User: types.BoolNull()}
@@ -421,7 +435,9 @@ func (r *kvmDomainResource) Delete(ctx context.Context, req resource.DeleteReque
 	for _, dd := range state.Disks {
 		disks, overlays = append(disks, dd.Path.ValueString()), append(overlays, dd.Overlay.ValueString())
 	}
-	if err := r.data.engine.DeleteDomain(ctx, state.Name.ValueString(), disks, overlays); err != nil {
+	// shutdown_timeout bounds the graceful stop before the domain is forced off.
+	shutdown, _ := time.ParseDuration(state.ShutdownTimeout.ValueString())
+	if err := r.data.engine.DeleteDomain(ctx, state.Name.ValueString(), disks, overlays, shutdown); err != nil {
 		addFault(&resp.Diagnostics, "Deleting the domain", err)
 	}
 }
@@ -442,7 +458,7 @@ func (r *kvmDomainResource) toRequest(ctx context.Context, m *kvmDomainModel) en
 		d.ShutdownTimeout = t
 	}
 	for _, disk := range m.Disks {
-		d.Disks = append(d.Disks, engine.DomainDisk{Source: disk.Path.ValueString(), Bus: disk.Bus.ValueString()})
+		d.Disks = append(d.Disks, engine.DomainDisk{Source: disk.Path.ValueString(), Pool: disk.Pool.ValueString(), Volume: disk.Volume.ValueString(), Bus: disk.Bus.ValueString()})
 	}
 	for _, n := range m.NetworkInterfaces {
 		nic := engine.DomainNIC{Network: n.Network.ValueString(), User: n.User.ValueBool(), Model: n.Model.ValueString()}

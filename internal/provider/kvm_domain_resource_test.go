@@ -54,7 +54,7 @@ func init() {
 				for _, d := range live.Disks {
 					disks, overlays = append(disks, d.Backing), append(overlays, d.Path)
 				}
-				if err := e.DeleteDomain(context.Background(), n, disks, overlays); err != nil {
+				if err := e.DeleteDomain(context.Background(), n, disks, overlays, 0); err != nil {
 					return err
 				}
 				fmt.Println("swept domain", n)

@@ -22,6 +22,9 @@ type Tool interface {
 	Info(ctx context.Context, path, driver string) (*Info, error)
 	Measure(ctx context.Context, src, srcDriver, outFormat string, compressed bool) (*Measure, error)
 	CreateOverlay(ctx context.Context, path, backing, backingDriver string) error
+	// RebaseUnsafe rewrites an overlay's backing file name and format
+	// without opening either image (qemu-img rebase -u).
+	RebaseUnsafe(ctx context.Context, path, backing, backingDriver string) error
 	Convert(ctx context.Context, a ConvertArgs, progress func(pct float64)) error
 	Check(ctx context.Context, path, driver string) (*CheckResult, error)
 }
@@ -108,6 +111,11 @@ func (e Exec) CreateOverlay(ctx context.Context, path, backing, backingDriver st
 	_, err := run.Run(ctx, run.Cmd{Name: e.bin(), Args: []string{
 		"create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", "-b", backing, "-F", backingDriver, path,
 	}})
+	return err
+}
+
+func (e Exec) RebaseUnsafe(ctx context.Context, path, backing, backingDriver string) error {
+	_, err := run.Run(ctx, run.Cmd{Name: e.bin(), Args: []string{"rebase", "-u", "-f", "qcow2", "-b", backing, "-F", backingDriver, path}})
 	return err
 }
 

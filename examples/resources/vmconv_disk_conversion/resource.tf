@@ -33,6 +33,15 @@ resource "vmconv_disk_conversion" "win" {
   }
 }
 
+# Into a storage pool of a KVM host: the provider's uri names the host (see
+# the provider example for qemu+ssh). The image is uploaded through libvirt
+# with its holes kept and appears in the pool under its name only once
+# complete; nothing is left on the machine that runs Terraform.
+resource "vmconv_disk_conversion" "db" {
+  source = { path = "/data/db/db-000003.vmdk" }
+  output = { pool = "vmconv", volume = "db.qcow2" }
+}
+
 output "web_disk" {
   value = vmconv_disk_conversion.web.output_sha256
 }

@@ -23,3 +23,20 @@ resource "vmconv_kvm_domain" "legacy" {
   disks            = [{ path = "/var/lib/vmconv/legacy.qcow2" }]
   initial_boot_bus = "sata"
 }
+
+# On a remote KVM host (the provider's uri, for example
+# qemu+ssh://root@kvm1.example/system): the disks are volumes of a storage
+# pool there, converted by vmconv_disk_conversion with output.pool. The
+# domain's own disk is a volume in the same pool backed by the converted
+# one, and the boot test reads the serial console through libvirt.
+resource "vmconv_disk_conversion" "db" {
+  source = { path = "/data/db/db-000003.vmdk" }
+  output = { pool = "vmconv", volume = "db.qcow2" }
+}
+
+resource "vmconv_kvm_domain" "db" {
+  name               = "db"
+  disks              = [{ pool = vmconv_disk_conversion.db.output.pool, volume = vmconv_disk_conversion.db.output.volume }]
+  network_interfaces = [{ network = "default" }]
+  shutdown_timeout   = "2m" # ACPI power button first; forced off after this
+}

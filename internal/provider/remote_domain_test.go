@@ -1,0 +1,108 @@
+package provider_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
+	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
+)
+
+// TestAccKVMDomain_remote is issue 13's end to end: the fixture guest is
+// converted (fixed, not booted here) into a storage pool of a libvirt host
+// reached over qemu+ssh, whose pool the runner cannot see, and boots there
+// as a vmconv_kvm_domain whose boot test reads the serial console through
+// libvirt. The volume is held while the domain uses it, the domain
+// imports, and destroy shuts it down gracefully and leaves the pool empty.
+func TestAccKVMDomain_remote(t *testing.T) {
+	t.Parallel()
+	fx := acctest.GuestFixtures(t)
+	h := libvirttest.Start(t)
+	name := testDomainName("remote")
+	cfg := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts) + fmt.Sprintf(`
+resource "vmconv_disk_conversion" "guest" {
+  source    = { path = %s }
+  output    = { pool = %q, volume = "plain.qcow2" }
+  boot_test = { enabled = false }
+}
+
+resource "vmconv_kvm_domain" "web" {
+  name               = %q
+  disks              = [{ pool = vmconv_disk_conversion.guest.output.pool, volume = vmconv_disk_conversion.guest.output.volume }]
+  network_interfaces = [{ user = true }]
+  boot_test          = { timeout = "25m" }
+  shutdown_timeout   = "2m"
+}
+`, acctest.HCLString(fx.Path(fx.Variants["plain"].Disk)), h.Pool, name)
+	const web = "vmconv_kvm_domain.web"
+	overlay := name + "-disk0.qcow2"
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		CheckDestroy: func(*terraform.State) error {
+			if got := volumesOf(t, h); got != "" {
+				return fmt.Errorf("destroy left %q in the pool", got)
+			}
+			if got := strings.TrimSpace(h.Virsh(t, "list", "--all", "--name")); got != "" {
+				return fmt.Errorf("destroy left domains %q", got)
+			}
+			// The guest was asked to power off and did: not destroyed.
+			log, err := h.Exec(t, "cat", "/var/log/libvirt/qemu/"+name+".log")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(log), "shutting down, reason=shutdown") {
+				return fmt.Errorf("the domain was not shut down gracefully:\n%s", log)
+			}
+			h.RunnerViewUntouched(t)
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(web, "boot_test_result.status", "passed"),
+					resource.TestCheckResourceAttr(web, "boot_test_result.disk_bus", "virtio"),
+					resource.TestCheckResourceAttr(web, "disks.0.overlay", "volume:"+h.Pool+"/"+overlay),
+					resource.TestMatchResourceAttr(web, "xml", regexp.MustCompile(`<source file='`+regexp.QuoteMeta(h.PoolPath+"/"+overlay)+`'`)),
+					func(*terraform.State) error {
+						if got := volumesOf(t, h); got != "plain.qcow2 plain.qcow2.vmconv.json "+overlay { // virsh sorts by name
+							return fmt.Errorf("the pool holds %q", got)
+						}
+						if s := strings.TrimSpace(h.Virsh(t, "domstate", name)); s != "running" {
+							return fmt.Errorf("domain %s is %q on the host", name, s)
+						}
+						// The overlay stands on the converted volume, on the host.
+						info, err := h.Exec(t, "qemu-img", "info", h.PoolPath+"/"+overlay)
+						if err != nil || !strings.Contains(string(info), "backing file: "+h.PoolPath+"/plain.qcow2") {
+							return fmt.Errorf("overlay: %v\n%s", err, info)
+						}
+						// Held through libvirt: the volume may not go while the domain uses it.
+						e, err := engine.New(engine.Config{WorkDir: t.TempDir(), CacheDir: t.TempDir(), LibvirtURI: h.BareURI, SSHKeyFile: h.KeyFile, SSHKnownHosts: h.KnownHosts})
+						if err != nil {
+							return err
+						}
+						if err := e.DeleteVolume(context.Background(), h.Pool, "plain.qcow2"); !fault.Is(err, fault.DiskInUse) || !strings.Contains(err.Error(), name) {
+							return fmt.Errorf("deleting a volume a domain uses: %v", err)
+						}
+						h.RunnerViewUntouched(t)
+						return nil
+					},
+				),
+			},
+			{Config: cfg, PlanOnly: true},
+			{
+				ResourceName: web, ImportState: true, ImportStateId: name, ImportStateVerify: true,
+				ImportStateVerifyIgnore: []string{"boot_", "timeouts", "shutdown_timeout"},
+			},
+		},
+	})
+}
