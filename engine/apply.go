@@ -94,7 +94,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 		if err := checkVMNotHeld(p.Output.Path); err != nil {
 			return nil, err
 		}
-		set, err := output.BeginSet(p.Output.Path, output.SetOptions{Replace: opts.ManagedOutput || p.Request.Output.Overwrite})
+		set, err := output.BeginSet(p.Output.Path, output.SetOptions{Replace: opts.ManagedOutput || p.Request.Output.Overwrite || p.Request.Output.VM})
 		if err != nil {
 			return nil, err
 		}
@@ -153,6 +153,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, stageError(ctx, StageConvert, p.Output.Path, err)
+	}
+	if p.Output.Volume != nil && j.set != nil {
+		if err := e.publishSet(ctx, j); err != nil {
+			return j.res, err
+		}
+		return j.res, e.publishVolumeSet(ctx, j)
 	}
 	if p.Output.Volume != nil {
 		return j.res, e.publishVolume(ctx, j)

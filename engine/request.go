@@ -62,6 +62,10 @@ type OutputSpec struct {
 	// converts into a private staging folder and uploads (engine/volume).
 	Pool   string `json:"pool,omitempty"`
 	Volume string `json:"volume,omitempty"`
+	// VM marks a whole VM published into Pool: one volume per disk, named
+	// "<Volume>-disk<N>.<format>" (Volume defaults to the VM's name), and
+	// one report for the set, "<Volume>.vmconv.json".
+	VM bool `json:"vm,omitempty"`
 }
 
 func normalize(req Request) (Request, error) {

@@ -42,7 +42,9 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp}
 	p.Hardware = rs.local.Hardware
 	// The folder is judged as the apply's BeginSet will judge it.
-	if err := output.CheckSet(dir, output.SetOptions{Replace: opts.ManagedOutput || req.Output.Overwrite}); err != nil {
+	// A pool output's staging folder is vmconv's own: what a killed run
+	// left there is replaced.
+	if err := output.CheckSet(dir, output.SetOptions{Replace: opts.ManagedOutput || req.Output.Overwrite || req.Output.VM}); err != nil {
 		return nil, err
 	}
 	name := vmOutputName(shown)
@@ -51,6 +53,14 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 		name = vmOutputName(dir) // a list has no name of its own
 	case "vsphere":
 		name = vmOutputName(req.Source.VSphere.VM) // its inventory name or path
+	}
+	if req.Output.VM {
+		switch {
+		case req.Output.Volume != "":
+			name = req.Output.Volume
+		case rs.src.Kind() == "disks":
+			name = "vm"
+		}
 	}
 	p.Output = OutputPlan{Path: dir, Format: req.Output.Format, Compression: req.Output.Compression}
 	var layers int

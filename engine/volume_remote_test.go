@@ -273,3 +273,59 @@ func TestVolumeUploadKilled(t *testing.T) {
 	}
 	h.RunnerViewUntouched(t)
 }
+
+func TestVolumeVMOnRemoteHost(t *testing.T) {
+	h := libvirttest.Start(t)
+	a, b := sparseSource(t), sparseSource(t)
+	cfg := remoteConfig(t, h)
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := engine.Request{Source: engine.SourceSpec{Disks: []engine.SourceSpec{{Path: a}, {Path: b}}},
+		Output: engine.OutputSpec{Pool: h.Pool, Volume: "db", VM: true, Format: "qcow2"}}
+	p, err := e.Plan(ctx, req, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vp := p.Output.Volume; vp == nil || vp.Name != "db" || strings.Join(vp.Disks, " ") != "db-disk0.qcow2 db-disk1.qcow2" {
+		t.Fatalf("planned volumes %+v", p.Output.Volume)
+	}
+	res, err := e.Apply(ctx, p, nil, engine.ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := poolVolumes(t, h); strings.Join(got, " ") != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
+		t.Fatalf("pool holds %v", got)
+	}
+	for i, src := range []string{a, b} {
+		v := res.Disks[i].Volume
+		if v == nil || v.Allocation > 40*mib {
+			t.Fatalf("disk %d: %+v", i, v)
+		}
+		if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, v.Path); err != nil {
+			t.Fatalf("disk %d is not its source: %v %s", i, err, out)
+		}
+	}
+	if big := bigFiles(cfg.CacheDir); len(big) > 0 {
+		t.Errorf("the runner kept copies after the upload: %v", big)
+	}
+	h.RunnerViewUntouched(t)
+	rep, disks, err := e.ReadVolumeSet(ctx, h.Pool, "db", nil)
+	if err != nil || rep == nil || len(disks) != 2 || !disks[1].Exists || disks[1].Stamp != rep.Result.Disks[1].Volume.Stamp {
+		t.Fatalf("read back: %+v %+v %v", rep, disks, err)
+	}
+	if _, err := e.Plan(ctx, req, engine.PlanOptions{}); !fault.Is(err, fault.OutputExists) {
+		t.Fatalf("planning the same VM again for another resource: %v", err)
+	}
+	if p2, err := e.Plan(ctx, req, engine.PlanOptions{ManagedOutput: true}); err != nil || !p2.Output.Volume.Replaces {
+		t.Fatalf("re-planning its own VM: %v", err)
+	}
+	if err := e.DeleteVolume(ctx, h.Pool, "db", rep.Plan.Output.Volume.Disks...); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolVolumes(t, h); len(got) != 0 {
+		t.Errorf("delete left %v", got)
+	}
+}

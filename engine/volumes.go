@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,11 @@ type VolumePlan struct {
 	Available uint64 `json:"available"`
 	// Replaces is set when a volume vmconv published is replaced.
 	Replaces bool `json:"replaces"`
+	// Disks are a whole VM's volumes, in its order; Name is then the
+	// prefix of their names and of the set's report.
+	Disks []string `json:"disks,omitempty"`
+	// overwrite lets a volume vmconv did not publish be replaced.
+	overwrite bool
 }
 
 // VolumeResult is a published volume.
@@ -105,20 +111,19 @@ func (e *Engine) stagingPath(pool, name string) string {
 }
 
 // planVolume checks a pool output against the host and points the
-// request's output path at its staging file.
+// request's output at its staging file (a disk) or folder (a whole VM). A
+// whole VM's volume names are known after planVM; checkVMVolumes checks
+// them.
 func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions) (*VolumePlan, error) {
 	o := &req.Output
 	switch {
-	case o.Dir != "":
-		return nil, fault.New(fault.InvalidRequest, "", "output.pool is not supported for whole VMs yet").
-			WithHint("Convert each disk with vmconv_disk_conversion into the pool, or use output.dir.")
-	case o.Path != "":
-		return nil, fault.New(fault.InvalidRequest, o.Path, "both output.path and output.pool are set").
-			WithHint("output.path writes a file on this machine; output.pool and output.volume publish a volume on the provider's libvirt host. Set one.")
-	case o.Pool == "" || o.Volume == "":
+	case o.Path != "" || o.Dir != "":
+		return nil, fault.New(fault.InvalidRequest, o.Path+o.Dir, "both a local output and output.pool are set").
+			WithHint("output.path and output.dir write on this machine; output.pool publishes volumes on the provider's libvirt host. Set one.")
+	case o.Pool == "" || (o.Volume == "" && !o.VM):
 		return nil, fault.New(fault.InvalidRequest, "", "output.pool and output.volume go together").
 			WithHint("Name the storage pool and the volume to create in it.")
-	case !volumeName.MatchString(o.Volume) || volume.IsReport(o.Volume) || volume.IsPart(o.Volume, ""):
+	case o.Volume != "" && (!volumeName.MatchString(o.Volume) || volume.IsReport(o.Volume) || volume.IsPart(o.Volume, "")):
 		return nil, fault.New(fault.InvalidRequest, "", "%q is not a volume name vmconv can publish", o.Volume).
 			WithHint("Use letters, digits, '.', '_', '+' and '-' (no '/'), not ending in %s.", volume.ReportSuffix)
 	}
@@ -126,7 +131,7 @@ func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions)
 	if err != nil {
 		return nil, err
 	}
-	vp := &VolumePlan{URI: hostconn.Redacted(e.LibvirtURI()), Pool: o.Pool, Name: o.Volume, Format: o.Format}
+	vp := &VolumePlan{URI: hostconn.Redacted(e.LibvirtURI()), Pool: o.Pool, Name: o.Volume, Format: o.Format, overwrite: o.Overwrite}
 	pi, err := h.Pool(o.Pool)
 	if err != nil {
 		f := fault.Wrap(fault.PoolMissing, "", err, "storage pool %s is not usable on %s", o.Pool, vp.URI).WithFact("URI", vp.URI)
@@ -136,28 +141,67 @@ func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions)
 		return nil, f
 	}
 	vp.PoolPath, vp.Available = pi.Path, pi.Available
-	if _, ok, err := h.Volume(o.Pool, o.Volume); err != nil {
-		return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot look up volume %s/%s", o.Pool, o.Volume)
-	} else if ok {
-		_, ours := e.volumeReport(ctx, h, o.Pool, o.Volume)
-		switch {
-		case ours && (opts.ManagedOutput || o.Overwrite):
-			vp.Replaces = true
-		case !ours && o.Overwrite:
-			vp.Replaces = true
-		default:
-			hint := "Choose another output.volume, or delete the volume (virsh vol-delete --pool %s %s) if it is not needed."
-			if ours {
-				hint = "vmconv published it, for another resource or an apply Terraform did not record: set output.overwrite = true to replace it, or delete it (virsh vol-delete --pool %s %s)."
-			}
-			return nil, fault.New(fault.OutputExists, "", "volume %s already exists in pool %s on %s", o.Volume, o.Pool, vp.URI).WithHint(hint, o.Pool, o.Volume)
+	if o.VM {
+		// The VM's own folder of staging images, private to this runner.
+		key, _ := json.Marshal(req.Source)
+		sum := sha256.Sum256(append(key, o.Volume...))
+		o.Dir = e.stagingPath(o.Pool, "vm-"+hex.EncodeToString(sum[:6]))
+		if err := os.MkdirAll(filepath.Dir(o.Dir), 0o700); err != nil {
+			return nil, fault.Wrap(fault.OutputNotWritable, filepath.Dir(o.Dir), err, "cannot create the staging folder for uploads")
 		}
+		return vp, nil
+	}
+	if err := e.checkVolumesFree(ctx, h, vp, o.Volume, []string{o.Volume, volume.ReportName(o.Volume)}, opts.ManagedOutput || o.Overwrite); err != nil {
+		return nil, err
 	}
 	o.Path = e.stagingPath(o.Pool, o.Volume)
 	if err := os.MkdirAll(filepath.Dir(o.Path), 0o700); err != nil {
 		return nil, fault.Wrap(fault.OutputNotWritable, filepath.Dir(o.Path), err, "cannot create the staging folder for uploads")
 	}
 	return vp, nil
+}
+
+// checkVolumesFree refuses names taken by volumes that are not vmconv's
+// own under the report of reportOf (unless replace), and sets
+// vp.Replaces when some will be replaced.
+func (e *Engine) checkVolumesFree(ctx context.Context, h *libvirt.Conn, vp *VolumePlan, reportOf string, names []string, replace bool) error {
+	_, ours := e.volumeReport(ctx, h, vp.Pool, reportOf)
+	for _, n := range names {
+		_, ok, err := h.Volume(vp.Pool, n)
+		if err != nil {
+			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot look up volume %s/%s", vp.Pool, n)
+		}
+		if !ok {
+			continue
+		}
+		if replace && (ours || vp.overwrite) {
+			vp.Replaces = true
+			continue
+		}
+		hint := "Choose another output.volume, or delete the volume (virsh vol-delete --pool %s %s) if it is not needed."
+		if ours {
+			hint = "vmconv published it, for another resource or an apply Terraform did not record: set output.overwrite = true to replace it, or delete it (virsh vol-delete --pool %s %s)."
+		}
+		return fault.New(fault.OutputExists, "", "volume %s already exists in pool %s on %s", n, vp.Pool, vp.URI).WithHint(hint, vp.Pool, n)
+	}
+	return nil
+}
+
+// checkVMVolumes names a whole VM's volumes after planVM and checks them.
+func (e *Engine) checkVMVolumes(ctx context.Context, p *Plan, opts PlanOptions) error {
+	vp := p.Output.Volume
+	vp.Disks = nil
+	for _, d := range p.Disks {
+		vp.Disks = append(vp.Disks, filepath.Base(d.Output.Path))
+	}
+	if vp.Name == "" && len(vp.Disks) > 0 {
+		vp.Name = strings.TrimSuffix(vp.Disks[0], fmt.Sprintf("-disk0.%s", p.Output.Format))
+	}
+	h, err := e.host()
+	if err != nil {
+		return err
+	}
+	return e.checkVolumesFree(ctx, h, vp, vp.Name, append(slices.Clone(vp.Disks), volume.ReportName(vp.Name)), opts.ManagedOutput || p.Request.Output.Overwrite)
 }
 
 // checkVolumeSpace checks the pool can hold the upload and its published
@@ -219,27 +263,80 @@ func (e *Engine) publishVolume(ctx context.Context, j *job) error {
 		return json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
 	}
 	publishing, _ := report(nil)
-	start, last := time.Now(), time.Time{}
+	start := time.Now()
 	pub, err := volume.Publish(ctx, h, volume.Target{Pool: vp.Pool, Name: vp.Name, Format: p.Output.Format, Replace: vp.Replaces}, src, publishing,
-		func(v volume.Published) ([]byte, error) {
-			return report(&VolumeResult{URI: vp.URI, Pool: vp.Pool, Name: vp.Name, Path: v.Path, Format: v.Format,
-				Capacity: v.Capacity, Allocation: v.Allocation, Physical: v.Physical, Stamp: v.Stamp, Sent: v.Sent})
-		},
-		func(done, total int64) {
-			if done >= 4<<20 {
-				testHold(ctx, "mid-upload")
-			}
-			if time.Since(last) >= 5*time.Second || done == total {
-				last = time.Now()
-				j.emit(EventProgress, "", fmt.Sprintf("uploading to %s/%s: %d of %d MiB", vp.Pool, vp.Name, done>>20, total>>20),
-					map[string]any{"done": done, "total": total})
-			}
-		})
+		func(v volume.Published) ([]byte, error) { return report(volumeResult(vp, v)) }, j.uploadProgress(ctx, vp))
 	if err != nil {
 		return err
 	}
 	j.emit(EventInfo, "", "volume published", map[string]any{"pool": vp.Pool, "volume": vp.Name, "path": pub.Path,
 		"allocation": pub.Allocation, "sent": pub.Sent, "seconds": time.Since(start).Seconds()})
+	return nil
+}
+
+func volumeResult(vp *VolumePlan, v volume.Published) *VolumeResult {
+	return &VolumeResult{URI: vp.URI, Pool: vp.Pool, Name: v.Name, Path: v.Path, Format: v.Format,
+		Capacity: v.Capacity, Allocation: v.Allocation, Physical: v.Physical, Stamp: v.Stamp, Sent: v.Sent}
+}
+
+// uploadProgress reports an upload every 5 seconds and at its end.
+func (j *job) uploadProgress(ctx context.Context, vp *VolumePlan) func(done, total int64) {
+	var last time.Time
+	return func(done, total int64) {
+		if done >= 4<<20 {
+			testHold(ctx, "mid-upload")
+		}
+		if time.Since(last) >= 5*time.Second || done == total {
+			last = time.Now()
+			j.emit(EventProgress, "", fmt.Sprintf("uploading to pool %s: %d of %d MiB", vp.Pool, done>>20, total>>20),
+				map[string]any{"done": done, "total": total})
+		}
+	}
+}
+
+// publishVolumeSet uploads a whole VM's images, published in its staging
+// folder, as one set of volumes with one report, then removes the folder.
+func (e *Engine) publishVolumeSet(ctx context.Context, j *job) error {
+	p := j.plan
+	vp := p.Output.Volume
+	defer os.RemoveAll(p.Output.Path)
+	h, err := e.host()
+	if err != nil {
+		return err
+	}
+	select {
+	case e.upSem <- struct{}{}:
+		defer func() { <-e.upSem }()
+	case <-ctx.Done():
+		return fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
+	}
+	var items []volume.Item
+	for i, d := range j.res.Disks {
+		src, err := volume.OpenFile(d.Path)
+		if err != nil {
+			return fault.Wrap(fault.Internal, d.Path, err, "cannot open the converted image")
+		}
+		defer src.Close()
+		items = append(items, volume.Item{Name: vp.Disks[i], Format: p.Output.Format, Src: src})
+	}
+	j.res.Output.Path, j.res.Output.ReportPath = "", ""
+	report := func() ([]byte, error) {
+		return json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
+	}
+	publishing, _ := report()
+	ps, err := volume.PublishSet(ctx, h, vp.Pool, vp.Name, items, vp.Replaces, publishing, func(ps []volume.Published) ([]byte, error) {
+		j.res.Output.Volume = &VolumeResult{URI: vp.URI, Pool: vp.Pool, Name: vp.Name, Format: p.Output.Format}
+		for i, v := range ps {
+			j.res.Disks[i].Volume = volumeResult(vp, v)
+			j.res.Disks[i].Path = v.Path
+			j.res.Output.Volume.Sent += v.Sent
+		}
+		return report()
+	}, j.uploadProgress(ctx, vp))
+	if err != nil {
+		return err
+	}
+	j.emit(EventInfo, "", "VM published", map[string]any{"pool": vp.Pool, "volumes": len(ps), "sent": j.res.Output.Volume.Sent})
 	return nil
 }
 
@@ -273,15 +370,23 @@ func (e *Engine) ReadVolume(ctx context.Context, pool, name string) (VolumeStatu
 	return VolumeStatus{Exists: true, Info: info, Stamp: st, Report: rep}, nil
 }
 
-// DeleteVolume removes a published volume, its report and temporaries,
-// unless a domain on the host uses it: libvirt is asked, so the hold is
-// seen whoever defined the domain.
-func (e *Engine) DeleteVolume(ctx context.Context, pool, name string) error {
+// DeleteVolume removes published volumes (a disk's, or a whole VM's set
+// under the report of reportOf), their report and temporaries, unless a
+// domain on the host uses one: libvirt is asked, so the hold is seen
+// whoever defined the domain.
+func (e *Engine) DeleteVolume(ctx context.Context, pool, reportOf string, names ...string) error {
 	h, err := e.host()
 	if err != nil {
 		return err
 	}
-	if info, ok, err := h.Volume(pool, name); err == nil && ok {
+	if len(names) == 0 {
+		names = []string{reportOf}
+	}
+	for _, name := range names {
+		info, ok, err := h.Volume(pool, name)
+		if err != nil || !ok {
+			continue
+		}
 		users, err := volumeUsers(h, info)
 		if err != nil {
 			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot list the domains of %s", hostconn.Redacted(e.LibvirtURI()))
@@ -291,7 +396,31 @@ func (e *Engine) DeleteVolume(ctx context.Context, pool, name string) error {
 				WithHint("Destroy the domain first (Terraform does, when the domain's disks refer to this conversion), or undefine it on the host.")
 		}
 	}
-	return volume.Remove(h, pool, name)
+	return volume.Remove(h, pool, reportOf, names...)
+}
+
+// ReadVolumeSet reads a whole VM's volumes and its set's report, for
+// drift detection and import; names are the volumes in the VM's order
+// (nil: as the report lists them).
+func (e *Engine) ReadVolumeSet(ctx context.Context, pool, reportOf string, names []string) (*Report, []VolumeStatus, error) {
+	h, err := e.host()
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, _ := e.volumeReport(ctx, h, pool, reportOf)
+	if names == nil && rep != nil && rep.Plan != nil && rep.Plan.Output.Volume != nil {
+		names = rep.Plan.Output.Volume.Disks
+	}
+	var out []VolumeStatus
+	for _, n := range names {
+		st, err := e.ReadVolume(ctx, pool, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		st.Report = nil
+		out = append(out, st)
+	}
+	return rep, out, nil
 }
 
 // volumeUsers names the domains whose disks are the volume, or overlays

@@ -143,7 +143,14 @@ func (p *poolDisks) instrument(ctx context.Context, st *Domain, info *guest.Info
 		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot read the domain's disk %s/%s to prepare its boot test", pool, name)
 	}
 	base := p.bases[0]
-	sock := filepath.Join(work, "base.sock")
+	// A unix socket's path has at most 107 bytes; the work folder may be
+	// deeper than that.
+	sockDir, err := os.MkdirTemp("", "vmconv-nbd-")
+	if err != nil {
+		return fault.Wrap(fault.Internal, "", err, "cannot make a folder for the NBD socket")
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "s")
 	l, err := nbd.Listen(sock)
 	if err != nil {
 		return fault.Wrap(fault.Internal, sock, err, "cannot serve the base volume to the appliance")
@@ -157,7 +164,7 @@ func (p *poolDisks) instrument(ctx context.Context, st *Domain, info *guest.Info
 		nbd.Serve(sctx, l, nbd.NewCache(r, r.Size(), 1<<20, 256), r.Size())
 	}()
 	defer func() { stop(); l.Close(); wg.Wait() }()
-	if err := p.m.deps.Rebase(ctx, local, "nbd+unix:///?socket="+sock, base.Format); err != nil {
+	if err := p.m.deps.Rebase(ctx, local, nbd.URI(sock), base.Format); err != nil {
 		return err
 	}
 	if err := p.m.instrumentOnce(ctx, local, info, nonce, poweroff); err != nil {

@@ -31,83 +31,118 @@ type Published struct {
 	Sent int64
 }
 
-// Publish uploads src as t.Name. The report of the new volume is written
-// first as "publishing" (so a run killed after the swap leaves a volume
-// vmconv recognises as its own), then the volume, then the final report
-// made by report from what was published.
+// Item is one image of a set: its volume's name and format, and the file.
+type Item struct {
+	Name, Format string
+	Src          Source
+}
+
+// Publish uploads src as t.Name, with its report beside it.
 func Publish(ctx context.Context, st Storage, t Target, src Source, publishing []byte, report func(Published) ([]byte, error), progress func(done, total int64)) (Published, error) {
-	where := t.Pool + "/" + t.Name
-	if _, err := Sweep(st, t.Pool, t.Name); err != nil {
+	ps, err := PublishSet(ctx, st, t.Pool, t.Name, []Item{{t.Name, t.Format, src}}, t.Replace, publishing,
+		func(ps []Published) ([]byte, error) { return report(ps[0]) }, progress)
+	if err != nil {
 		return Published{}, err
 	}
-	if _, ok, err := st.Volume(t.Pool, t.Name); err != nil {
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "cannot look up volume %s", where)
-	} else if ok && !t.Replace {
-		return Published{}, fault.New(fault.OutputExists, "", "volume %s already exists", where).
-			WithHint("Choose another output.volume, or delete the volume (virsh vol-delete) if it is not needed. vmconv never replaces a volume it did not publish.")
+	return ps[0], nil
+}
+
+// PublishSet uploads items into pool, each under a temporary name, and only
+// when all are uploaded makes them their final names, with one report
+// (ReportName(reportOf)) for the set. The report is written first as
+// publishing, so a run killed after a swap leaves volumes vmconv
+// recognises as its own; the final report, made by report from what was
+// published, comes last.
+func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []Item, replace bool, publishing []byte, report func([]Published) ([]byte, error), progress func(done, total int64)) ([]Published, error) {
+	var total, done int64
+	exts := make([][]Extent, len(items))
+	for i, it := range items {
+		if _, err := Sweep(st, pool, it.Name); err != nil {
+			return nil, err
+		}
+		if _, ok, err := st.Volume(pool, it.Name); err != nil {
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot look up volume %s/%s", pool, it.Name)
+		} else if ok && !replace {
+			return nil, fault.New(fault.OutputExists, "", "volume %s/%s already exists", pool, it.Name).
+				WithHint("Choose another output.volume, or delete the volume (virsh vol-delete) if it is not needed. vmconv never replaces a volume it did not publish.")
+		}
+		e, err := it.Src.Extents()
+		if err != nil {
+			return nil, fault.Wrap(fault.Internal, "", err, "cannot map the converted image's data")
+		}
+		exts[i] = e
+		total += DataBytes(e)
 	}
-	ext, err := src.Extents()
-	if err != nil {
-		return Published{}, fault.Wrap(fault.Internal, "", err, "cannot map the converted image's data")
-	}
-	total := DataBytes(ext)
-	part := t.Name + partInfix + randomSuffix()
-	if err := st.Create(t.Pool, part, "raw", uint64(src.Size())); err != nil {
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "cannot create a volume in pool %s", t.Pool).
-			WithHint("Check the pool's free space (virsh pool-info %s) and that it is a directory-like pool vmconv can upload into.", t.Pool)
-	}
-	published := false
+	parts := make([]string, len(items))
 	defer func() {
-		if !published {
-			st.Delete(t.Pool, part)
+		for _, p := range parts {
+			if p != "" {
+				st.Delete(pool, p)
+			}
 		}
 	}()
-	if err := st.Upload(ctx, t.Pool, part, src, func(done int64) {
-		if progress != nil {
-			progress(done, total)
+	for i, it := range items {
+		part := it.Name + partInfix + randomSuffix()
+		if err := st.Create(pool, part, "raw", uint64(it.Src.Size())); err != nil {
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot create a volume in pool %s", pool).
+				WithHint("Check the pool's free space (virsh pool-info %s) and that it is a directory-like pool vmconv can upload into.", pool)
 		}
-	}); err != nil {
-		if ctx.Err() != nil {
-			return Published{}, fault.Wrap(fault.Cancelled, "", ctx.Err(), "the upload to %s was cancelled", where)
+		parts[i] = part
+		base := done
+		if err := st.Upload(ctx, pool, part, it.Src, func(n int64) {
+			if progress != nil {
+				progress(base+n, total)
+			}
+		}); err != nil {
+			if ctx.Err() != nil {
+				return nil, fault.Wrap(fault.Cancelled, "", ctx.Err(), "the upload to %s/%s was cancelled", pool, it.Name)
+			}
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "the upload to %s/%s failed", pool, it.Name)
 		}
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "the upload to %s failed", where)
+		done += DataBytes(exts[i])
 	}
-	if err := st.Refresh(t.Pool); err != nil {
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "cannot refresh pool %s", t.Pool)
+	if err := st.Refresh(pool); err != nil {
+		return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot refresh pool %s", pool)
 	}
-	pi, ok, err := st.Volume(t.Pool, part)
-	if err != nil || !ok {
-		return Published{}, fault.New(fault.HypervisorFailed, "", "the uploaded volume %s/%s disappeared", t.Pool, part)
+	for i, it := range items {
+		pi, ok, err := st.Volume(pool, parts[i])
+		if err != nil || !ok {
+			return nil, fault.New(fault.HypervisorFailed, "", "the uploaded volume %s/%s disappeared", pool, parts[i])
+		}
+		if pi.Format != it.Format {
+			return nil, fault.New(fault.HypervisorFailed, "", "libvirt reads the uploaded image %s as %s, not %s", it.Name, pi.Format, it.Format).
+				WithHint("The pool must be one whose volumes are files libvirt probes (a dir or fs pool).")
+		}
 	}
-	if pi.Format != t.Format {
-		return Published{}, fault.New(fault.HypervisorFailed, "", "libvirt reads the uploaded image as %s, not %s", pi.Format, t.Format).
-			WithHint("The pool must be one whose volumes are files libvirt probes (a dir or fs pool).")
+	if err := writeReport(ctx, st, pool, reportOf, publishing); err != nil {
+		return nil, err
 	}
-	if err := writeReport(ctx, st, t.Pool, t.Name, publishing); err != nil {
-		return Published{}, err
+	out := make([]Published, len(items))
+	for i, it := range items {
+		where := pool + "/" + it.Name
+		if err := st.Delete(pool, it.Name); err != nil {
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot remove the previous volume %s", where)
+		}
+		if err := st.Clone(pool, parts[i], it.Name, it.Format); err != nil {
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "the host could not publish volume %s", where)
+		}
+		st.Delete(pool, parts[i])
+		parts[i] = ""
+		info, ok, err := st.Volume(pool, it.Name)
+		if err != nil || !ok {
+			return nil, fault.New(fault.HypervisorFailed, "", "volume %s disappeared after it was published", where)
+		}
+		stamp, err := Stamp(ctx, st, info)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Published{Info: info, Stamp: stamp, Sent: DataBytes(exts[i])}
 	}
-	if err := st.Delete(t.Pool, t.Name); err != nil {
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "cannot remove the previous volume %s", where)
-	}
-	if err := st.Clone(t.Pool, part, t.Name, t.Format); err != nil {
-		return Published{}, fault.Wrap(fault.HypervisorFailed, "", err, "the host could not publish volume %s", where)
-	}
-	st.Delete(t.Pool, part)
-	published = true
-	info, ok, err := st.Volume(t.Pool, t.Name)
-	if err != nil || !ok {
-		return Published{}, fault.New(fault.HypervisorFailed, "", "volume %s disappeared after it was published", where)
-	}
-	stamp, err := Stamp(ctx, st, info)
+	body, err := report(out)
 	if err != nil {
-		return Published{}, err
+		return out, err
 	}
-	p := Published{Info: info, Stamp: stamp, Sent: total}
-	body, err := report(p)
-	if err != nil {
-		return p, err
-	}
-	return p, writeReport(ctx, st, t.Pool, t.Name, body)
+	return out, writeReport(ctx, st, pool, reportOf, body)
 }
 
 func randomSuffix() string {
@@ -158,12 +193,18 @@ func ReadReport(ctx context.Context, st Storage, pool, volume string) ([]byte, b
 	return b, err == nil, err
 }
 
-// Remove deletes a published volume, its report and its temporaries.
-func Remove(st Storage, pool, volume string) error {
-	if _, err := Sweep(st, pool, volume); err != nil {
-		return err
+// Remove deletes published volumes, the report of reportOf and their
+// temporaries.
+func Remove(st Storage, pool, reportOf string, volumes ...string) error {
+	if len(volumes) == 0 {
+		volumes = []string{reportOf}
 	}
-	for _, n := range []string{volume, ReportName(volume)} {
+	for _, v := range volumes {
+		if _, err := Sweep(st, pool, v); err != nil {
+			return err
+		}
+	}
+	for _, n := range append(volumes, ReportName(reportOf)) {
 		if err := st.Delete(pool, n); err != nil {
 			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot delete volume %s/%s", pool, n)
 		}
