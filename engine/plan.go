@@ -190,16 +190,17 @@ func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		return nil, err
 	}
 	p.Output.Volume = vp
-	what := "volume " + vp.Name
+	reason := fmt.Sprintf("write %s to a staging file, upload it (holes kept) to pool %s on %s as volume %s, then delete the staging file", p.Output.Format, vp.Pool, vp.URI, vp.Name)
 	if req.Output.VM {
 		if err := e.checkVMVolumes(ctx, p, opts); err != nil {
 			return nil, err
 		}
-		what = fmt.Sprintf("volumes %s, published together", strings.Join(vp.Disks, ", "))
+		reason = fmt.Sprintf("write %s to staging files, upload them (holes kept) to pool %s on %s as volumes %s, published together, then delete the staging files",
+			p.Output.Format, vp.Pool, vp.URI, strings.Join(vp.Disks, ", "))
 	}
 	for i := range p.Stages {
 		if p.Stages[i].Name == StageConvert {
-			p.Stages[i].Reason = fmt.Sprintf("write %s to staging files, upload them (holes kept) to pool %s on %s as %s, then delete the staging files", p.Output.Format, vp.Pool, vp.URI, what)
+			p.Stages[i].Reason = reason
 		}
 	}
 	if !p.Source.Deferred {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -327,5 +328,37 @@ func TestVolumeVMOnRemoteHost(t *testing.T) {
 	}
 	if got := poolVolumes(t, h); len(got) != 0 {
 		t.Errorf("delete left %v", got)
+	}
+}
+
+// TestVolumeParallelUploads publishes three conversions into one pool at
+// once. libvirt refuses to rescan a pool while an upload or clone runs in
+// it, so every publish has to wait its turn for the rescan.
+func TestVolumeParallelUploads(t *testing.T) {
+	h := libvirttest.Start(t)
+	cfg := remoteConfig(t, h)
+	cfg.MaxParallel, cfg.MaxUploads = 3, 2
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		src := sparseSource(t)
+		go func(i int) {
+			p, err := e.Plan(context.Background(), poolRequest(src, h.Pool, fmt.Sprintf("p%d.qcow2", i)), engine.PlanOptions{})
+			if err == nil {
+				_, err = e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := strings.Join(poolVolumes(t, h), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p1.qcow2 p1.qcow2.vmconv.json p2.qcow2 p2.qcow2.vmconv.json" {
+		t.Fatalf("pool holds %s", got)
 	}
 }

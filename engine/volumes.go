@@ -249,6 +249,9 @@ func (e *Engine) publishVolume(ctx context.Context, j *job) error {
 	case <-ctx.Done():
 		return fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
 	}
+	if _, err := e.checkNotInUse(h, vp.Pool, []string{vp.Name}); err != nil {
+		return err
+	}
 	src, err := volume.OpenFile(d.tmp)
 	if err != nil {
 		return fault.Wrap(fault.Internal, d.tmp, err, "cannot open the converted image")
@@ -309,6 +312,9 @@ func (e *Engine) publishVolumeSet(ctx context.Context, j *job) error {
 		defer func() { <-e.upSem }()
 	case <-ctx.Done():
 		return fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
+	}
+	if _, err := e.checkNotInUse(h, vp.Pool, vp.Disks); err != nil {
+		return err
 	}
 	var items []volume.Item
 	for i, d := range j.res.Disks {
@@ -382,21 +388,43 @@ func (e *Engine) DeleteVolume(ctx context.Context, pool, reportOf string, names 
 	if len(names) == 0 {
 		names = []string{reportOf}
 	}
+	present, err := e.checkNotInUse(h, pool, names)
+	if err != nil {
+		return err
+	}
+	if _, ours := e.volumeReport(ctx, h, pool, reportOf); len(present) > 0 && !ours {
+		// The name is vmconv's in state, but what is there now has no
+		// report of vmconv's: someone else's volume, which is kept.
+		return fault.New(fault.OutputExists, "", "volume %s in pool %s has no vmconv report (%s%s), so it is not the one vmconv published; it is kept", strings.Join(present, ", "), pool, reportOf, volume.ReportSuffix).
+			WithHint("Delete it on the host (virsh vol-delete --pool %s <volume>) if it is not needed, then run terraform destroy again.", pool)
+	}
+	return volume.Remove(h, pool, reportOf, names...)
+}
+
+// checkNotInUse refuses volumes a domain on the host uses, and returns
+// those of names that exist. Any lookup that fails refuses too: a volume
+// is never deleted or replaced on a guess.
+func (e *Engine) checkNotInUse(h *libvirt.Conn, pool string, names []string) ([]string, error) {
+	var present []string
 	for _, name := range names {
 		info, ok, err := h.Volume(pool, name)
-		if err != nil || !ok {
+		if err != nil {
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot look up volume %s/%s", pool, name)
+		}
+		if !ok {
 			continue
 		}
+		present = append(present, name)
 		users, err := volumeUsers(h, info)
 		if err != nil {
-			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot list the domains of %s", hostconn.Redacted(e.LibvirtURI()))
+			return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot list the domains of %s", hostconn.Redacted(e.LibvirtURI()))
 		}
 		if len(users) > 0 {
-			return fault.New(fault.DiskInUse, "", "volume %s in pool %s is in use by domain %s on %s", name, pool, strings.Join(users, ", "), hostconn.Redacted(e.LibvirtURI())).
+			return nil, fault.New(fault.DiskInUse, "", "volume %s in pool %s is in use by domain %s on %s", name, pool, strings.Join(users, ", "), hostconn.Redacted(e.LibvirtURI())).
 				WithHint("Destroy the domain first (Terraform does, when the domain's disks refer to this conversion), or undefine it on the host.")
 		}
 	}
-	return volume.Remove(h, pool, reportOf, names...)
+	return present, nil
 }
 
 // ReadVolumeSet reads a whole VM's volumes and its set's report, for

@@ -11,11 +11,13 @@ package hostconn
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
@@ -82,6 +84,10 @@ func (s Settings) Dialable(dir string) (string, error) {
 	}
 	q := u.Query()
 	if q.Get("command") != "" {
+		if s.KeyFile != "" || s.KnownHosts != "" {
+			return "", fault.New(fault.InvalidRequest, "", "the URI %s names its own ssh command, which would ignore ssh_key_file and ssh_known_hosts_file", Redacted(s.URI)).
+				WithHint("Drop command= from the URI, or drop ssh_key_file and ssh_known_hosts_file and have your command check the host key.")
+		}
 		return s.URI, nil
 	}
 	if s.KeyFile != "" {
@@ -106,13 +112,21 @@ func writeWrapper(dir, knownHosts string) (string, error) {
 		abs, _ := filepath.Abs(knownHosts)
 		opts += " -o UserKnownHostsFile=" + shellQuote(abs) + " -o GlobalKnownHostsFile=/dev/null"
 	}
+	// Without a reply for a minute the host counts as gone: a dead link
+	// fails the apply instead of hanging it.
+	opts += " -o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4"
 	body := "#!/bin/sh\n# Written by vmconv: ssh for libvirt's qemu+ssh transport, host key checked strictly.\nexec ssh " + opts + " \"$@\"\n"
 	sum := sha256.Sum256([]byte(body))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fault.Wrap(fault.Internal, dir, err, "cannot create the folder for the ssh wrapper")
 	}
+	// libvirt executes the wrapper: anyone who could replace it could run
+	// code as this user, with host keys unchecked.
+	if err := private(dir, true); err != nil {
+		return "", err
+	}
 	p := filepath.Join(dir, "ssh-"+hex.EncodeToString(sum[:6]))
-	if b, err := os.ReadFile(p); err == nil && string(b) == body {
+	if b, err := os.ReadFile(p); err == nil && string(b) == body && private(p, false) == nil {
 		return p, nil
 	}
 	tmp, err := os.CreateTemp(dir, ".ssh-*")
@@ -120,13 +134,37 @@ func writeWrapper(dir, knownHosts string) (string, error) {
 		return "", fault.Wrap(fault.Internal, dir, err, "cannot write the ssh wrapper")
 	}
 	defer os.Remove(tmp.Name())
-	tmp.WriteString(body)
-	tmp.Chmod(0o700)
-	tmp.Close()
+	_, werr := tmp.WriteString(body)
+	if err := errors.Join(werr, tmp.Chmod(0o700), tmp.Close()); err != nil {
+		return "", fault.Wrap(fault.Internal, tmp.Name(), err, "cannot write the ssh wrapper")
+	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return "", fault.Wrap(fault.Internal, p, err, "cannot write the ssh wrapper")
 	}
 	return p, nil
+}
+
+// private checks that path is this user's and that nobody else may write
+// it (a folder: nor read or enter it).
+func private(path string, dir bool) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fault.Wrap(fault.Internal, path, err, "cannot check the ssh wrapper's folder")
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	mask := os.FileMode(0o022)
+	if dir {
+		mask = 0o077
+	}
+	if !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&mask != 0 || fi.IsDir() != dir || fi.Mode()&os.ModeSymlink != 0 {
+		owner := -1
+		if ok {
+			owner = int(st.Uid)
+		}
+		return fault.New(fault.InvalidRequest, path, "%s is not private to this user (owner uid %d, mode %s), so the ssh wrapper cannot be trusted there", path, owner, fi.Mode()).
+			WithHint("Set the provider's work_dir to a folder only this user can write, or remove %s so vmconv makes it again.", path)
+	}
+	return nil
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -68,10 +68,30 @@ func TestDialable(t *testing.T) {
 			t.Fatalf("%q", got)
 		}
 	})
+	t.Run("the wrapper's folder must be private", func(t *testing.T) {
+		open := filepath.Join(dir, "open")
+		os.Mkdir(open, 0o777)
+		os.Chmod(open, 0o777)
+		if _, err := (Settings{URI: "qemu+ssh://kvm1/system"}).Dialable(open); !fault.Is(err, fault.InvalidRequest) {
+			t.Fatalf("a world-writable folder was accepted: %v", err)
+		}
+	})
+	t.Run("a wrapper others could change is written again", func(t *testing.T) {
+		w := filepath.Join(dir, "w2")
+		got, _ := Settings{URI: "qemu+ssh://kvm1/system"}.Dialable(w)
+		u, _ := url.Parse(got)
+		p := u.Query().Get("command")
+		os.Chmod(p, 0o777)
+		Settings{URI: "qemu+ssh://kvm1/system"}.Dialable(w)
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("the wrapper was reused as it was: %v %v", fi.Mode(), err)
+		}
+	})
 	for name, s := range map[string]Settings{
-		"password in URI":        {URI: "qemu+ssh://root:hunter2@kvm1/system"},
-		"ssh files on local URI": {URI: "qemu:///system", KeyFile: key},
-		"missing key file":       {URI: "qemu+ssh://kvm1/system", KeyFile: filepath.Join(dir, "nope")},
+		"command with pinned files": {URI: "qemu+ssh://kvm1/system?command=/bin/myssh", KnownHosts: kh},
+		"password in URI":           {URI: "qemu+ssh://root:hunter2@kvm1/system"},
+		"ssh files on local URI":    {URI: "qemu:///system", KeyFile: key},
+		"missing key file":          {URI: "qemu+ssh://kvm1/system", KeyFile: filepath.Join(dir, "nope")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := s.Dialable(dir)

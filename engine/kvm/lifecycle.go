@@ -425,7 +425,7 @@ func (m *Manager) Delete(ctx context.Context, name string, disks []string, overl
 	}
 	if len(overlays) > 0 {
 		if _, _, remote := ParseVolumeRef(overlays[0]); remote {
-			return m.removeVolumes(overlays)
+			return m.removeVolumes(name, overlays)
 		}
 	}
 	for i, o := range overlays {

@@ -26,8 +26,9 @@ type poolDisks struct {
 	bases []volume.Info
 }
 
-// overlayName is the domain's own volume for disk i, in the disk's pool.
-func overlayName(domain string, i int) string { return fmt.Sprintf("%s-disk%d.qcow2", domain, i) }
+// overlayName is the domain's own volume for disk i, in the disk's pool:
+// not "<name>-disk<i>", which a whole VM's volumes are called.
+func overlayName(domain string, i int) string { return fmt.Sprintf("%s-overlay%d.qcow2", domain, i) }
 
 func (p *poolDisks) check(ctx context.Context, req Request) error {
 	hv, err := p.m.hypervisor()
@@ -74,16 +75,18 @@ func (p *poolDisks) prepare(ctx context.Context, req Request, st *Domain) error 
 	return nil
 }
 
-func (p *poolDisks) undo(req Request, st *Domain) { p.m.removeVolumes(st.Overlays) }
+func (p *poolDisks) undo(req Request, st *Domain) { p.m.removeVolumes(req.Name, st.Overlays) }
 
-// removeVolumes deletes a remote domain's overlay volumes.
-func (m *Manager) removeVolumes(refs []string) error {
+// removeVolumes deletes a remote domain's overlay volumes: only those
+// vmconv made for it, by their names. An imported domain's disk that is
+// not such an overlay is its data, and is kept.
+func (m *Manager) removeVolumes(domain string, refs []string) error {
 	hv, err := m.hypervisor()
 	if err != nil {
 		return err
 	}
-	for _, o := range refs {
-		if pool, name, ok := ParseVolumeRef(o); ok {
+	for i, o := range refs {
+		if pool, name, ok := ParseVolumeRef(o); ok && name == overlayName(domain, i) {
 			if err := hv.Delete(pool, name); err != nil {
 				return fault.Wrap(fault.HypervisorFailed, "", err, "cannot delete the domain's disk %s/%s", pool, name)
 			}
@@ -183,7 +186,7 @@ func (p *poolDisks) instrument(ctx context.Context, st *Domain, info *guest.Info
 	if err := hv.Delete(pool, name); err == nil {
 		if err = hv.Create(pool, name, "raw", uint64(src.Size())); err == nil {
 			if err = hv.Upload(ctx, pool, name, src, nil); err == nil {
-				err = hv.Refresh(pool)
+				err = hv.Refresh(ctx, pool)
 			}
 		}
 	}

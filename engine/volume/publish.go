@@ -74,6 +74,9 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 		total += DataBytes(e)
 	}
 	parts := make([]string, len(items))
+	// sent is what each upload put on the connection, as the stream
+	// counted it: holes are not in it.
+	sent := make([]int64, len(items))
 	defer func() {
 		for _, p := range parts {
 			if p != "" {
@@ -90,6 +93,7 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 		parts[i] = part
 		base := done
 		if err := st.Upload(ctx, pool, part, it.Src, func(n int64) {
+			sent[i] = n
 			if progress != nil {
 				progress(base+n, total)
 			}
@@ -101,7 +105,7 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 		}
 		done += DataBytes(exts[i])
 	}
-	if err := st.Refresh(pool); err != nil {
+	if err := st.Refresh(ctx, pool); err != nil {
 		return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot refresh pool %s", pool)
 	}
 	for i, it := range items {
@@ -136,7 +140,7 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Published{Info: info, Stamp: stamp, Sent: DataBytes(exts[i])}
+		out[i] = Published{Info: info, Stamp: stamp, Sent: sent[i]}
 	}
 	body, err := report(out)
 	if err != nil {

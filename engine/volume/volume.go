@@ -58,8 +58,9 @@ type Storage interface {
 	// Download reads n bytes of the volume's file at off.
 	Download(ctx context.Context, pool, name string, off, n int64) ([]byte, error)
 	// Refresh rescans the pool, which makes libvirt probe uploaded
-	// volumes' formats.
-	Refresh(pool string) error
+	// volumes' formats. libvirt refuses it while any upload or clone runs
+	// in the pool; Refresh waits for them, until ctx ends.
+	Refresh(ctx context.Context, pool string) error
 }
 
 // Source is a local file to upload: its extents and their bytes.

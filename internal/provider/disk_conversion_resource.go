@@ -389,8 +389,9 @@ type plannedConversions struct {
 // of vmconv's: a file with a report, or a volume with one.
 func (r *diskConversionResource) vmconvOutput(ctx context.Context, ereq engine.Request) bool {
 	if ereq.Output.Pool != "" {
-		st, err := r.data.engine.ReadVolume(ctx, ereq.Output.Pool, ereq.Output.Volume)
-		return err == nil && st.Report != nil
+		// The report decides, even when the volume itself is gone.
+		rep, _, err := r.data.engine.ReadVolumeSet(ctx, ereq.Output.Pool, ereq.Output.Volume, []string{})
+		return err == nil && rep != nil
 	}
 	return engine.HasReport(ereq.Output.Path)
 }
@@ -398,11 +399,11 @@ func (r *diskConversionResource) vmconvOutput(ctx context.Context, ereq engine.R
 // sameVolumeConversion says whether the volume's report is of the
 // conversion ep plans: the same source content into the same format.
 func (r *diskConversionResource) sameVolumeConversion(ctx context.Context, ereq engine.Request, ep *engine.Plan) bool {
-	st, err := r.data.engine.ReadVolume(ctx, ereq.Output.Pool, ereq.Output.Volume)
-	if err != nil || st.Report == nil || st.Report.Plan == nil {
+	rep, _, err := r.data.engine.ReadVolumeSet(ctx, ereq.Output.Pool, ereq.Output.Volume, []string{})
+	if err != nil || rep == nil || rep.Plan == nil {
 		return false
 	}
-	was := st.Report.Plan
+	was := rep.Plan
 	return was.Source.Fingerprint == ep.Source.Fingerprint && was.Request.Output.Format == ereq.Output.Format
 }
 

@@ -183,3 +183,69 @@ func TestAccDiskConversion_poolHostChecks(t *testing.T) {
 	}
 	h.RunnerViewUntouched(t)
 }
+
+// TestAccVMConversion_pool: a whole VM (two disks) into a pool of the
+// remote host: one volume per disk and one report, what a domain's disks
+// take from disks[*].pool and .volume; drift, import and destroy through
+// libvirt.
+func TestAccVMConversion_pool(t *testing.T) {
+	h := libvirttest.Start(t)
+	a, b := poolSource(t), poolSource(t)
+	cfg := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts) + fmt.Sprintf(`
+resource "vmconv_vm_conversion" "db" {
+  source = { disks = [{ path = %s }, { path = %s }] }
+  output = { pool = %s, volume = "db" }
+%s}
+`, acctest.HCLString(a), acctest.HCLString(b), acctest.HCLString(h.Pool), dataPlaneOnly)
+	const db = "vmconv_vm_conversion.db"
+	checkVolumes := func(*terraform.State) error {
+		if got := volumesOf(t, h); got != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
+			return fmt.Errorf("the pool holds %q", got)
+		}
+		for i, src := range []string{a, b} {
+			if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, fmt.Sprintf("%s/db-disk%d.qcow2", h.PoolPath, i)); err != nil {
+				return fmt.Errorf("disk %d is not its source: %v %s", i, err, out)
+			}
+		}
+		h.RunnerViewUntouched(t)
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { acctest.PreCheck(t) },
+		ProtoV6ProviderFactories: acctest.ProviderFactories,
+		CheckDestroy: func(*terraform.State) error {
+			if got := volumesOf(t, h); got != "" {
+				return fmt.Errorf("destroy left %q in the pool", got)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue(db, tfjsonpath.New("disks").AtSliceIndex(1).AtMapKey("volume"), knownvalue.StringExact("db-disk1.qcow2")),
+					plancheck.ExpectKnownValue(db, tfjsonpath.New("disks").AtSliceIndex(1).AtMapKey("pool"), knownvalue.StringExact("vmconv")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(db, tfjsonpath.New("id"), knownvalue.StringExact("volume:vmconv/db")),
+					statecheck.ExpectKnownValue(db, tfjsonpath.New("disks").AtSliceIndex(0).AtMapKey("path"), knownvalue.StringExact(h.PoolPath+"/db-disk0.qcow2")),
+				},
+				Check: checkVolumes,
+			},
+			{Config: cfg, PlanOnly: true},
+			{
+				// One disk deleted out of band: the VM is converted again.
+				PreConfig: func() { h.Virsh(t, "vol-delete", "--pool", h.Pool, "db-disk1.qcow2") },
+				Config:    cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(db, plancheck.ResourceActionDestroyBeforeCreate),
+				}},
+				Check: checkVolumes,
+			},
+			{
+				ResourceName: db, ImportState: true, ImportStateId: "volume:vmconv/db",
+				ImportStateVerify: true, ImportStateVerifyIgnore: []string{"timeouts"},
+			},
+		},
+	})
+}

@@ -43,7 +43,7 @@ resource "vmconv_kvm_domain" "web" {
 }
 `, acctest.HCLString(fx.Path(fx.Variants["plain"].Disk)), h.Pool, name)
 	const web = "vmconv_kvm_domain.web"
-	overlay := name + "-disk0.qcow2"
+	overlay := name + "-overlay0.qcow2"
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,

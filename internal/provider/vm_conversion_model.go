@@ -37,6 +37,8 @@ type vmConversionModel struct {
 
 type vmOutputModel struct {
 	Dir         types.String `tfsdk:"dir"`
+	Pool        types.String `tfsdk:"pool"`
+	Volume      types.String `tfsdk:"volume"`
 	Format      types.String `tfsdk:"format"`
 	Compression types.Bool   `tfsdk:"compression"`
 	Overwrite   types.Bool   `tfsdk:"overwrite"`
@@ -47,7 +49,7 @@ func vmKnownInputs(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config) 
 	if m.Source.IsNull() || m.Source.IsUnknown() || m.Output == nil || !sourceKnown(ctx, cfg) {
 		return false
 	}
-	vals := []attr.Value{m.Output.Dir, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
+	vals := []attr.Value{m.Output.Dir, m.Output.Pool, m.Output.Volume, m.Output.Format, m.Output.Compression, m.Output.Overwrite}
 	if m.Fixes != nil {
 		vals = append(vals, m.Fixes.Enabled, m.Fixes.Disabled, m.Fixes.DryRun)
 	}
@@ -62,7 +64,7 @@ func vmKnownInputs(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config) 
 // vmRequest is the engine request a planned model asks for.
 func vmRequest(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.Request {
 	dir := m.Output.Dir.ValueString()
-	if abs, err := filepath.Abs(dir); err == nil {
+	if abs, err := filepath.Abs(dir); err == nil && dir != "" {
 		dir = abs
 	}
 	req := engine.Request{
@@ -72,6 +74,9 @@ func vmRequest(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config, data
 			Format:      m.Output.Format.ValueString(),
 			Compression: m.Output.Compression.ValueBool(),
 			Overwrite:   m.Output.Overwrite.ValueBool(),
+			Pool:        m.Output.Pool.ValueString(),
+			Volume:      m.Output.Volume.ValueString(),
+			VM:          m.Output.Pool.ValueString() != "",
 		},
 	}
 	req.Fixes, req.Inspect, req.BootTest = guestWorkSpec(ctx, m.Fixes, m.Inspect, m.BootTest, diags)
@@ -81,11 +86,14 @@ func vmRequest(ctx context.Context, m *vmConversionModel, cfg tfsdk.Config, data
 // setVMPlanned fills the attributes the engine's plan determines; what
 // only apply knows (each image's size and checksum) is unknown.
 func setVMPlanned(m *vmConversionModel, p *engine.Plan) {
-	m.ID = types.StringValue(p.Output.Path)
+	m.ID = types.StringValue(outputID(p))
 	m.Disks = vmDisksValue(p, nil)
 	m.Hardware = hardwareValue(p.Hardware)
 	m.SourceFingerprint = types.StringValue(p.Source.Fingerprint)
 	m.ReportPath = types.StringValue(engine.VMReportPath(p.Output.Path))
+	if v := p.Output.Volume; v != nil {
+		m.ReportPath = types.StringValue(volumeImportPrefix + v.Pool + "/" + v.Name + engine.VolumeReportSuffix)
+	}
 	m.EstimatedSize = types.Int64Value(p.Output.EstimatedSize)
 	var stages []string
 	for _, st := range p.Stages {
@@ -127,7 +135,9 @@ func setVMDeferred(m *vmConversionModel, p *engine.Plan) {
 // setVMApplied fills what apply found and wrote.
 func setVMApplied(m *vmConversionModel, p *engine.Plan, r *engine.Result) {
 	m.Disks = vmDisksValue(p, r.Disks)
-	m.ReportPath = types.StringValue(r.Output.ReportPath)
+	if r.Output.ReportPath != "" {
+		m.ReportPath = types.StringValue(r.Output.ReportPath)
+	}
 	m.FixesApplied = changesValue(r.Fixes)
 	m.BootTestResult = bootResultValue(r.BootTest)
 	m.Guest = guestValue(r.Guest)
@@ -192,8 +202,13 @@ func vmDisksValue(p *engine.Plan, written []engine.OutputResult) types.List {
 		if i < len(written) {
 			size, sum = types.Int64Value(written[i].Size), types.StringValue(written[i].SHA256)
 		}
+		out, pool, vol := d.Output.Path, types.StringNull(), types.StringNull()
+		if v := p.Output.Volume; v != nil && i < len(v.Disks) {
+			// The volume's file on the host, as a dir pool names it.
+			out, pool, vol = v.PoolPath+"/"+v.Disks[i], types.StringValue(v.Pool), types.StringValue(v.Disks[i])
+		}
 		vals = append(vals, types.ObjectValueMust(vmDiskAttrTypes, map[string]attr.Value{
-			"device": types.StringValue(d.Device), "path": types.StringValue(d.Output.Path), "format": types.StringValue(p.Output.Format),
+			"device": types.StringValue(d.Device), "path": types.StringValue(out), "pool": pool, "volume": vol, "format": types.StringValue(p.Output.Format),
 			"source_path": types.StringValue(d.Source.Path), "chain": strList(chain), "virtual_size": types.Int64Value(d.Source.VirtualSize),
 			"estimated_size": types.Int64Value(d.Output.EstimatedSize), "size": size, "sha256": sum,
 		}))
@@ -226,9 +241,17 @@ func vmStateFromReport(ctx context.Context, m *vmConversionModel, rep *engine.Re
 	m.Source = vmSourceFromSpec(ctx, req.Source, diags)
 	m.Output = &vmOutputModel{
 		Dir:         types.StringValue(req.Output.Dir),
+		Pool:        types.StringNull(),
+		Volume:      types.StringNull(),
 		Format:      types.StringValue(req.Output.Format),
 		Compression: types.BoolValue(req.Output.Compression),
 		Overwrite:   types.BoolValue(req.Output.Overwrite),
+	}
+	if req.Output.VM {
+		m.Output.Dir, m.Output.Pool = types.StringNull(), types.StringValue(req.Output.Pool)
+		if req.Output.Volume != "" {
+			m.Output.Volume = types.StringValue(req.Output.Volume)
+		}
 	}
 	m.Fixes, m.Inspect, m.BootTest = guestWorkFromSpec(req)
 	m.Timeouts = nullTimeouts()

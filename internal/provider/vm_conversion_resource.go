@@ -69,7 +69,8 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir)
+	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir) &&
+		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
 	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch}, state == nil)
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
@@ -104,8 +105,13 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	// change to it alone is an update in place.
 	plan.Hardware = hardwareValue(ep.Hardware)
 	if !plan.BootTest.equal(state.BootTest) {
-		// Update boots the published VM again with the new settings.
+		// Update boots the published VM again with the new settings; a
+		// VM in a pool is on the host, out of the runner's reach: it is
+		// converted again, with the boot test before the upload.
 		plan.BootTestResult = types.ObjectUnknown(bootResultAttrTypes)
+		if ep.Output.Volume != nil {
+			resp.RequiresReplace = append(resp.RequiresReplace, path.Root("boot_test"))
+		}
 	}
 	if raw, _ := req.Private.GetKey(ctx, privDrift); len(raw) > 0 {
 		var drifted []string
@@ -208,6 +214,10 @@ func (r *vmConversionResource) Read(ctx context.Context, req resource.ReadReques
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if pool, prefix, names, ok := vmVolumesOf(&state); ok {
+		r.readVMVolumes(ctx, &state, pool, prefix, names, req, resp)
+		return
+	}
 	var written []engine.OutputResult
 	if state.Output == nil {
 		// After terraform import: rebuild the state from the report.
@@ -288,7 +298,7 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
 		}
 	}
-	if !plan.Hardware.Equal(state.Hardware) && r.data != nil {
+	if _, _, _, inPool := vmVolumesOf(&state); !plan.Hardware.Equal(state.Hardware) && r.data != nil && !inPool {
 		// The report covers the VM as it is: its hardware is recorded
 		// again, read from the source as the plan read it.
 		if _, err := r.data.engine.RecordVMHardware(ctx, vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)); err != nil {
@@ -305,6 +315,16 @@ func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRe
 	if resp.Diagnostics.HasError() || state.Output == nil {
 		return
 	}
+	if pool, prefix, names, ok := vmVolumesOf(&state); ok {
+		if r.data == nil {
+			resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("deleting a VM's volumes"))
+			return
+		}
+		if err := r.data.engine.DeleteVolume(ctx, pool, prefix, names...); err != nil {
+			addFaultAt(&resp.Diagnostics, path.Root("output").AtName("pool"), "Deleting the VM's volumes", err)
+		}
+		return
+	}
 	if err := engine.DeleteVMOutput(state.ID.ValueString()); err != nil {
 		summary := summaryFor(fault.CodeOf(err))
 		if fault.Is(err, fault.OutputExists) {
@@ -316,7 +336,7 @@ func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRe
 
 func (r *vmConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	id := req.ID
-	if abs, err := filepath.Abs(id); err == nil {
+	if abs, err := filepath.Abs(id); err == nil && !strings.HasPrefix(id, volumeImportPrefix) {
 		id = abs
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
@@ -330,6 +350,16 @@ func (r *vmConversionResource) ImportState(ctx context.Context, req resource.Imp
 // decides.
 func (r *vmConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions, mayOwn bool) (*engine.Plan, error) {
 	ep, err := r.data.engine.Plan(ctx, ereq, opts)
+	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && ereq.Output.Pool != "" {
+		// Volumes have no Adopt at Create: only the very conversion that
+		// published them (a replacement, a killed apply) takes them.
+		refused := err
+		opts.ManagedOutput = true
+		if ep, err = r.data.engine.Plan(ctx, ereq, opts); err == nil && r.sameVMVolumes(ctx, ep) {
+			return ep, nil
+		}
+		return nil, refused
+	}
 	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) {
 		if _, rerr := engine.ReadVMReport(ereq.Output.Dir); rerr == nil {
 			tflog.Debug(ctx, "a vmconv VM is in the output folder; Create decides", map[string]any{"dir": ereq.Output.Dir})

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
@@ -22,7 +23,9 @@ import (
 // vmDiskFields describe one converted disk of a VM (disks).
 var vmDiskFields = []field{
 	{"device", types.StringType, "The slot the VM attaches the disk to, as the source names it (`scsi0:1`)."},
-	{"path", types.StringType, "The converted image, in `output.dir`: `<vm>-disk<i>.<format>`, `<vm>` being the `.vmx`'s name and `<i>` the disk's place in the VM's order."},
+	{"path", types.StringType, "The converted image, in `output.dir`: `<vm>-disk<i>.<format>`, `<vm>` being the `.vmx`'s name and `<i>` the disk's place in the VM's order. For `output.pool`, the volume's file on the libvirt host."},
+	{"pool", types.StringType, "For `output.pool`: the pool holding the disk's volume (null for `output.dir`)."},
+	{"volume", types.StringType, "For `output.pool`: the disk's volume, `<output.volume>-disk<i>.<format>`; what `vmconv_kvm_domain` takes as `disks[*].volume`."},
 	{"format", types.StringType, "The image's format (`output.format`)."},
 	{"source_path", types.StringType, "The disk's newest source file, which the `.vmx` names."},
 	{"chain", stringList, "The files of the disk's snapshot chain, newest first."},
@@ -135,15 +138,28 @@ func vmOutputAttribute() schema.Attribute {
 	a := outputAttribute().(schema.SingleNestedAttribute)
 	attrs := make(map[string]schema.Attribute, len(a.Attributes))
 	for name, v := range a.Attributes {
-		if name != "path" && name != "pool" && name != "volume" {
+		if name != "path" && name != "volume" {
 			attrs[name] = v
 		}
 	}
+	pool := attrs["pool"].(schema.StringAttribute)
+	pool.MarkdownDescription = "A storage pool on the provider's libvirt host (`uri`) to publish the VM into: one volume per disk, `<volume>-disk<i>.<format>`, " +
+		"and the set's report `<volume>" + engine.VolumeReportSuffix + "`. All are uploaded under temporary names before any takes its final name. Set `dir`, or `pool`."
+	pool.Validators = []validator.String{stringvalidator.LengthAtLeast(1)}
+	attrs["pool"] = pool
+	attrs["volume"] = schema.StringAttribute{
+		Optional: true,
+		MarkdownDescription: "With `pool`: the prefix of the VM's volume names. Default: the VM's name (the `.vmx`'s, the OVF's, the vSphere VM's; `vm` for a `disks` list).",
+		Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+			stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))},
+		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+	}
 	attrs["dir"] = schema.StringAttribute{
-		Required: true,
+		Optional: true,
 		MarkdownDescription: "The folder the VM is written to: one image per disk and the report `" + engine.VMReportName + "`, published together. " +
 			"vmconv creates it; its parent must exist. It must be new or empty (or this resource's own), and no file of the source.",
-		Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
+		Validators: []validator.String{stringvalidator.LengthAtLeast(1),
+			stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))},
 		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 	}
 	overwrite := attrs["overwrite"].(schema.BoolAttribute)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	lv "libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -304,11 +306,28 @@ func (c *Conn) Download(ctx context.Context, pool, name string, off, n int64) ([
 	return out, s.Finish()
 }
 
-func (c *Conn) Refresh(pool string) error {
+func (c *Conn) Refresh(ctx context.Context, pool string) error {
 	p, err := c.pool(pool)
 	if err != nil {
 		return err
 	}
 	defer p.Free()
-	return p.Refresh(0)
+	return whenIdle(ctx, pool, 250*time.Millisecond, func() error { return p.Refresh(0) })
+}
+
+// whenIdle runs f until the pool is not busy: libvirt refuses to rescan a
+// pool while a clone runs in it ("asynchronous jobs running"), which is
+// another publish's, of this run or another.
+func whenIdle(ctx context.Context, pool string, wait time.Duration, f func() error) error {
+	for ; ; wait = min(2*wait, 5*time.Second) {
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), "asynchronous jobs running") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (waiting for other publishes into pool %s to finish)", err, pool)
+		case <-time.After(wait):
+		}
+	}
 }
