@@ -6,8 +6,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
-	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
@@ -148,7 +148,7 @@ func vmOutputAttribute() schema.Attribute {
 	pool.Validators = []validator.String{stringvalidator.LengthAtLeast(1)}
 	attrs["pool"] = pool
 	attrs["volume"] = schema.StringAttribute{
-		Optional: true,
+		Optional:            true,
 		MarkdownDescription: "With `pool`: the prefix of the VM's volume names. Default: the VM's name (the `.vmx`'s, the OVF's, the vSphere VM's; `vm` for a `disks` list).",
 		Validators: []validator.String{stringvalidator.LengthAtLeast(1),
 			stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))},
