@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
@@ -38,6 +39,10 @@ type job struct {
 	res  *Result
 
 	session guest.Session // the appliance, from INSPECT through FIX
+	// freeSlot gives the conversion slot back early: an upload to the
+	// libvirt host waits for an upload slot instead, so the next
+	// conversion can use the CPU meanwhile.
+	freeSlot func()
 	accel   string
 	// hives are a Windows guest's hives as they were before FIX edited
 	// them, kept beside the report.
@@ -83,11 +88,13 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	}
 	select {
 	case e.sem <- struct{}{}:
-		defer func() { <-e.sem }()
 	case <-ctx.Done():
 		return nil, fault.Wrap(fault.Cancelled, p.Output.Path, ctx.Err(), "cancelled while waiting for a free conversion slot")
 	}
-	j := &job{e: e, plan: p, sink: sink, res: &Result{}}
+	var freed sync.Once
+	freeSlot := func() { freed.Do(func() { <-e.sem }) }
+	defer freeSlot()
+	j := &job{e: e, plan: p, sink: sink, res: &Result{}, freeSlot: freeSlot}
 	j.res.Warnings = append(j.res.Warnings, p.Warnings...)
 
 	if len(p.Disks) > 0 {

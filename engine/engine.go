@@ -83,6 +83,8 @@ type Engine struct {
 	hostMu   sync.Mutex
 	hostConn *libvirt.Conn
 	upSem    chan struct{}
+	// idleUploads are connections for uploads, one per upload at once.
+	idleUploads []*libvirt.Conn
 
 	// inspecting deduplicates concurrent plan-time inspections of one
 	// source: Terraform plans many resources at once.

@@ -96,6 +96,38 @@ func (e *Engine) hostSettings() hostconn.Settings {
 	return hostconn.Settings{URI: e.LibvirtURI(), KeyFile: e.cfg.SSHKeyFile, KnownHosts: e.cfg.SSHKnownHosts}
 }
 
+// uploadConn is a connection of its own for one upload: over qemu+ssh each
+// connection is one encrypted stream, so parallel uploads on one shared
+// connection would share one stream's bandwidth. Connections are kept for
+// the next upload; put gives one back.
+func (e *Engine) uploadConn() (c *libvirt.Conn, put func(), err error) {
+	e.hostMu.Lock()
+	for len(e.idleUploads) > 0 && c == nil {
+		c = e.idleUploads[len(e.idleUploads)-1]
+		e.idleUploads = e.idleUploads[:len(e.idleUploads)-1]
+		if ok, err := c.Alive(); err != nil || !ok {
+			c.Close()
+			c = nil
+		}
+	}
+	e.hostMu.Unlock()
+	if c == nil {
+		s := e.hostSettings()
+		uri, err := s.Dialable(filepath.Join(e.cfg.WorkDir, "ssh"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if c, err = libvirt.Open(uri); err != nil {
+			return nil, nil, hostconn.Unreachable(s, err)
+		}
+	}
+	return c, func() {
+		e.hostMu.Lock()
+		defer e.hostMu.Unlock()
+		e.idleUploads = append(e.idleUploads, c)
+	}, nil
+}
+
 // CheckHost connects to the libvirt host, for a plan that needs it.
 func (e *Engine) CheckHost(ctx context.Context) error {
 	_, err := e.host()
@@ -230,6 +262,25 @@ func (e *Engine) volumeReport(ctx context.Context, h volume.Storage, pool, name 
 	return nil, bytes.Contains(b[:min(len(b), 64)], []byte(`"tool": "vmconv"`))
 }
 
+// uploadSlot gives the job's conversion slot back and waits for an upload
+// slot, with a connection of its own.
+func (e *Engine) uploadSlot(ctx context.Context, j *job) (*libvirt.Conn, func(), error) {
+	if j.freeSlot != nil {
+		j.freeSlot()
+	}
+	select {
+	case e.upSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
+	}
+	c, put, err := e.uploadConn()
+	if err != nil {
+		<-e.upSem
+		return nil, nil, err
+	}
+	return c, func() { put(); <-e.upSem }, nil
+}
+
 // publishVolume uploads the converted image into the pool, then removes
 // the staging file: the runner keeps no copy.
 func (e *Engine) publishVolume(ctx context.Context, j *job) error {
@@ -239,16 +290,11 @@ func (e *Engine) publishVolume(ctx context.Context, j *job) error {
 		os.Remove(d.tmp)
 		d.tmp = ""
 	}()
-	h, err := e.host()
+	h, release, err := e.uploadSlot(ctx, j)
 	if err != nil {
 		return err
 	}
-	select {
-	case e.upSem <- struct{}{}:
-		defer func() { <-e.upSem }()
-	case <-ctx.Done():
-		return fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
-	}
+	defer release()
 	if _, err := e.checkNotInUse(h, vp.Pool, []string{vp.Name}); err != nil {
 		return err
 	}
@@ -303,16 +349,11 @@ func (e *Engine) publishVolumeSet(ctx context.Context, j *job) error {
 	p := j.plan
 	vp := p.Output.Volume
 	defer os.RemoveAll(p.Output.Path)
-	h, err := e.host()
+	h, release, err := e.uploadSlot(ctx, j)
 	if err != nil {
 		return err
 	}
-	select {
-	case e.upSem <- struct{}{}:
-		defer func() { <-e.upSem }()
-	case <-ctx.Done():
-		return fault.Wrap(fault.Cancelled, "", ctx.Err(), "cancelled while waiting for a free upload slot")
-	}
+	defer release()
 	if _, err := e.checkNotInUse(h, vp.Pool, vp.Disks); err != nil {
 		return err
 	}
