@@ -43,7 +43,7 @@ type job struct {
 	// libvirt host waits for an upload slot instead, so the next
 	// conversion can use the CPU meanwhile.
 	freeSlot func()
-	accel   string
+	accel    string
 	// hives are a Windows guest's hives as they were before FIX edited
 	// them, kept beside the report.
 	hives map[string][]byte

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
-
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
@@ -20,6 +17,7 @@ import (
 // applied with Terraform's default parallelism. Every volume lands on the
 // host its alias names, and destroy empties both pools.
 func TestAccFleet_fiftyDisksTwoHosts(t *testing.T) {
+	acctest.PreCheck(t)
 	hosts := []*libvirttest.Host{libvirttest.Start(t), libvirttest.Start(t)}
 	dir := t.TempDir()
 	var vms []string
@@ -39,6 +37,7 @@ func TestAccFleet_fiftyDisksTwoHosts(t *testing.T) {
 		vms = append(vms, fmt.Sprintf("    vm%02d = %s", i, acctest.HCLString(strings.TrimSuffix(raw, ".raw")+".vmdk")))
 	}
 	var b strings.Builder
+	b.WriteString("terraform {\n  required_providers {\n    vmconv = { source = \"vmconv/vmconv\" }\n  }\n}\n")
 	for i, h := range hosts {
 		fmt.Fprintf(&b, `
 provider "vmconv" {
@@ -77,43 +76,35 @@ resource "vmconv_disk_conversion" "kvm2" {
   boot_test = { enabled = false }
 }
 `, strings.Join(vms, "\n"))
-	cfg := b.String()
-	count := func(h *libvirttest.Host, parity int) error {
+	count := func(h *libvirttest.Host, parity int) {
+		t.Helper()
 		got := strings.Fields(volumesOf(t, h))
 		if len(got) != 50 { // 25 volumes and their reports
-			return fmt.Errorf("host %s holds %d volumes, want 50: %v", h.Addr, len(got), got)
+			t.Fatalf("host %s holds %d volumes, want 50: %v", h.Addr, len(got), got)
 		}
 		for _, v := range got {
 			var n int
 			if _, err := fmt.Sscanf(v, "vm%02d", &n); err != nil || n%2 != parity {
-				return fmt.Errorf("host %s holds %s, which belongs to the other host", h.Addr, v)
+				t.Fatalf("host %s holds %s, which belongs to the other host", h.Addr, v)
 			}
 		}
 		h.RunnerViewUntouched(t)
-		return nil
 	}
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { acctest.PreCheck(t) },
-		ProtoV6ProviderFactories: acctest.ProviderFactories,
-		CheckDestroy: func(*terraform.State) error {
-			for _, h := range hosts {
-				if got := volumesOf(t, h); got != "" {
-					return fmt.Errorf("destroy left %q on %s", got, h.Addr)
-				}
-			}
-			return nil
-		},
-		Steps: []resource.TestStep{
-			{
-				Config: cfg,
-				Check: resource.ComposeAggregateTestCheckFunc(
-					resource.TestCheckResourceAttr("vmconv_disk_conversion.kvm1[\"vm00\"]", "id", "volume:vmconv/vm00.qcow2"),
-					resource.TestCheckResourceAttr("vmconv_disk_conversion.kvm2[\"vm49\"]", "id", "volume:vmconv/vm49.qcow2"),
-					func(*terraform.State) error { return count(hosts[0], 0) },
-					func(*terraform.State) error { return count(hosts[1], 1) },
-				),
-			},
-			{Config: cfg, PlanOnly: true},
-		},
-	})
+	// The terraform CLI as a user runs it, with the built provider: one
+	// provider process per alias, so each alias really has its own host.
+	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
+	cli.Write(b.String())
+	cli.MustRun("plan", "-input=false", "-out=tfplan") // default -parallelism=10
+	cli.MustRun("apply", "-input=false", "tfplan")
+	count(hosts[0], 0)
+	count(hosts[1], 1)
+	if out, err := cli.Run("plan", "-input=false", "-detailed-exitcode"); err != nil {
+		t.Fatalf("a plan after apply is not empty (%v):\n%s", err, out)
+	}
+	cli.MustRun("destroy", "-input=false", "-auto-approve")
+	for _, h := range hosts {
+		if got := volumesOf(t, h); got != "" {
+			t.Errorf("destroy left %q on %s", got, h.Addr)
+		}
+	}
 }

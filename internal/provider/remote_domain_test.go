@@ -27,7 +27,9 @@ func TestAccKVMDomain_remote(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
 	h := libvirttest.Start(t)
 	name := testDomainName("remote")
-	cfg := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts) + fmt.Sprintf(`
+	// No plan-time inspection: the apply inspects anyway, and under
+	// emulation each appliance launch costs a minute.
+	cfg := strings.Replace(remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts), "provider \"vmconv\" {", "provider \"vmconv\" {\n  plan_inspection = false", 1) + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
   source    = { path = %s }
   output    = { pool = %q, volume = "plain.qcow2" }
@@ -81,7 +83,7 @@ resource "vmconv_kvm_domain" "web" {
 							return fmt.Errorf("domain %s is %q on the host", name, s)
 						}
 						// The overlay stands on the converted volume, on the host.
-						info, err := h.Exec(t, "qemu-img", "info", h.PoolPath+"/"+overlay)
+						info, err := h.Exec(t, "qemu-img", "info", "-U", h.PoolPath+"/"+overlay) // -U: the running domain holds its lock
 						if err != nil || !strings.Contains(string(info), "backing file: "+h.PoolPath+"/plain.qcow2") {
 							return fmt.Errorf("overlay: %v\n%s", err, info)
 						}
