@@ -100,6 +100,9 @@ func (m *Manager) spec(ctx context.Context, req Request, st *Domain, bus string)
 	}
 	s := Spec{Name: req.Name, UUID: st.UUID, MemoryMiB: uint(req.MemoryMiB), VCPUs: uint(req.VCPUs),
 		Type: "qemu", Firmware: st.Firmware, ConsoleLog: st.ConsoleLog}
+	if req.remote() {
+		s.ConsoleLog = "" // a path on this machine, not the host's; the stream fills it
+	}
 	if a.Mode == accel.KVM {
 		s.Type = "kvm"
 	}
@@ -425,6 +428,7 @@ func (m *Manager) Delete(ctx context.Context, name string, disks []string, overl
 	}
 	if len(overlays) > 0 {
 		if _, _, remote := ParseVolumeRef(overlays[0]); remote {
+			defer os.RemoveAll(m.domainDir(name))
 			return m.removeVolumes(name, overlays)
 		}
 	}

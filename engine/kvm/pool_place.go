@@ -63,7 +63,13 @@ func (p *poolDisks) check(ctx context.Context, req Request) error {
 
 func (p *poolDisks) prepare(ctx context.Context, req Request, st *Domain) error {
 	hv, _ := p.m.hypervisor()
-	st.ConsoleLog = "" // the host has it, if anyone: the console is read through libvirt
+	// The console is read through libvirt's stream and kept on this
+	// machine, where the user looks for it: the host's files are not ours.
+	dir := p.m.domainDir(req.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the domain's folder for its console log")
+	}
+	st.ConsoleLog = filepath.Join(dir, "console.log")
 	for i, d := range req.Disks {
 		b := p.bases[i]
 		ov, err := hv.CreateOverlayVolume(d.Pool, overlayName(req.Name, i), b.Path, b.Format, b.Capacity)
@@ -75,7 +81,10 @@ func (p *poolDisks) prepare(ctx context.Context, req Request, st *Domain) error 
 	return nil
 }
 
-func (p *poolDisks) undo(req Request, st *Domain) { p.m.removeVolumes(req.Name, st.Overlays) }
+func (p *poolDisks) undo(req Request, st *Domain) {
+	p.m.removeVolumes(req.Name, st.Overlays)
+	os.RemoveAll(p.m.domainDir(req.Name))
+}
 
 // removeVolumes deletes a remote domain's overlay volumes: only those
 // vmconv made for it, by their names. An imported domain's disk that is
@@ -198,7 +207,7 @@ func (p *poolDisks) instrument(ctx context.Context, st *Domain, info *guest.Info
 
 func (p *poolDisks) console(ctx context.Context, req Request, st *Domain, work string) (string, func()) {
 	hv, _ := p.m.hypervisor()
-	path := filepath.Join(work, "console.log")
+	path := st.ConsoleLog
 	f, err := os.Create(path)
 	if err != nil {
 		return path, func() {}
@@ -208,7 +217,10 @@ func (p *poolDisks) console(ctx context.Context, req Request, st *Domain, work s
 	go func() {
 		defer close(done)
 		defer f.Close()
-		hv.OpenConsole(cctx, req.Name, f)
+		if err := hv.OpenConsole(cctx, req.Name, f); err != nil && cctx.Err() == nil {
+			// In the log the boot test's verdict quotes, not lost.
+			fmt.Fprintf(f, "\n[vmconv] cannot read the serial console through libvirt: %v\n", err)
+		}
 	}()
 	return path, func() { cancel(); <-done }
 }

@@ -3,6 +3,8 @@ package provider_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
@@ -29,7 +32,9 @@ func TestAccKVMDomain_remote(t *testing.T) {
 	name := testDomainName("remote")
 	// No plan-time inspection: the apply inspects anyway, and under
 	// emulation each appliance launch costs a minute.
-	cfg := strings.Replace(remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts), "provider \"vmconv\" {", "provider \"vmconv\" {\n  plan_inspection = false", 1) + fmt.Sprintf(`
+	domains := t.TempDir()
+	cfg := strings.Replace(remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts), "provider \"vmconv\" {",
+		fmt.Sprintf("provider \"vmconv\" {\n  plan_inspection = false\n  domain_dir = %s", acctest.HCLString(domains)), 1) + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
   source    = { path = %s }
   output    = { pool = %q, volume = "plain.qcow2" }
@@ -65,6 +70,9 @@ resource "vmconv_kvm_domain" "web" {
 				return fmt.Errorf("the domain was not shut down gracefully:\n%s", log)
 			}
 			h.RunnerViewUntouched(t)
+			if _, err := os.Stat(filepath.Join(domains, name)); err == nil {
+				return fmt.Errorf("destroy left the domain's folder on the runner")
+			}
 			return nil
 		},
 		Steps: []resource.TestStep{
@@ -74,6 +82,15 @@ resource "vmconv_kvm_domain" "web" {
 					resource.TestCheckResourceAttr(web, "boot_test_result.status", "passed"),
 					resource.TestCheckResourceAttr(web, "boot_test_result.disk_bus", "virtio"),
 					resource.TestCheckResourceAttr(web, "disks.0.overlay", "volume:"+h.Pool+"/"+overlay),
+					// The console, read through libvirt's stream, is kept on the runner.
+					resource.TestCheckResourceAttr(web, "console_log", filepath.Join(domains, name, "console.log")),
+					func(*terraform.State) error {
+						log, err := os.ReadFile(filepath.Join(domains, name, "console.log"))
+						if err != nil || !strings.Contains(string(log), boottest.Marker) {
+							return fmt.Errorf("the console log kept on the runner has no boot marker (%v)", err)
+						}
+						return nil
+					},
 					resource.TestMatchResourceAttr(web, "xml", regexp.MustCompile(`<source file='`+regexp.QuoteMeta(h.PoolPath+"/"+overlay)+`'`)),
 					func(*terraform.State) error {
 						if got := volumesOf(t, h); got != "plain.qcow2 plain.qcow2.vmconv.json "+overlay { // virsh sorts by name
@@ -103,7 +120,7 @@ resource "vmconv_kvm_domain" "web" {
 			{Config: cfg, PlanOnly: true},
 			{
 				ResourceName: web, ImportState: true, ImportStateId: name, ImportStateVerify: true,
-				ImportStateVerifyIgnore: []string{"boot_", "timeouts", "shutdown_timeout"},
+				ImportStateVerifyIgnore: []string{"boot_", "timeouts", "shutdown_timeout", "console_log"}, // import cannot know where the runner kept the log
 			},
 		},
 	})
