@@ -38,8 +38,10 @@ func SSH(uri string) bool {
 	return err == nil && strings.HasSuffix(u.Scheme, "+ssh")
 }
 
-// Redacted is the URI as it may be shown: without a password or the query
-// (which can name key files and wrappers of this machine).
+// Redacted is the URI as the user wrote it, as it may be shown: without a
+// password. Its query (socket, keyfile and the like) names files, not
+// secrets, and says which socket or key was tried; the ssh wrapper vmconv
+// adds is never in it, as this is the user's URI, not the dialled one.
 func Redacted(uri string) string {
 	u, err := url.Parse(uri)
 	if err != nil {
@@ -48,7 +50,6 @@ func Redacted(uri string) string {
 	if u.User != nil {
 		u.User = url.User(u.User.Username())
 	}
-	u.RawQuery = ""
 	return u.String()
 }
 
@@ -189,6 +190,8 @@ func Unreachable(s Settings, err error) *fault.Error {
 	case strings.Contains(msg, "Connection refused") || strings.Contains(msg, "No route to host") ||
 		strings.Contains(msg, "Could not resolve hostname") || strings.Contains(msg, "timed out"):
 		f = f.WithHint("Check that the host is up, that the name and port in the URI are right, and that sshd (for qemu+ssh) or libvirtd listens there: try virsh -c '%s' list.", r)
+	case !SSH(s.URI):
+		f = f.WithHint("Check that libvirtd is running (tools/setup starts it) and that the provider's uri (or LIBVIRT_DEFAULT_URI) names it.")
 	case strings.Contains(msg, "libvirt-sock") || strings.Contains(msg, "virt-ssh-helper") || strings.Contains(msg, "nc:"):
 		f = f.WithHint("The host answered but its libvirtd did not: check that libvirtd runs on it and that the user in the URI may use its socket.")
 	default:

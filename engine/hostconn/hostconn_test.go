@@ -107,7 +107,7 @@ func TestDialable(t *testing.T) {
 
 func TestRedacted(t *testing.T) {
 	for in, want := range map[string]string{
-		"qemu+ssh://root:pw@kvm1:22/system?keyfile=/k": "qemu+ssh://root@kvm1:22/system",
+		"qemu+ssh://root:pw@kvm1:22/system?keyfile=/k": "qemu+ssh://root@kvm1:22/system?keyfile=/k",
 		"qemu:///system": "qemu:///system",
 	} {
 		if got := Redacted(in); got != want {
@@ -116,8 +116,15 @@ func TestRedacted(t *testing.T) {
 	}
 }
 
+func TestUnreachableLocal(t *testing.T) {
+	f := Unreachable(Settings{URI: "qemu+unix:///system?socket=/nonexistent/libvirt-sock"}, errors.New("Failed to connect socket to '/nonexistent/libvirt-sock'"))
+	if !strings.Contains(f.Error(), "qemu+unix:///system?socket=/nonexistent/libvirt-sock") || !strings.Contains(f.Hint, "libvirtd is running") {
+		t.Fatalf("got %v / %q", f, f.Hint)
+	}
+}
+
 func TestUnreachable(t *testing.T) {
-	s := Settings{URI: "qemu+ssh://root@kvm1/system?keyfile=/k", KnownHosts: "/etc/vmconv/known_hosts"}
+	s := Settings{URI: "qemu+ssh://root:hunter2@kvm1/system?keyfile=/k", KnownHosts: "/etc/vmconv/known_hosts"}
 	for msg, want := range map[string]struct {
 		code fault.Code
 		hint string
@@ -125,14 +132,14 @@ func TestUnreachable(t *testing.T) {
 		"Cannot recv data: Host key verification failed.: Connection reset by peer": {fault.HostKeyMismatch, "known_hosts"},
 		"Cannot recv data: ssh: connect to host kvm1 port 22: Connection refused":   {fault.HypervisorUnreachable, "host is up"},
 		"Cannot recv data: root@kvm1: Permission denied (publickey).":               {fault.AuthFailed, "authorized"},
-		"Failed to connect socket to '/var/run/libvirt/libvirt-sock'":               {fault.HypervisorUnreachable, "libvirtd"},
+		"Cannot recv data: nc: unix connect failed: No such file or directory":      {fault.HypervisorUnreachable, "libvirtd"},
 	} {
 		f := Unreachable(s, errors.New(msg))
 		if f.Code != want.code || !strings.Contains(f.Hint, want.hint) {
 			t.Errorf("%q: got %s / %q", msg, f.Code, f.Hint)
 		}
-		if strings.Contains(f.Error(), "keyfile") {
-			t.Errorf("%q: the URI's query is shown: %v", msg, f)
+		if strings.Contains(f.Error(), "hunter2") {
+			t.Errorf("%q: the URI's password is shown: %v", msg, f)
 		}
 	}
 }
