@@ -65,19 +65,6 @@ func bigFiles(dir string) []string {
 	return out
 }
 
-// poolVolumes lists the volume names of the host's pool.
-func poolVolumes(t *testing.T, h *libvirttest.Host) []string {
-	t.Helper()
-	out := h.Virsh(t, "vol-list", "--pool", h.Pool)
-	var names []string
-	for _, l := range strings.Split(out, "\n")[2:] {
-		if f := strings.Fields(l); len(f) > 0 {
-			names = append(names, f[0])
-		}
-	}
-	return names
-}
-
 func TestVolumeOutputOnRemoteHost(t *testing.T) {
 	h := libvirttest.Start(t)
 	src := sparseSource(t)
@@ -120,7 +107,7 @@ func TestVolumeOutputOnRemoteHost(t *testing.T) {
 		t.Errorf("the runner kept a copy after the upload: %v", big)
 	}
 	h.RunnerViewUntouched(t)
-	if got := poolVolumes(t, h); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
+	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
 		t.Errorf("pool holds %v, want the volume and its report only", got)
 	}
 
@@ -167,7 +154,7 @@ func TestVolumeOutputOnRemoteHost(t *testing.T) {
 	if err := e.DeleteVolume(ctx, h.Pool, "web.qcow2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := poolVolumes(t, h); len(got) != 0 {
+	if got := h.Volumes(t); len(got) != 0 {
 		t.Errorf("delete left %v", got)
 	}
 	if st, err := e.ReadVolume(ctx, h.Pool, "web.qcow2"); err != nil || st.Exists {
@@ -239,7 +226,7 @@ func TestVolumeUploadKilled(t *testing.T) {
 	defer child.Process.Kill()
 	part := ""
 	for deadline := time.Now().Add(3 * time.Minute); part == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		for _, n := range poolVolumes(t, h) {
+		for _, n := range h.Volumes(t) {
 			if strings.HasPrefix(n, "web.qcow2.vmconv-part-") {
 				part = n
 			}
@@ -251,7 +238,7 @@ func TestVolumeUploadKilled(t *testing.T) {
 	time.Sleep(time.Second) // the child holds once 4 MiB are sent
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
-	if got := poolVolumes(t, h); len(got) != 1 || got[0] != part {
+	if got := h.Volumes(t); len(got) != 1 || got[0] != part {
 		t.Fatalf("after kill -9 mid-upload the pool holds %v; want only the temporary %s", got, part)
 	}
 	// The re-apply converges: the temporary is swept, the volume published.
@@ -266,7 +253,7 @@ func TestVolumeUploadKilled(t *testing.T) {
 	if _, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := poolVolumes(t, h); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
+	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
 		t.Fatalf("after the re-apply the pool holds %v", got)
 	}
 	if big := bigFiles(cfg.CacheDir); len(big) > 0 {
@@ -297,7 +284,7 @@ func TestVolumeVMOnRemoteHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := poolVolumes(t, h); strings.Join(got, " ") != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
+	if got := h.Volumes(t); strings.Join(got, " ") != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
 		t.Fatalf("pool holds %v", got)
 	}
 	for i, src := range []string{a, b} {
@@ -326,7 +313,7 @@ func TestVolumeVMOnRemoteHost(t *testing.T) {
 	if err := e.DeleteVolume(ctx, h.Pool, "db", rep.Plan.Output.Volume.Disks...); err != nil {
 		t.Fatal(err)
 	}
-	if got := poolVolumes(t, h); len(got) != 0 {
+	if got := h.Volumes(t); len(got) != 0 {
 		t.Errorf("delete left %v", got)
 	}
 }
@@ -358,7 +345,7 @@ func TestVolumeParallelUploads(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if got := strings.Join(poolVolumes(t, h), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p1.qcow2 p1.qcow2.vmconv.json p2.qcow2 p2.qcow2.vmconv.json" {
+	if got := strings.Join(h.Volumes(t), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p1.qcow2 p1.qcow2.vmconv.json p2.qcow2 p2.qcow2.vmconv.json" {
 		t.Fatalf("pool holds %s", got)
 	}
 }

@@ -438,3 +438,16 @@ func randomID(t testing.TB) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// Volumes lists the pool's volume names as virsh sorts them, read inside
+// the namespace.
+func (h *Host) Volumes(t testing.TB) []string {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(h.Virsh(t, "vol-list", "--pool", h.Pool), "\n")[2:] {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}

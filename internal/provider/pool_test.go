@@ -65,15 +65,8 @@ resource "vmconv_disk_conversion" "db" {
 `, acctest.HCLString(src), acctest.HCLString(pool), acctest.HCLString(vol), dataPlaneOnly)
 }
 
-func volumesOf(t *testing.T, h *libvirttest.Host) string {
-	var names []string
-	for _, l := range strings.Split(h.Virsh(t, "vol-list", "--pool", h.Pool), "\n")[2:] {
-		if f := strings.Fields(l); len(f) > 0 {
-			names = append(names, f[0])
-		}
-	}
-	return strings.Join(names, " ")
-}
+// volumesOf is the pool's volume names, space-separated.
+func volumesOf(t *testing.T, h *libvirttest.Host) string { return strings.Join(h.Volumes(t), " ") }
 
 func TestAccDiskConversion_pool(t *testing.T) {
 	h := libvirttest.Start(t)
