@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -151,6 +152,7 @@ func TestVolumeOutputOnRemoteHost(t *testing.T) {
 	if st, err := e.ReadVolume(ctx, h.Pool, "web.qcow2"); err != nil || st.Stamp == v.Stamp {
 		t.Fatalf("an out-of-band write left the stamp as it was: %v", err)
 	}
+	deleteRefusedWhileHeld(t, e, h, "web.qcow2", v.Path)
 	if err := e.DeleteVolume(ctx, h.Pool, "web.qcow2"); err != nil {
 		t.Fatal(err)
 	}
@@ -320,32 +322,101 @@ func TestVolumeVMOnRemoteHost(t *testing.T) {
 
 // TestVolumeParallelUploads publishes three conversions into one pool at
 // once. libvirt refuses to rescan a pool while an upload or clone runs in
-// it, so every publish has to wait its turn for the rescan.
+// it, so every publish has to wait its turn for the rescan. Then, on the
+// same host, MaxUploads = 1 must keep two uploads from overlapping.
 func TestVolumeParallelUploads(t *testing.T) {
 	h := libvirttest.Start(t)
-	cfg := remoteConfig(t, h)
-	cfg.MaxParallel, cfg.MaxUploads = 3, 2
-	e, err := engine.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errs := make(chan error, 3)
-	for i := 0; i < 3; i++ {
-		src := sparseSource(t)
-		go func(i int) {
-			p, err := e.Plan(context.Background(), poolRequest(src, h.Pool, fmt.Sprintf("p%d.qcow2", i)), engine.PlanOptions{})
-			if err == nil {
-				_, err = e.Apply(context.Background(), p, nil, engine.ApplyOptions{})
-			}
-			errs <- err
-		}(i)
-	}
-	for i := 0; i < 3; i++ {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
+	if peak := publishAtOnce(t, h, 3, 2, "p"); peak > 2 {
+		t.Errorf("%d uploads ran at once with MaxUploads = 2", peak)
 	}
 	if got := strings.Join(h.Volumes(t), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p1.qcow2 p1.qcow2.vmconv.json p2.qcow2 p2.qcow2.vmconv.json" {
 		t.Fatalf("pool holds %s", got)
 	}
+	if peak := publishAtOnce(t, h, 3, 1, "q"); peak != 1 {
+		t.Errorf("%d uploads ran at once with MaxUploads = 1", peak)
+	}
+}
+
+// publishAtOnce plans and applies n conversions at once into h's pool,
+// named <prefix><i>.qcow2, and returns how many uploads overlapped at most.
+// An upload spans its first and its last progress event (the engine emits
+// one when the first chunk is sent and one when the last is).
+func publishAtOnce(t *testing.T, h *libvirttest.Host, n, maxUploads int, prefix string) int {
+	t.Helper()
+	cfg := remoteConfig(t, h)
+	cfg.MaxParallel, cfg.MaxUploads = n, maxUploads
+	e, err := engine.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	active, peak := 0, 0
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		src := sparseSource(t)
+		go func(i int) {
+			started := false
+			sink := engine.SinkFunc(func(ev engine.Event) {
+				if ev.Kind != engine.EventProgress || !strings.HasPrefix(ev.Message, "uploading to pool") {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !started {
+					started = true
+					active++
+					peak = max(peak, active)
+				}
+				if ev.Fields["done"] == ev.Fields["total"] {
+					active--
+				}
+			})
+			p, err := e.Plan(context.Background(), poolRequest(src, h.Pool, fmt.Sprintf("%s%d.qcow2", prefix, i)), engine.PlanOptions{})
+			if err == nil {
+				_, err = e.Apply(context.Background(), p, sink, engine.ApplyOptions{})
+			}
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if peak == 0 {
+		t.Fatal("no upload progress was reported")
+	}
+	return peak
+}
+
+// deleteRefusedWhileHeld defines domains on the host that hold the volume
+// the ways a user's own domains may: by pool and volume name (<disk
+// type='volume'>), and through a chain of the user's overlays. Deleting the
+// volume must be refused while each exists.
+func deleteRefusedWhileHeld(t *testing.T, e *engine.Engine, h *libvirttest.Host, name, path string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	snap1, snap2 := h.PoolPath+"/user-snap1.qcow2", h.PoolPath+"/user-snap2.qcow2"
+	for _, c := range [][]string{{snap1, path}, {snap2, snap1}} {
+		if out, err := h.Exec(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", c[1], c[0]); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	h.Virsh(t, "pool-refresh", h.Pool)
+	for _, disk := range []string{
+		fmt.Sprintf(`<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='%s' volume='%s'/><target dev='vda' bus='virtio'/></disk>`, h.Pool, name),
+		fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>`, snap2),
+	} {
+		x := filepath.Join(dir, "holder.xml")
+		os.WriteFile(x, []byte(`<domain type='qemu'><name>holder</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os><devices>`+disk+`</devices></domain>`), 0o644)
+		h.Virsh(t, "define", x)
+		err := e.DeleteVolume(ctx, h.Pool, name)
+		h.Virsh(t, "undefine", "holder")
+		if !fault.Is(err, fault.DiskInUse) || !strings.Contains(err.Error(), "holder") {
+			t.Fatalf("deleting %s while domain holder uses it as %s: %v", name, disk, err)
+		}
+	}
+	h.Virsh(t, "vol-delete", "--pool", h.Pool, "user-snap2.qcow2")
+	h.Virsh(t, "vol-delete", "--pool", h.Pool, "user-snap1.qcow2")
 }

@@ -503,14 +503,41 @@ func volumeUsers(h *libvirt.Conn, info volume.Info) ([]string, error) {
 	for _, d := range ds {
 		disks, _ := kvm.ObserveDisks(d.XML)
 		for _, dk := range disks {
-			_, backing, ok, err := h.VolumeByPath(dk.Path)
-			if dk.Path == info.Path || (err == nil && ok && backing == info.Path) {
+			if usesVolume(h, dk, info) {
 				users = append(users, d.Name)
 				break
 			}
 		}
 	}
 	return users, nil
+}
+
+// usesVolume tells whether a domain's disk is the volume or has it in its
+// backing chain: the disk may name a file or a pool's volume, and overlays
+// may stack (a user's snapshot on top of vmconv's overlay).
+func usesVolume(h *libvirt.Conn, dk kvm.ObservedDisk, info volume.Info) bool {
+	if dk.Volume != "" {
+		if dk.Pool == info.Pool && dk.Volume == info.Name {
+			return true
+		}
+		v, ok, err := h.Volume(dk.Pool, dk.Volume)
+		if err != nil || !ok {
+			return false
+		}
+		dk.Path = v.Path
+	}
+	path := dk.Path
+	for depth := 0; depth < 16 && path != ""; depth++ {
+		if path == info.Path {
+			return true
+		}
+		_, backing, ok, err := h.VolumeByPath(path)
+		if err != nil || !ok {
+			return false
+		}
+		path = backing
+	}
+	return false
 }
 
 // volumeConversion reads what a pool output's report says about its guest,

@@ -471,6 +471,9 @@ func (m *Manager) Read(nameOrUUID string) (Live, bool, error) {
 	l := Live{Info: info, Observed: obs, NICs: ObserveNICs(info.XML), ConsoleLog: ObserveConsoleLog(info.XML)}
 	disks, _ := ObserveDisks(info.XML)
 	for _, d := range disks {
+		if d.Path == "" {
+			continue // a volume disk: vmconv defines its domains with files
+		}
 		ld := LiveDisk{Path: d.Path, Bus: d.Bus}
 		if chain := BackingChain(d.Path); len(chain) > 0 {
 			ld.Backing = chain[0]

@@ -176,9 +176,10 @@ func toMiB(v uint, unit string) uint {
 }
 
 // ObservedDisk is a disk of a live definition.
-type ObservedDisk struct{ Path, Bus string }
+// A volume disk (<disk type='volume'>) has Pool and Volume instead of Path.
+type ObservedDisk struct{ Path, Pool, Volume, Bus string }
 
-// ObserveDisks lists a definition's file-backed disks with their bus.
+// ObserveDisks lists a definition's file and volume disks with their bus.
 func ObserveDisks(xml string) ([]ObservedDisk, error) {
 	var d libvirtxml.Domain
 	if err := d.Unmarshal(xml); err != nil {
@@ -187,8 +188,12 @@ func ObserveDisks(xml string) ([]ObservedDisk, error) {
 	var out []ObservedDisk
 	if d.Devices != nil {
 		for _, disk := range d.Devices.Disks {
-			if disk.Source != nil && disk.Source.File != nil && disk.Target != nil {
+			switch {
+			case disk.Source == nil || disk.Target == nil:
+			case disk.Source.File != nil:
 				out = append(out, ObservedDisk{Path: disk.Source.File.File, Bus: disk.Target.Bus})
+			case disk.Source.Volume != nil:
+				out = append(out, ObservedDisk{Pool: disk.Source.Volume.Pool, Volume: disk.Source.Volume.Volume, Bus: disk.Target.Bus})
 			}
 		}
 	}
