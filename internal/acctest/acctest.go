@@ -41,7 +41,10 @@ func PreCheck(t *testing.T) {
 	if os.Getenv("TF_ACC_TERRAFORM_PATH") == "" {
 		p, err := exec.LookPath("terraform")
 		if err != nil {
-			t.Fatal("the terraform CLI is required (see README: Getting terraform)")
+			p, err = exec.LookPath("tofu")
+		}
+		if err != nil {
+			t.Fatal("a Terraform-compatible CLI is required: set TF_ACC_TERRAFORM_PATH, or run tools/setup, which installs one")
 		}
 		// Process-wide on purpose: parallel tests may not use t.Setenv.
 		os.Setenv("TF_ACC_TERRAFORM_PATH", p)

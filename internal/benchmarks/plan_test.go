@@ -18,9 +18,9 @@ import (
 // plan launches the appliance (once: concurrent plans of one source share
 // the inspection).
 func BenchmarkPlan(b *testing.B) {
-	tf, err := exec.LookPath("terraform")
+	tf, err := exec.LookPath(os.Getenv("TF_ACC_TERRAFORM_PATH"))
 	if err != nil {
-		b.Fatal("the terraform CLI is required")
+		b.Fatal("set TF_ACC_TERRAFORM_PATH to a Terraform-compatible CLI (make bench does)")
 	}
 	bin := filepath.Join(acctest.RepoRoot(), "bin")
 	if _, err := os.Stat(filepath.Join(bin, "terraform-provider-vmconv")); err != nil {
