@@ -146,7 +146,10 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 		}
 		j.emit(EventStageStarted, s.name(), sp.Reason, nil)
 		start := time.Now()
-		if err := s.run(ctx, j); err != nil {
+		stop := j.heartbeat(s.name())
+		err := s.run(ctx, j)
+		stop()
+		if err != nil {
 			if sk, ok := err.(skip); ok {
 				j.emit(EventStageSkipped, s.name(), sk.reason, nil)
 				j.res.Stages = append(j.res.Stages, StageResult{Name: s.name(), Status: "skipped", Reason: sk.reason})

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
@@ -162,9 +163,17 @@ func (e *Engine) sourceEnv(sink Sink) source.Env {
 type fetchLog struct{ sink Sink }
 
 func (l fetchLog) Log(level, msg string, f map[string]any) {
-	if l.sink != nil {
-		l.sink.Event(Event{Kind: EventInfo, Stage: StageFetch, Message: msg, Fields: f})
+	if l.sink == nil {
+		return
 	}
+	ev := Event{Time: time.Now(), Kind: EventInfo, Stage: StageFetch, Message: msg, Fields: f}
+	if level == "progress" {
+		ev.Kind = EventProgress
+		if p, ok := f["percent"].(int64); ok {
+			ev.Percent = float64(p)
+		}
+	}
+	l.sink.Event(ev)
 }
 
 // resolveSource makes the source local (an OVA's disk is extracted into

@@ -371,8 +371,8 @@ func TestCancelLeavesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sink := engine.SinkFunc(func(ev engine.Event) {
-		if ev.Kind == engine.EventProgress && ev.Percent > 0 {
-			cancel() // Ctrl-C in the middle of the copy
+		if ev.Kind == engine.EventProgress && ev.Stage == engine.StageConvert {
+			cancel() // Ctrl-C once the copy has started
 		}
 	})
 	_, err = e.Apply(ctx, p, sink, engine.ApplyOptions{})

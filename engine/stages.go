@@ -25,6 +25,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 )
 
 type fetchStage struct{}
@@ -99,17 +100,19 @@ func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	if len(j.disks) > 1 {
 		what = fmt.Sprintf("converting disk %d of %d", i+1, len(j.disks))
 	}
-	last := -10.0
-	lastAt := time.Now()
+	// qemu-img reports a share of the virtual disk: the meter counts it in
+	// virtual bytes, so the rate and ETA read in the disk's own size.
+	size := d.c.VirtualSize()
+	m := &progress.Meter{}
 	err := j.e.qemu.Convert(ctx, qemuimg.ConvertArgs{
 		Src: d.input, SrcDriver: d.inputDriver,
 		Dst: d.tmp, DstFormat: diskformatDriver(p.Output.Format),
 		Compress:   p.Output.Compression,
 		Coroutines: 16, // in-order writes keep the output byte-identical across runs
 	}, func(pct float64) {
-		if pct-last >= 5 || time.Since(lastAt) > 10*time.Second || pct == 100 && last != 100 {
-			last, lastAt = pct, time.Now()
-			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert, Message: fmt.Sprintf("%s: %.0f%%", what, pct), Percent: pct})
+		if r, ok := m.Update(int64(pct/100*float64(size)), size); ok {
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert,
+				Message: what + " (virtual size): " + r.String(), Percent: pct, Fields: r.Fields()})
 		}
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/hostconn"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
 	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 	"github.com/vmconv/terraform-provider-vmconv/engine/volume"
 )
 
@@ -328,17 +329,18 @@ func volumeResult(vp *VolumePlan, v volume.Published) *VolumeResult {
 		Capacity: v.Capacity, Allocation: v.Allocation, Physical: v.Physical, Stamp: v.Stamp, Sent: v.Sent}
 }
 
-// uploadProgress reports an upload every 5 seconds and at its end.
+// uploadProgress reports an upload when its first chunk is sent, at most
+// every progress.DefaultInterval after, and at its end.
 func (j *job) uploadProgress(ctx context.Context, vp *VolumePlan) func(done, total int64) {
-	var last time.Time
+	m := &progress.Meter{}
 	return func(done, total int64) {
 		if done >= 4<<20 {
 			testHold(ctx, "mid-upload")
 		}
-		if time.Since(last) >= 5*time.Second || done == total {
-			last = time.Now()
-			j.emit(EventProgress, "", fmt.Sprintf("uploading to pool %s: %d of %d MiB", vp.Pool, done>>20, total>>20),
-				map[string]any{"done": done, "total": total})
+		if r, ok := m.Update(done, total); ok {
+			f := r.Fields()
+			f["done"], f["total"] = done, total
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Message: fmt.Sprintf("uploading to pool %s: %s", vp.Pool, r), Percent: r.Percent(), Fields: f})
 		}
 	}
 }

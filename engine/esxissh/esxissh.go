@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 	"github.com/vmconv/terraform-provider-vmconv/engine/vmdk"
 )
 
@@ -34,6 +35,8 @@ type Options struct {
 	// HostKey pins the server: its public key as in known_hosts
 	// ("ssh-ed25519 AAAA...") or its SHA256 fingerprint ("SHA256:...").
 	HostKey string
+	// Progress, when set, receives each copy's progress reports.
+	Progress func(remote string, r progress.Report)
 }
 
 // Client is an SFTP session on the host.
@@ -41,6 +44,7 @@ type Client struct {
 	ssh  *ssh.Client
 	sftp *sftp.Client
 	host string
+	prog func(string, progress.Report)
 }
 
 // Fingerprint is a key's SHA256 fingerprint as ssh-keygen -l prints it.
@@ -101,7 +105,7 @@ func Dial(ctx context.Context, o Options) (*Client, error) {
 		sc.Close()
 		return nil, fault.Wrap(fault.FetchFailed, o.Host, err, "the host offers no SFTP").WithHint("Enable SFTP on the host's SSH server.")
 	}
-	return &Client{ssh: sc, sftp: fc, host: o.Host}, nil
+	return &Client{ssh: sc, sftp: fc, host: o.Host, prog: o.Progress}, nil
 }
 
 var errHostKey = fmt.Errorf("host key not trusted")
@@ -347,7 +351,11 @@ func (c *Client) copyFile(ctx context.Context, remote string, fi os.FileInfo, lo
 		dst.Close()
 		return err
 	}
-	n, err := io.Copy(dst, &ctxReader{ctx, src})
+	var in io.Reader = &ctxReader{ctx, src}
+	if c.prog != nil {
+		in = &progress.Reader{R: in, Done: off, Total: want.Size, Meter: &progress.Meter{}, Report: func(r progress.Report) { c.prog(remote, r) }}
+	}
+	n, err := io.Copy(dst, in)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 )
 
 // Logger receives the transport's messages. URLs in them are redacted
@@ -349,7 +350,14 @@ func fetchOnce(ctx context.Context, c *retryablehttp.Client, rawURL, part, metaF
 	// Recorded before the body, so that a part cut short by a full disk
 	// can be resumed: the record could not be written after.
 	resumable := meta.Length > 0 && writeJSON(metaFile, *meta) == nil
-	n, err := copyBounded(f, resp.Body, red, from, meta.Length, resumable)
+	body := &progress.Reader{R: resp.Body, Done: from, Total: max(meta.Length, 0), Meter: &progress.Meter{}, Report: func(r progress.Report) {
+		if o.Logger != nil {
+			f := r.Fields()
+			f["url"] = red
+			o.Logger.Log("progress", "downloading: "+r.String(), f)
+		}
+	}}
+	n, err := copyBounded(f, body, red, from, meta.Length, resumable)
 	if err != nil {
 		return false, err
 	}

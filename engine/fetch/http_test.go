@@ -151,6 +151,17 @@ func TestDownloadVerifiesAndReuses(t *testing.T) {
 	if len(l.lines) == 0 {
 		t.Error("nothing was logged")
 	}
+	// The download's progress: its first reading and its end, with the
+	// total and a rate, redacted like the rest.
+	var progress []string
+	for _, line := range l.lines {
+		if strings.HasPrefix(line, "progress downloading: ") {
+			progress = append(progress, line)
+		}
+	}
+	if len(progress) != 2 || !strings.Contains(progress[1], "3.0 MiB of 3.0 MiB (100%)") || !strings.Contains(progress[1], "total_bytes:3145728") {
+		t.Errorf("progress reports %q", progress)
+	}
 }
 
 func TestDownloadResumesAfterDroppedConnection(t *testing.T) {

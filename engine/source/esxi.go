@@ -10,6 +10,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/esxissh"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 	"github.com/vmconv/terraform-provider-vmconv/engine/vmx"
 )
 
@@ -30,7 +31,10 @@ func (x *esxiSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Remote
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := esxissh.Dial(ctx, esxissh.Options{Host: s.Host, User: s.User, PrivateKey: s.PrivateKey, HostKey: s.HostKey})
+	c, err := esxissh.Dial(ctx, esxissh.Options{Host: s.Host, User: s.User, PrivateKey: s.PrivateKey, HostKey: s.HostKey,
+		Progress: func(remote string, r progress.Report) {
+			x.env.Log.Log("progress", "copying "+remote+" over SSH: "+r.String(), r.Fields())
+		}})
 	if err != nil {
 		return nil, nil, err
 	}

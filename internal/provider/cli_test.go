@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -65,6 +66,16 @@ resource "vmconv_disk_conversion" "web" {
 		if !strings.Contains(string(logText), want) {
 			t.Errorf("provider log lacks %q", want)
 		}
+	}
+	// Progress at INFO, with sizes, rate and integer fields (Terraform
+	// prints JSON numbers from providers as floats: 8.388608e+06).
+	for _, re := range []string{`converting \(virtual size\): 8\.0 MiB of 8\.0 MiB \(100%\), [0-9.]+ [KMG]iB/s`, `total_bytes=8388608`, `rate_bytes_per_s=[0-9]+ `} {
+		if !regexp.MustCompile(re).Match(logText) {
+			t.Errorf("provider log has no progress matching %s", re)
+		}
+	}
+	if m := regexp.MustCompile(`provider\.terraform-provider-vmconv.*[0-9]e\+[0-9]`).Find(logText); m != nil {
+		t.Errorf("a number in the provider's log reads as a float: %s", m)
 	}
 	data, err := testimg.ReadQcow2(outPath)
 	if err != nil {

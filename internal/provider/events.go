@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -25,18 +26,38 @@ func (s *logSink) Event(e engine.Event) {
 	if e.Stage != "" {
 		fields["stage"] = string(e.Stage)
 	}
-	if e.Kind == engine.EventProgress {
-		fields["percent"] = e.Percent
-	}
 	for k, v := range e.Fields {
-		fields[k] = v
+		fields[k] = logValue(v)
 	}
 	switch e.Kind {
 	case engine.EventWarning:
 		tflog.Warn(s.ctx, e.Message, fields)
-	case engine.EventProgress:
-		tflog.Debug(s.ctx, e.Message, fields)
 	default:
+		// Progress too: the engine spaces it (every 10 s for transfers,
+		// 30 s for the appliance and the boot test), so INFO shows a long
+		// apply moving, with rates and ETAs, without flooding.
 		tflog.Info(s.ctx, e.Message, fields)
 	}
+}
+
+// logValue keeps integers integers in Terraform's log. The provider's log
+// reaches Terraform as JSON, whose numbers Terraform reads back as floats
+// and prints as 2.424832e+06; a decimal string prints as 2424832.
+func logValue(v any) any {
+	switch n := v.(type) {
+	case int:
+		return strconv.FormatInt(int64(n), 10)
+	case int64:
+		return strconv.FormatInt(n, 10)
+	case uint64:
+		return strconv.FormatUint(n, 10)
+	case int32:
+		return strconv.FormatInt(int64(n), 10)
+	case float64:
+		if n == float64(int64(n)) {
+			return strconv.FormatInt(int64(n), 10)
+		}
+		return strconv.FormatFloat(n, 'f', 2, 64)
+	}
+	return v
 }

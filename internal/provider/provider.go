@@ -76,6 +76,7 @@ const (
 	envLibvirtURI  = "LIBVIRT_DEFAULT_URI"
 	envDomainDir   = "VMCONV_DOMAIN_DIR"
 	envPlanInspect = "VMCONV_PLAN_INSPECTION"
+	envPlanFetch   = "VMCONV_PLAN_FETCH"
 	envSSHKey      = "VMCONV_SSH_KEY_FILE"
 	envKnownHosts  = "VMCONV_SSH_KNOWN_HOSTS_FILE"
 	envMaxUploads  = "VMCONV_MAX_PARALLEL_UPLOADS"
@@ -160,7 +161,8 @@ func (p *vmconvProvider) Schema(_ context.Context, _ provider.SchemaRequest, res
 			"plan_fetch": schema.BoolAttribute{
 				Optional: true,
 				MarkdownDescription: "Whether `terraform plan` may download remote sources (`source.url`) into the cache, so that they are planned like local disks " +
-					"(format, chain, size estimate, inspection). Default `false`: remote sources are planned from the server's metadata, and downloaded at apply.",
+					"(format, chain, size estimate, inspection). Default `false`: remote sources are planned from the server's metadata, and downloaded at apply. " +
+					"Environment: `" + envPlanFetch + "`.",
 			},
 			"firmware_dir": schema.StringAttribute{
 				Optional:            true,
@@ -224,22 +226,36 @@ func (p *vmconvProvider) Configure(ctx context.Context, req provider.ConfigureRe
 	tflog.Info(ctx, "vmconv engine ready", map[string]any{
 		"max_parallel_conversions": eff.MaxParallel, "work_dir": eff.WorkDir, "cache_dir": eff.CacheDir, "accel": eff.Accel,
 	})
-	data := &providerData{engine: e, planInspection: true, planFetch: cfg.PlanFetch.ValueBool(),
+	data := &providerData{engine: e,
 		vsphereUser: stringSetting(cfg.VSphereUser, "VSPHERE_USER"), vspherePassword: stringSetting(cfg.VSpherePassword, "VSPHERE_PASSWORD")}
-	switch {
-	case !cfg.PlanInspection.IsNull() && !cfg.PlanInspection.IsUnknown():
-		data.planInspection = cfg.PlanInspection.ValueBool()
-	case os.Getenv(envPlanInspect) != "":
-		b, err := strconv.ParseBool(os.Getenv(envPlanInspect))
-		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("plan_inspection"), "Invalid Environment Setting",
-				envPlanInspect+" must be true or false, got "+strconv.Quote(os.Getenv(envPlanInspect))+".")
-			return
-		}
-		data.planInspection = b
+	var ok bool
+	if data.planInspection, ok = boolSetting(cfg.PlanInspection, envPlanInspect, true, "plan_inspection", &resp.Diagnostics); !ok {
+		return
+	}
+	if data.planFetch, ok = boolSetting(cfg.PlanFetch, envPlanFetch, false, "plan_fetch", &resp.Diagnostics); !ok {
+		return
 	}
 	resp.ResourceData = data
 	resp.DataSourceData = data
+}
+
+// boolSetting is a boolean attribute, else its environment variable, else
+// def; an environment value that is not a boolean is an error on the
+// attribute.
+func boolSetting(v types.Bool, env string, def bool, attr string, diags *diag.Diagnostics) (bool, bool) {
+	if !v.IsNull() && !v.IsUnknown() {
+		return v.ValueBool(), true
+	}
+	if os.Getenv(env) == "" {
+		return def, true
+	}
+	b, err := strconv.ParseBool(os.Getenv(env))
+	if err != nil {
+		diags.AddAttributeError(path.Root(attr), "Invalid Environment Setting",
+			env+" must be true or false, got "+strconv.Quote(os.Getenv(env))+".")
+		return false, false
+	}
+	return b, true
 }
 
 // configured is what resources and data sources take from the provider's

@@ -1,0 +1,38 @@
+package provider
+
+import (
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+// boolSetting: the attribute wins, then the environment, then the default;
+// an environment value that is not a boolean is an error naming it.
+func TestBoolSetting(t *testing.T) {
+	const env = "VMCONV_TEST_BOOL_SETTING"
+	for _, c := range []struct {
+		attr     types.Bool
+		env      string
+		def      bool
+		want, ok bool
+	}{
+		{types.BoolNull(), "", true, true, true},
+		{types.BoolNull(), "", false, false, true},
+		{types.BoolNull(), "true", false, true, true},
+		{types.BoolNull(), "0", true, false, true},
+		{types.BoolValue(false), "true", true, false, true},
+		{types.BoolValue(true), "nonsense", false, true, true},
+		{types.BoolNull(), "yes please", false, false, false},
+	} {
+		t.Setenv(env, c.env)
+		var diags diag.Diagnostics
+		got, ok := boolSetting(c.attr, env, c.def, "plan_fetch", &diags)
+		if got != c.want || ok != c.ok || diags.HasError() == c.ok {
+			t.Errorf("%v, %s=%q, default %v: got %v, %v, %v", c.attr, env, c.env, c.def, got, ok, diags)
+		}
+		if !c.ok && (len(diags) != 1 || diags[0].Summary() != "Invalid Environment Setting") {
+			t.Errorf("diagnostics %v", diags)
+		}
+	}
+}
