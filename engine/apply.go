@@ -193,9 +193,12 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
 	}
 	if rs.fp != p.Source.Fingerprint {
-		return fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
-			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.").
-			WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", rs.fp)
+		f := fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
+			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.")
+		for _, c := range ChangedFiles(p.Source.Files, rs.stamps) {
+			f = f.WithFact("Changed file", c)
+		}
+		return f.WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", rs.fp)
 	}
 	if len(p.Disks) > 0 && len(rs.disks) != len(p.Disks) {
 		return fault.New(fault.SourceChanged, p.Source.Path, "the VM had %d disks when it was planned and has %d now", len(p.Disks), len(rs.disks)).

@@ -145,11 +145,23 @@ type resolvedSource struct {
 	disks []resolvedDisk
 	local *source.Local
 	fp    string
+	// stamps are what the fingerprint was made of, by path: what
+	// names the file that changed when the fingerprint does.
+	stamps map[string]fingerprint.Stamp
 	// remote is set when a remote source was not fetched: plan from it.
 	remote *source.Remote
 	// deferred is set when a disk of a VM was not fetched: the VM is
 	// planned from what the remote ends report.
 	deferred bool
+}
+
+func (rs *resolvedSource) addStamps(paths []string, stamps []fingerprint.Stamp) {
+	if rs.stamps == nil {
+		rs.stamps = map[string]fingerprint.Stamp{}
+	}
+	for i, p := range paths {
+		rs.stamps[p] = stamps[i]
+	}
 }
 
 // sourceEnv is what the sources need from the engine; their messages go to
@@ -223,9 +235,11 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 		rs.disks = []resolvedDisk{{Disk: heads[0], c: c}}
 		rs.c, rs.fp = c, rs.local.Fingerprint
 		if rs.fp == "" {
-			if rs.fp, _, err = fingerprint.Files(filePaths(c)); err != nil {
+			var stamps []fingerprint.Stamp
+			if rs.fp, stamps, err = fingerprint.Files(filePaths(c)); err != nil {
 				return nil, fault.Wrap(fault.SourceUnreadable, c.Head().Path, err, "cannot fingerprint the source")
 			}
+			rs.addStamps(filePaths(c), stamps)
 		}
 		return rs, nil
 	}
@@ -253,9 +267,11 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 				return nil, err
 			}
 			if fp == "" && rs.local.Fingerprint == "" {
-				if fp, _, err = fingerprint.Files(filePaths(rd.c)); err != nil {
+				var stamps []fingerprint.Stamp
+				if fp, stamps, err = fingerprint.Files(filePaths(rd.c)); err != nil {
 					return nil, fault.Wrap(fault.SourceUnreadable, d.Head, err, "cannot fingerprint the source")
 				}
+				rs.addStamps(filePaths(rd.c), stamps)
 			}
 		} else {
 			rs.deferred = true

@@ -12,6 +12,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
@@ -61,6 +62,9 @@ type SourcePlan struct {
 	Deferred bool `json:"deferred,omitempty"`
 	// RemoteSize is a remote source's length, from the server.
 	RemoteSize int64 `json:"remote_size,omitempty"`
+	// Files are the stamps (size, modification time, sampled content) of
+	// the local files the fingerprint covers, by path.
+	Files map[string]fingerprint.Stamp `json:"files,omitempty"`
 }
 
 // ChainPaths lists the chain's layers, newest first.
@@ -237,7 +241,7 @@ func (e *Engine) plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 	p.Warnings = append(p.Warnings, c.Warnings...)
 	p.Source = SourcePlan{
 		Kind: "path", Path: c.Head().Path, Format: string(c.Head().Format), Subformat: c.Head().Subformat,
-		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers,
+		VirtualSize: c.VirtualSize(), Fingerprint: fp, Chain: c.Layers, Files: rs.stamps,
 	}
 	fetchPlan := StagePlan{StageFetch, false, "the source is a local file; nothing to fetch"}
 	if kind := rs.src.Kind(); kind != "path" {

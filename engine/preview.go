@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fix"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/inspect"
@@ -212,9 +213,13 @@ func (e *Engine) storeGuestPlan(key string, g *GuestPlan) error {
 // caller can tell the user that the source changed between two plans (for
 // instance between `terraform plan` and `terraform apply`).
 type PlanRecord struct {
+	// Source is the source as the request named it.
+	Source      string    `json:"source,omitempty"`
 	Fingerprint string    `json:"fingerprint"`
 	Chain       []string  `json:"chain"`
 	At          time.Time `json:"at"`
+	// Files are the stamps the fingerprint was made of.
+	Files map[string]fingerprint.Stamp `json:"files,omitempty"`
 }
 
 func (e *Engine) recordPath(outputPath string) string {
@@ -241,6 +246,6 @@ func (e *Engine) RecordPlanned(p *Plan) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(PlanRecord{Fingerprint: p.Source.Fingerprint, Chain: p.Source.ChainPaths(), At: time.Now().UTC()})
+	b, _ := json.Marshal(PlanRecord{Source: p.Source.Path, Fingerprint: p.Source.Fingerprint, Chain: p.Source.ChainPaths(), At: time.Now().UTC(), Files: p.Source.Files})
 	return output.WriteAtomic(path, b, 0o644)
 }

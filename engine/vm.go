@@ -39,7 +39,7 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 	req := p.Request
 	dir := req.Output.Dir
 	shown, _ := rs.src.Describe(nil)
-	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp}
+	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp, Files: rs.stamps}
 	p.Hardware = rs.local.Hardware
 	// The folder is judged as the apply's BeginSet will judge it.
 	// A pool output's staging folder is vmconv's own: what a killed run

@@ -233,3 +233,28 @@ resource "vmconv_disk_conversion" "web" {
 		}},
 	})
 }
+
+// TestAccTimeouts_validatedAtPlan: a timeout that parses but is not
+// positive fails the plan on its attribute, for every resource, instead of
+// reading at apply as a cancelled conversion.
+func TestAccTimeouts_validatedAtPlan(t *testing.T) {
+	for _, c := range []struct{ resource, body string }{
+		{"vmconv_disk_conversion", `source = { path = "/nonexistent/web.vmdk" }
+  output = { path = "/nonexistent/web.qcow2" }`},
+		{"vmconv_vm_conversion", `source = { vmx = "/nonexistent/web.vmx" }
+  output = { dir = "/nonexistent/web" }`},
+		{"vmconv_kvm_domain", `name  = "web"
+  disks = [{ path = "/nonexistent/web.qcow2" }]`},
+	} {
+		for _, bad := range []string{`create = "-5m"`, `delete = "0s"`} {
+			resource.UnitTest(t, resource.TestCase{
+				ProtoV6ProviderFactories: acctest.ProviderFactories,
+				Steps: []resource.TestStep{{
+					Config:      fmt.Sprintf("resource %q \"x\" {\n  %s\n  timeouts = { %s }\n}\n", c.resource, c.body, bad),
+					PlanOnly:    true,
+					ExpectError: regexpMust(`(?s)Invalid Timeout.*is not a positive duration`),
+				}},
+			})
+		}
+	}
+}

@@ -1,12 +1,16 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
@@ -83,7 +87,7 @@ func detailFor(attempt string, err error) string {
 	fmt.Fprintf(&b, "%s failed: %s.\n", attempt, strings.TrimSuffix(fe.Msg, "."))
 	facts := []fault.Fact{}
 	if fe.File != "" {
-		facts = append(facts, fault.Fact{Label: "File", Value: fe.File})
+		facts = append(facts, fault.Fact{Label: subjectLabel(fe.File), Value: fe.File})
 	}
 	if fe.Stage != "" {
 		facts = append(facts, fault.Fact{Label: "Stage", Value: strings.ToUpper(fe.Stage)})
@@ -102,6 +106,21 @@ func detailFor(attempt string, err error) string {
 		fmt.Fprintf(&b, "\n%s", fe.Hint)
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// subjectLabel names what a fault is about: a fault's subject is a file
+// most often, but may be a URL, a libvirt URI or a file on a remote host
+// (host:/path).
+func subjectLabel(v string) string {
+	switch {
+	case strings.HasPrefix(v, "qemu") && strings.Contains(v, "://"):
+		return "URI"
+	case strings.Contains(v, "://"):
+		return "URL"
+	case !strings.HasPrefix(v, "/") && strings.Contains(v, ":/"):
+		return "Source"
+	}
+	return "File"
 }
 
 // addFault appends an engine failure as an error diagnostic.
@@ -160,9 +179,47 @@ func adoptedDetail(path, created string) string {
 const (
 	summaryVMSourceUnavailable = "Source VM No Longer Available"
 	summaryVMSourceChangedPlan = "Source VM Changed Since It Was Last Planned"
-	summaryVMSourceChanged     = "Source VM Changed"
-	summaryCannotCheckOutput   = "Cannot Check Output"
+	// summaryVMSourceChangedAfterPlan refuses a stale plan (stalePlan).
+	summaryVMSourceChangedAfterPlan = "Source VM Changed After Plan"
+	summaryVMSourceChanged          = "Source VM Changed"
+	summaryCannotCheckOutput        = "Cannot Check Output"
 	// summaryOutputFolderKept is a destroy that found the output folder
 	// holding what vmconv did not write, and kept it.
 	summaryOutputFolderKept = "Output Folder Not Deleted"
 )
+
+// stalePlan tells whether a plan of a conversion still to be created finds
+// its source changed since the last plan of the same source and output:
+// the apply of a saved plan (Terraform plans again just before it applies)
+// or a plan made after one that was reviewed. No signal in Terraform's
+// protocol tells the two apart, and both describe a migration that will
+// not happen as reviewed, so both are refused; the plan is recorded
+// first, so the next plan proceeds.
+func stalePlan(creating bool, last *engine.PlanRecord, p *engine.Plan) bool {
+	return creating && last.Source != "" && last.Source == p.Source.Path
+}
+
+// staleDetail explains a refused stale plan, naming the files that changed.
+func staleDetail(what string, last *engine.PlanRecord, p *engine.Plan) string {
+	return fmt.Sprintf("The %s changed after this conversion was last planned (%s), so that plan no longer describes what apply would do. "+
+		"If you are applying a saved plan, it is refused here; Terraform would otherwise reject it as an inconsistent final plan. "+
+		"Run terraform plan again and review the new plan: it records the source as it is now, and proceeds.\n\n%sPlanned fingerprint: %s\nCurrent fingerprint: %s",
+		what, last.At.Format(time.RFC3339), changedFilesFacts(engine.ChangedFiles(last.Files, p.Source.Files)), last.Fingerprint, p.Source.Fingerprint)
+}
+
+// changedFilesFacts lists the files that changed as "Changed file:" lines,
+// or nothing when the source is fingerprinted as a whole.
+func changedFilesFacts(changes []string) string {
+	var b strings.Builder
+	for _, c := range changes {
+		fmt.Fprintf(&b, "Changed file: %s\n", c)
+	}
+	return b.String()
+}
+
+// recordPlan remembers this plan's source for the next plan's comparison.
+func recordPlan(ctx context.Context, e *engine.Engine, p *engine.Plan) {
+	if err := e.RecordPlanned(p); err != nil {
+		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
+	}
+}

@@ -99,11 +99,16 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	}
 	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
 		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
+		if stalePlan(state == nil, last, ep) {
+			// Most likely the final plan of a saved plan (or of one under
+			// review): Terraform would call the new values a provider bug.
+			recordPlan(ctx, e, ep)
+			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryFor(fault.SourceChanged), staleDetail("source disk", last, ep))
+			return
+		}
 		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summarySourceChangedPlan, sourceChangeDetail(last, ep))
 	}
-	if err := e.RecordPlanned(ep); err != nil {
-		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
-	}
+	recordPlan(ctx, e, ep)
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
@@ -483,10 +488,9 @@ func attributeFor(err error) path.Path {
 }
 
 func sourceChangeDetail(last *engine.PlanRecord, p *engine.Plan) string {
-	return fmt.Sprintf("The source disk is not what it was when this conversion was last planned (%s). "+
-		"If you are applying a saved plan, Terraform will reject it as an \"inconsistent final plan\": that is this change. Run terraform plan again.\n\n"+
-		"Previous fingerprint: %s\nCurrent fingerprint: %s\nPrevious chain: %s\nCurrent chain: %s",
-		last.At.Format(time.RFC3339), last.Fingerprint, p.Source.Fingerprint, strings.Join(last.Chain, ", "), strings.Join(p.Source.ChainPaths(), ", "))
+	return fmt.Sprintf("The source disk is not what it was when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
+		"%sPrevious fingerprint: %s\nCurrent fingerprint: %s\nPrevious chain: %s\nCurrent chain: %s",
+		last.At.Format(time.RFC3339), changedFilesFacts(engine.ChangedFiles(last.Files, p.Source.Files)), last.Fingerprint, p.Source.Fingerprint, strings.Join(last.Chain, ", "), strings.Join(p.Source.ChainPaths(), ", "))
 }
 
 func chainChange(state *diskConversionModel, p *engine.Plan) string {
@@ -501,6 +505,15 @@ func chainChange(state *diskConversionModel, p *engine.Plan) string {
 	case strings.Join(old, "\n") != strings.Join(now, "\n"):
 		return fmt.Sprintf("The chain's files changed: was %s, now %s.", strings.Join(old, ", "), strings.Join(now, ", "))
 	}
-	return fmt.Sprintf("A file of the chain was modified (content or modification time).\n\nPrevious fingerprint: %s\nCurrent fingerprint: %s",
-		state.SourceFingerprint.ValueString(), p.Source.Fingerprint)
+	// The output's report has the stamps of the files it was converted
+	// from (outputs written since vmconv recorded them).
+	changed := "A file of the chain was modified (content or modification time).\n\n"
+	if state.Output != nil && !state.Output.Path.IsNull() {
+		if rep, err := engine.ReadReport(state.Output.Path.ValueString()); err == nil && rep.Plan != nil {
+			if c := engine.ChangedFiles(rep.Plan.Source.Files, p.Source.Files); len(c) > 0 {
+				changed = "The chain's files changed (content or modification time).\n\n" + changedFilesFacts(c)
+			}
+		}
+	}
+	return fmt.Sprintf("%sPrevious fingerprint: %s\nCurrent fingerprint: %s", changed, state.SourceFingerprint.ValueString(), p.Source.Fingerprint)
 }

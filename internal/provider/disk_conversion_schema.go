@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -48,7 +47,7 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 			"fixes":     fixesAttribute(),
 			"inspect":   inspectAttribute(),
 			"boot_test": bootTestAttribute(),
-			"timeouts":  timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			"timeouts":  timeoutsAttribute(ctx),
 			"plan_path": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: "Write the engine's plan here as JSON at every plan that computes it (and again at apply), for review in CI: " +

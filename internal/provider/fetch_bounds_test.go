@@ -121,7 +121,7 @@ resource "vmconv_disk_conversion" "web" {
 %s
 }
 `, acctest.HCLString(cache), acctest.HCLString(srv.URL+"/web.vmdk?sig=s3cret"), acctest.HCLString(filepath.Join(outDir, "web.qcow2")), dataPlaneOnly),
-			ExpectError: wrapTolerant(`(?s)Not Enough Free Space.*announced no length.*File: ` + regexp.QuoteMeta(srv.URL) + `/web\.vmdk\?REDACTED.*The part downloaded was removed`),
+			ExpectError: wrapTolerant(`(?s)Not Enough Free Space.*announced no length.*URL: ` + regexp.QuoteMeta(srv.URL) + `/web\.vmdk\?REDACTED.*The part downloaded was removed`),
 		}},
 	})
 	checkLeftNothing(t, outDir, cache)

@@ -189,7 +189,7 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"shutdown_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("3m"),
 				MarkdownDescription: "How long a graceful (ACPI) shutdown may take before the domain is forced off. Default `3m`.",
 				Validators:          []validator.String{validators.Duration(time.Second, time.Hour)}},
-			"timeouts": timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			"timeouts": timeoutsAttribute(ctx),
 			// Computed
 			"id":   schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"uuid": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},

@@ -36,3 +36,18 @@ func TestBoolSetting(t *testing.T) {
 		}
 	}
 }
+
+// A fault's subject is labelled by what it is, not always "File".
+func TestSubjectLabel(t *testing.T) {
+	for v, want := range map[string]string{
+		"/data/web/web.vmdk":                           "File",
+		"https://files.example/web.vmdk?REDACTED":      "URL",
+		"qemu+ssh://root@kvm1.example/system":          "URI",
+		"esxi01.example:/vmfs/volumes/ds1/web/web.vmx": "Source",
+		"web.vmdk": "File",
+	} {
+		if got := subjectLabel(v); got != want {
+			t.Errorf("subjectLabel(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

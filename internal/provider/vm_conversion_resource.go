@@ -83,14 +83,17 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
 		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
+		if stalePlan(state == nil, last, ep) {
+			recordPlan(ctx, e, ep)
+			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryVMSourceChangedAfterPlan, staleDetail("source VM", last, ep))
+			return
+		}
 		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChangedPlan,
-			fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). "+
-				"If you are applying a saved plan, Terraform will reject it as an \"inconsistent final plan\": that is this change. Run terraform plan again.\n\n"+
-				"Previous fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"), last.Fingerprint, ep.Source.Fingerprint))
+			fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
+				"%sPrevious fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"),
+				changedFilesFacts(engine.ChangedFiles(last.Files, ep.Source.Files)), last.Fingerprint, ep.Source.Fingerprint))
 	}
-	if err := e.RecordPlanned(ep); err != nil {
-		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
-	}
+	recordPlan(ctx, e, ep)
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		setVMPlanned(&plan, ep)

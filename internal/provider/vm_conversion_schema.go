@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 
-	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -79,7 +78,7 @@ func (r *vmConversionResource) Schema(ctx context.Context, _ resource.SchemaRequ
 			"fixes":     fixesAttribute(),
 			"inspect":   inspectAttribute(),
 			"boot_test": vmBootTestAttribute(),
-			"timeouts":  timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			"timeouts":  timeoutsAttribute(ctx),
 			// Computed: plan-time previews, known after terraform plan,
 			// before a byte moves.
 			"disks": schema.ListNestedAttribute{
