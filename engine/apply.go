@@ -283,14 +283,15 @@ func (e *Engine) publish(ctx context.Context, j *job) error {
 		}
 		j.res.HiveBackups = output.HivesPath(p.Output.Path)
 	}
-	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
-	if err := output.WriteAtomic(j.res.Output.ReportPath, rep, 0o644); err != nil {
+	report := &Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}
+	if err := WriteReport(p.Output.Path, report); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
 	}
 	testHold(ctx, "before-publish-rename")
 	if err := output.Commit(d.tmp, p.Output.Path); err != nil {
 		if _, serr := os.Lstat(p.Output.Path); serr != nil {
 			os.Remove(j.res.Output.ReportPath) // a report of nothing
+			os.Remove(output.MarkdownPath(p.Output.Path))
 		}
 		return toolFault(context.Background(), err, p.Output.Path, "cannot move the finished output into place")
 	}
@@ -300,8 +301,12 @@ func (e *Engine) publish(ctx context.Context, j *job) error {
 	return nil
 }
 
-// VMReportName is a whole VM's report, inside its output folder.
-const VMReportName = "vmconv-report.json"
+// VMReportName is a whole VM's report, inside its output folder, and
+// VMMarkdownName its Markdown summary.
+const (
+	VMReportName   = "vmconv-report.json"
+	VMMarkdownName = "vmconv-report.md"
+)
 
 // publishSet writes a whole VM's report into the set beside its images and
 // publishes the folder: the previous set, or nothing, until the new one is
@@ -330,13 +335,16 @@ func (e *Engine) publishSet(ctx context.Context, j *job) error {
 		}
 		j.res.HiveBackups = p.Output.Path
 	}
-	rep, _ := json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
-	rp, err := j.set.Path(VMReportName)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(rp, rep, 0o644); err != nil {
-		return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
+	report := &Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}
+	rep, _ := json.MarshalIndent(report, "", "  ")
+	for name, data := range map[string][]byte{VMReportName: rep, VMMarkdownName: []byte(report.Markdown())} {
+		rp, err := j.set.Path(name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(rp, data, 0o644); err != nil {
+			return fault.Wrap(fault.OutputNotWritable, j.res.Output.ReportPath, err, "cannot write the report")
+		}
 	}
 	testHold(ctx, "before-publish-rename")
 	if err := j.set.Commit(ctx); err != nil {

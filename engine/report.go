@@ -77,13 +77,17 @@ type Report struct {
 // QemuFormat is the qemu driver of an output format name.
 func QemuFormat(f string) string { return diskformatDriver(f) }
 
-// WriteReport rewrites the report beside an output.
+// WriteReport rewrites the report beside an output, and its Markdown
+// summary.
 func WriteReport(outputPath string, r *Report) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return output.WriteAtomic(output.ReportPath(outputPath), b, 0o644)
+	if err := output.WriteAtomic(output.ReportPath(outputPath), b, 0o644); err != nil {
+		return err
+	}
+	return output.WriteAtomic(output.MarkdownPath(outputPath), []byte(r.Markdown()), 0o644)
 }
 
 // ReadReport loads the report written beside an output.
@@ -357,7 +361,7 @@ func DeleteOutput(outputPath string) error {
 		return err
 	}
 	defer lock.Release() // removes the lock file too
-	for _, p := range []string{outputPath, output.ReportPath(outputPath), output.BootLogPath(outputPath)} {
+	for _, p := range []string{outputPath, output.ReportPath(outputPath), output.MarkdownPath(outputPath), output.BootLogPath(outputPath)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fault.Wrap(fault.OutputNotWritable, p, err, "cannot remove a file of the conversion")
 		}
@@ -427,8 +431,13 @@ func HasReport(outputPath string) bool {
 	return err == nil
 }
 
-// WritePlanFile writes a plan as JSON where a caller asked for it.
+// WritePlanFile writes a plan where a caller asked for it: as Markdown
+// when the path ends in .md, as JSON otherwise.
 func WritePlanFile(path string, p *Plan) error {
+	if strings.HasSuffix(path, ".md") {
+		// For a comment on a pull request: what the migration will do.
+		return output.WriteAtomic(path, []byte(PlanMarkdown(p)), 0o644)
+	}
 	b, err := p.JSON()
 	if err != nil {
 		return err

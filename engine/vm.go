@@ -322,14 +322,24 @@ func (e *Engine) RerunVMBootTest(ctx context.Context, req Request) (*BootResult,
 // updateVMReport changes the report of the VM published at dir, as it is
 // under the folder's lock.
 func updateVMReport(dir string, change func(*Report)) error {
-	return output.UpdateMember(dir, VMReportName, func(old []byte) ([]byte, error) {
-		var r Report
+	var r Report
+	err := output.UpdateMember(dir, VMReportName, func(old []byte) ([]byte, error) {
 		if err := json.Unmarshal(old, &r); err != nil || r.Plan == nil || r.Result == nil {
 			return nil, fault.New(fault.OutputNotWritable, VMReportPath(dir), "the VM's report is not readable (%v)", err)
 		}
 		change(&r)
 		return json.MarshalIndent(&r, "", "  ")
 	})
+	if err != nil {
+		return err
+	}
+	// A set published before vmconv wrote Markdown reports has none to
+	// update.
+	err = output.UpdateMember(dir, VMMarkdownName, func([]byte) ([]byte, error) { return []byte(r.Markdown()), nil })
+	if fault.Is(err, fault.Internal) {
+		return nil
+	}
+	return err
 }
 
 // RecordVMHardware reads the hardware of the VM req names from its source

@@ -96,9 +96,13 @@ func TestGuestVMTwoDisks(t *testing.T) {
 		t.Fatalf("the report after the re-run: %v, %+v", err, rep)
 	}
 	for name, sum := range sumDir(t, dir) {
-		if name != engine.VMReportName && sums[name] != sum {
+		if name != engine.VMReportName && name != engine.VMMarkdownName && sums[name] != sum {
 			t.Errorf("the re-run changed %s", name)
 		}
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, engine.VMMarkdownName)); err != nil || !strings.Contains(string(md), "## Boot test: passed") ||
+		!strings.Contains(string(md), ", scsi disk, ") || !strings.Contains(string(md), "## Fixes") {
+		t.Errorf("the Markdown report after the re-run (%v):\n%s", err, md)
 	}
 
 	// The negative: overlays of the converted disks, the fstab put back as

@@ -153,7 +153,7 @@ func stale(base, name string) bool {
 		// check is a second guard against sweeping a live writer's.
 		return !alive(pid)
 	}
-	for _, kind := range []string{ReportSuffix, holdsSuffix, hivesSuffix} {
+	for _, kind := range []string{ReportSuffix, MarkdownSuffix, holdsSuffix, hivesSuffix} {
 		rest, ok := strings.CutPrefix(name, "."+base+kind+tmpInfix)
 		if !ok {
 			continue

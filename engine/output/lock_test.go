@@ -101,6 +101,7 @@ func TestCleanStale(t *testing.T) {
 		".web.qcow2.vmconv-tmp-" + dead + "-aa":       true,
 		".web.qcow2.vmconv.json.tmp-" + dead + "-bb":  true, // the report's, its writer killed
 		".web.qcow2.vmconv.json.tmp-0123456789ab":     true, // named before temporaries carried a pid
+		".web.qcow2.vmconv.md.tmp-" + dead + "-gg":    true, // the Markdown report's
 		".web.qcow2.vmconv-holds.tmp-" + dead + "-cc": true,
 		".web.qcow2.vmconv-hives.tmp-" + dead + "-dd": true,  // a folder
 		".web.qcow2.vmconv.json.tmp-" + live + "-ee":  false, // a live writer's (a boot test re-run)

@@ -28,6 +28,13 @@ const ReportSuffix = ".vmconv.json"
 // ReportPath is where the report of the output at path lives.
 func ReportPath(path string) string { return path + ReportSuffix }
 
+// MarkdownSuffix names the Markdown report beside an output: the JSON
+// report's summary, for a pull request.
+const MarkdownSuffix = ".vmconv.md"
+
+// MarkdownPath is where the Markdown report of the output at path lives.
+func MarkdownPath(path string) string { return path + MarkdownSuffix }
+
 // BootLogPath is where the console log of the output's boot test is kept.
 func BootLogPath(path string) string { return path + ".boot-test.log" }
 

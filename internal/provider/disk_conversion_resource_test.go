@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -208,7 +209,7 @@ func TestAccDiskConversion_planFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, planFile := filepath.Join(outDir, "web.qcow2"), filepath.Join(outDir, "web.plan.json")
+	out, planFile, mdPlan := filepath.Join(outDir, "web.qcow2"), filepath.Join(outDir, "web.plan.json"), filepath.Join(outDir, "web.plan.md")
 	cfg := strings.Replace(conversionConfig(paths[0], out, ""), "source =", fmt.Sprintf("plan_path = %q\n  source =", planFile), 1)
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
@@ -242,6 +243,26 @@ func TestAccDiskConversion_planFile(t *testing.T) {
 				}
 				return nil
 			}),
+		}, {
+			// A .md plan_path gets the plan as Markdown, for a pull
+			// request; the JSON one is not written again.
+			Config: strings.Replace(cfg, planFile, mdPlan, 1),
+			Check: func(*terraform.State) error {
+				b, err := os.ReadFile(mdPlan)
+				if err != nil {
+					return err
+				}
+				for _, want := range []string{"# vmconv plan: " + paths[0], "## Source", "- chain, newest first:\n  - `" + paths[0] + "`\n  - `" + paths[1] + "`",
+					"8.0 MiB virtual", "## Output\n\n- `" + out + "`, qcow2", "- estimated size ", "## Stages", "- **CONVERT** (run)"} {
+					if !strings.Contains(string(b), want) {
+						return fmt.Errorf("the Markdown plan lacks %q:\n%s", want, b)
+					}
+				}
+				if json.Valid(b) {
+					return fmt.Errorf("the .md plan is JSON")
+				}
+				return nil
+			},
 		}},
 	})
 }

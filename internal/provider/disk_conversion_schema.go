@@ -51,7 +51,8 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 			"plan_path": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: "Write the engine's plan here as JSON at every plan that computes it (and again at apply), for review in CI: " +
-					"the source and its chain, the output estimate, the stages, the inspected guest and the fixes' dry run. Changing it does not touch the output.",
+					"the source and its chain, the output estimate, the stages, the inspected guest and the fixes' dry run. " +
+					"A path ending in `.md` gets the same as Markdown, short enough to post on a pull request. Changing it does not touch the output.",
 			},
 			// Computed: plan-time previews, known after terraform plan,
 			// before a byte moves.

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
 
@@ -89,6 +90,33 @@ func checkFixes(want ...string) resource.TestCheckFunc {
 
 // checkOutputUntouched proves the boot test, which ran after the checksum
 // was taken, did not change the output.
+// checkMarkdownReport: beside the JSON report, a Markdown one shows every
+// change to the guest (a text file's as a diff), the boot test's verdict
+// with the console's last lines, and the stages.
+func checkMarkdownReport(out string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		md, err := os.ReadFile(out + ".vmconv.md")
+		if err != nil {
+			return err
+		}
+		rep, err := engine.ReadReport(out)
+		if err != nil {
+			return err
+		}
+		want := []string{"# vmconv: ", "## Source", "## Output", "## Guest", "## Fixes", "```diff", "## Boot test: passed",
+			"The console's last lines:", "## Stages", "| CONVERT | ran |"}
+		for _, c := range rep.Result.Fixes.Changes {
+			want = append(want, fmt.Sprintf("- **%s** %s `%s`", c.Fix, c.Action, c.Path))
+		}
+		for _, w := range want {
+			if !strings.Contains(string(md), w) {
+				return fmt.Errorf("the Markdown report lacks %q:\n%s", w, md)
+			}
+		}
+		return nil
+	}
+}
+
 func checkOutputUntouched(out string) resource.TestCheckFunc {
 	return func(s *terraform.State) error {
 		a, err := attrs(s)
@@ -167,7 +195,7 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 					plancheck.ExpectUnknownValue(guestAddr, tfjsonpath.New("fixes_applied")),
 				}},
 				Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes(fixes...), checkOutputUntouched(out),
-					checkPlannedIsApplied(), checkWithinEstimate(),
+					checkPlannedIsApplied(), checkWithinEstimate(), checkMarkdownReport(out),
 					func(s *terraform.State) error {
 						if !readBack {
 							return nil

@@ -157,7 +157,7 @@ resource "vmconv_disk_conversion" "big" {
 				var left []string
 				entries, _ := os.ReadDir(out)
 				for _, e := range entries {
-					if e.Name() != "big.qcow2" && e.Name() != "big.qcow2.vmconv.json" {
+					if e.Name() != "big.qcow2" && e.Name() != "big.qcow2.vmconv.json" && e.Name() != "big.qcow2.vmconv.md" {
 						left = append(left, e.Name())
 					}
 				}

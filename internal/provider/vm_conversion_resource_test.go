@@ -55,7 +55,7 @@ func checkVMImagesOf(name, dir, stem string, want []*testimg.Expected) resource.
 		if a["disks.#"] != fmt.Sprint(len(want)) {
 			return fmt.Errorf("%s disks in state, want %d", a["disks.#"], len(want))
 		}
-		names := []string{".vmconv-set.json", engine.VMReportName}
+		names := []string{".vmconv-set.json", engine.VMReportName, engine.VMMarkdownName}
 		for i, w := range want {
 			p := filepath.Join(dir, fmt.Sprintf("%s-disk%d.qcow2", stem, i))
 			if got := a[fmt.Sprintf("disks.%d.path", i)]; got != p {
@@ -212,6 +212,11 @@ func TestAccVMConversion_lifecycle(t *testing.T) {
 						rep, err := engine.ReadVMReport(dir)
 						if err != nil || rep.Plan.Hardware == nil || rep.Plan.Hardware.MemoryMiB != 2048 {
 							return fmt.Errorf("the report's hardware after the update: %v, %+v", err, rep)
+						}
+						// The Markdown report is rewritten with it.
+						md, err := os.ReadFile(filepath.Join(dir, engine.VMMarkdownName))
+						if err != nil || !strings.Contains(string(md), "2.0 GiB memory") {
+							return fmt.Errorf("the Markdown report after the update (%v):\n%s", err, md)
 						}
 						return nil
 					}),
