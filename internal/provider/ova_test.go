@@ -109,7 +109,17 @@ func TestAccDiskConversion_ovaURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum, _ := acctest.SHA256File(ova)
-	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Dir(ova))))
+	// The server wants a credential in a header, which the configuration
+	// gives write-only: the URL in state then needs none.
+	const token = "Bearer ova-t0ken-5e2"
+	files := http.FileServer(http.Dir(filepath.Dir(ova)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != token {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
 	out := filepath.Join(t.TempDir(), "web.qcow2")
 	cfg := func(sha string) string {
@@ -119,11 +129,11 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = { ova = { url = %q, sha256 = %q } }
+  source = { ova = { url = %q, sha256 = %q, headers = { Authorization = %q } } }
   output = { path = %q }
 %s
 }
-`, t.TempDir(), srv.URL+"/web.ova", sha, out, dataPlaneOnly)
+`, t.TempDir(), srv.URL+"/web.ova", sha, token, out, dataPlaneOnly)
 	}
 	const name = "vmconv_disk_conversion.web"
 	resource.Test(t, resource.TestCase{
@@ -142,6 +152,20 @@ resource "vmconv_disk_conversion" "web" {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					checkOutput(out, testimg.NewExpected(8*mib, snap1)),
 					resource.TestCheckResourceAttr(name, "source_format", "vmdk"),
+					resource.TestCheckNoResourceAttr(name, "source.ova.headers.%"),
+					func(s *terraform.State) error {
+						for k, v := range s.RootModule().Resources[name].Primary.Attributes {
+							if strings.Contains(v, "t0ken") {
+								return fmt.Errorf("state attribute %s holds the header's credential", k)
+							}
+						}
+						for _, f := range []string{out + ".vmconv.json", out + ".vmconv.md"} {
+							if b, err := os.ReadFile(f); err != nil || strings.Contains(string(b), "t0ken") {
+								return fmt.Errorf("%s holds the header's credential (%v)", f, err)
+							}
+						}
+						return nil
+					},
 				),
 			},
 		},

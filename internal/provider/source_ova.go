@@ -26,7 +26,9 @@ type ovaModel struct {
 	Path   types.String `tfsdk:"path"`
 	URL    types.String `tfsdk:"url"`
 	SHA256 types.String `tfsdk:"sha256"`
-	Disk   types.Int64  `tfsdk:"disk"`
+	// Headers are write-only: always null in plans and state.
+	Headers types.Map   `tfsdk:"headers"`
+	Disk    types.Int64 `tfsdk:"disk"`
 }
 
 var (
@@ -51,6 +53,10 @@ func (ovaKind) attribute() schema.Attribute {
 				Validators:          []validator.String{stringvalidator.RegexMatches(httpURL, "must be an http:// or https:// URL")}},
 			"sha256": schema.StringAttribute{Optional: true, MarkdownDescription: "With `url`: the OVA's expected SHA-256.",
 				Validators: []validator.String{stringvalidator.RegexMatches(sha256Hex, "must be 64 hexadecimal digits")}},
+			"headers": schema.MapAttribute{Optional: true, Sensitive: true, WriteOnly: true, ElementType: types.StringType,
+				MarkdownDescription: "With `url`: request headers, such as `Authorization`, so that credentials need not be in the URL (which is kept, redacted, in state). " +
+					"Write-only (Terraform 1.11+, OpenTofu 1.11+): never stored in the plan or state, never logged, never written to the plan file or report. " +
+					"Changing them does not replace the output."},
 			"disk": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
 				MarkdownDescription: "Which of the OVF's disks, in its order, from 0. Default 0.",
 				Validators:          []validator.Int64{int64validator.AtLeast(0)}},
@@ -58,18 +64,18 @@ func (ovaKind) attribute() schema.Attribute {
 	}
 }
 
-func (ovaKind) spec(ctx context.Context, v attr.Value, _ specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
+func (ovaKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
 	var m ovaModel
 	kindValue(ctx, v, &m, diags)
 	s.OVA, s.OVADisk = m.Path.ValueString(), int(m.Disk.ValueInt64())
 	if m.URL.ValueString() != "" {
-		s.OVAURL = &engine.URLSpec{Href: m.URL.ValueString(), SHA256: m.SHA256.ValueString()}
+		s.OVAURL = &engine.URLSpec{Href: m.URL.ValueString(), SHA256: m.SHA256.ValueString(), Headers: configHeaders(ctx, in, diags)}
 	}
 }
 
 // fromSpec shows an OVA URL redacted, as the report holds it.
 func (k ovaKind) fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) (attr.Value, bool) {
-	m := ovaModel{Path: types.StringNull(), URL: types.StringNull(), SHA256: types.StringNull(), Disk: types.Int64Value(int64(s.OVADisk))}
+	m := ovaModel{Path: types.StringNull(), URL: types.StringNull(), SHA256: types.StringNull(), Headers: types.MapNull(types.StringType), Disk: types.Int64Value(int64(s.OVADisk))}
 	switch {
 	case s.OVA != "":
 		m.Path = types.StringValue(s.OVA)

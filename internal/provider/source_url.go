@@ -50,14 +50,21 @@ func (urlKind) attribute() schema.Attribute {
 func (urlKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
 	var m urlModel
 	kindValue(ctx, v, &m, diags)
-	s.URL = &engine.URLSpec{Href: m.Href.ValueString(), SHA256: m.SHA256.ValueString(), Headers: map[string]string{}}
+	s.URL = &engine.URLSpec{Href: m.Href.ValueString(), SHA256: m.SHA256.ValueString(), Headers: configHeaders(ctx, in, diags)}
+}
+
+// configHeaders reads a kind's write-only headers from the configuration,
+// the only place they are.
+func configHeaders(ctx context.Context, in specInputs, diags *diag.Diagnostics) map[string]string {
+	out := map[string]string{}
 	var h types.Map
 	diags.Append(in.config.GetAttribute(ctx, in.at.AtName("headers"), &h)...)
 	for k, v := range h.Elements() {
 		if sv, ok := v.(types.String); ok {
-			s.URL.Headers[k] = sv.ValueString()
+			out[k] = sv.ValueString()
 		}
 	}
+	return out
 }
 
 // fromSpec shows the URL redacted: the report holds no other form of it,
