@@ -348,7 +348,13 @@ func updateVMReport(dir string, change func(*Report)) error {
 // it is now, also after a change to its hardware alone updated the
 // conversion in place.
 func (e *Engine) RecordVMHardware(ctx context.Context, req Request) (*Hardware, error) {
-	req, err := normalize(req)
+	var err error
+	if req.Output.Pool != "" {
+		// A set in a pool has no output folder to check: only the source.
+		req.Source, err = req.Source.Normalize()
+	} else {
+		req, err = normalize(req)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -361,6 +367,9 @@ func (e *Engine) RecordVMHardware(ctx context.Context, req Request) (*Hardware, 
 	}
 	if l == nil {
 		return nil, nil
+	}
+	if req.Output.Pool != "" {
+		return l.Hardware, e.recordPoolHardware(ctx, req.Output.Pool, req.Output.Volume, l.Hardware)
 	}
 	rep, err := ReadVMReport(req.Output.Dir)
 	if err != nil {

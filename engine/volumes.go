@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -247,6 +248,29 @@ func checkVolumeSpace(p *Plan) error {
 			WithHint("Free space in the pool, or choose a larger one. The upload and its published copy coexist until the upload's temporary volume is deleted.")
 	}
 	return nil
+}
+
+// recordPoolHardware records a VM's hardware in the report volume of its
+// set in a pool, as RecordVMHardware does in a folder's report.
+func (e *Engine) recordPoolHardware(ctx context.Context, pool, prefix string, hw *Hardware) error {
+	h, err := e.host()
+	if err != nil {
+		return err
+	}
+	rep, ours := e.volumeReport(ctx, h, pool, prefix)
+	if !ours || rep == nil || rep.Plan == nil {
+		return fault.New(fault.InvalidRequest, "", "the report of %s/%s on %s is missing or not vmconv's", pool, prefix, hostconn.Redacted(e.LibvirtURI())).
+			WithHint("Run terraform apply -replace on the conversion to convert the VM again.")
+	}
+	if reflect.DeepEqual(rep.Plan.Hardware, hw) {
+		return nil
+	}
+	rep.Plan.Hardware = hw
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return volume.WriteReport(ctx, h, pool, prefix, b)
 }
 
 // volumeReport reads a volume's report; ours is true when vmconv wrote it.

@@ -18,11 +18,7 @@ func (m *Manager) Check(ctx context.Context, req Request, managed bool) error {
 	if err := checkDisks(req, true); err != nil {
 		return err
 	}
-	if req.remote() && req.InitialBootBus != "" {
-		return fault.New(fault.BootPhases, req.Name, "initial_boot_bus is not supported yet for disks in a storage pool").
-			WithHint("Remove initial_boot_bus: the windows-virtio fix registers virtio storage as boot-start, so the first boot can be on virtio.")
-	}
-	if m.Firmware(req) == "uefi" {
+	if m.Firmware(req) == "uefi" && !req.remote() {
 		if _, _, err := (boottest.Firmware{Dir: m.cfg.FirmwareDir}).Paths(); err != nil {
 			return err
 		}

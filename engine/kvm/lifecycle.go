@@ -106,7 +106,9 @@ func (m *Manager) spec(ctx context.Context, req Request, st *Domain, bus string)
 	if a.Mode == accel.KVM {
 		s.Type = "kvm"
 	}
-	if s.Firmware == "uefi" {
+	if s.Firmware == "uefi" && req.remote() {
+		s.HostFirmware = true
+	} else if s.Firmware == "uefi" {
 		code, vars, err := (boottest.Firmware{Dir: m.cfg.FirmwareDir}).Paths()
 		if err != nil {
 			return s, err

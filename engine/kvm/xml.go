@@ -15,8 +15,12 @@ type Spec struct {
 	// Type is kvm, or qemu for software emulation.
 	Type     string
 	Firmware string // bios, uefi
-	// Loader, NVRAMTemplate and NVRAM are the UEFI firmware files.
+	// Loader, NVRAMTemplate and NVRAM are the UEFI firmware files. A
+	// remote host's are not the runner's to name: with HostFirmware, its
+	// libvirt picks them from the host's firmware descriptors (and keeps
+	// the NVRAM where it keeps its domains').
 	Loader, NVRAMTemplate, NVRAM string
+	HostFirmware                 bool
 	Disks                        []Disk
 	NICs                         []NIC
 	ConsoleLog                   string
@@ -61,7 +65,14 @@ func (s Spec) XML() (string, error) {
 	} else {
 		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
 	}
-	if s.Firmware == "uefi" {
+	switch {
+	case s.Firmware == "uefi" && s.HostFirmware:
+		// Without secure boot, as the runner's OVMF_CODE runs locally:
+		// the guests VMware ran seldom enroll keys.
+		d.OS.Firmware = "efi"
+		d.OS.FirmwareInfo = &libvirtxml.DomainOSFirmwareInfo{Features: []libvirtxml.DomainOSFirmwareFeature{
+			{Enabled: "no", Name: "secure-boot"}, {Enabled: "no", Name: "enrolled-keys"}}}
+	case s.Firmware == "uefi":
 		if s.Loader == "" || s.NVRAMTemplate == "" {
 			return "", fmt.Errorf("domain: UEFI needs a loader and an NVRAM template")
 		}

@@ -118,7 +118,7 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 				WithHint("The pool must be one whose volumes are files libvirt probes (a dir or fs pool).")
 		}
 	}
-	if err := writeReport(ctx, st, pool, reportOf, publishing); err != nil {
+	if err := WriteReport(ctx, st, pool, reportOf, publishing); err != nil {
 		return nil, err
 	}
 	out := make([]Published, len(items))
@@ -146,7 +146,7 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 	if err != nil {
 		return out, err
 	}
-	return out, writeReport(ctx, st, pool, reportOf, body)
+	return out, WriteReport(ctx, st, pool, reportOf, body)
 }
 
 func randomSuffix() string {
@@ -170,10 +170,10 @@ func Sweep(st Storage, pool, volume string) ([]string, error) {
 	return removed, nil
 }
 
-// writeReport replaces volume's report. A report is a few kilobytes; a
+// WriteReport replaces volume's report. A report is a few kilobytes; a
 // run killed while writing it leaves one that does not parse, which
 // ReadReport tells from a missing one.
-func writeReport(ctx context.Context, st Storage, pool, volume string, body []byte) error {
+func WriteReport(ctx context.Context, st Storage, pool, volume string, body []byte) error {
 	name := ReportName(volume)
 	if err := st.Delete(pool, name); err != nil {
 		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot replace the report of %s/%s", pool, volume)

@@ -234,49 +234,6 @@ func TestAccGuest_uefi(t *testing.T) {
 	testGuestVariant(t, "uefi", "", "vmware-guest", "no_bootloader", false, "uefi-fallback", "network", "fstab", "grub", "initramfs")
 }
 
-// TestAccGuest_serialConsole: a guest whose serial console is already
-// configured (GRUB on the serial terminal, console=ttyS0,115200 on every
-// kernel line), as servers and cloud images are, converts and boot-tests on
-// virtio with its network up. The boot test once refused it ("no kernel
-// command line found to add a serial console to"); the instrument step is
-// tested on this guest's own grub.cfg by engine/boottest's
-// TestInstrumentSerialFixture, which spares the cost of a failing boot. No
-// unfixed boot either: the disk is the plain guest's with another GRUB
-// configuration, and the plain guest's failure on virtio unfixed is
-// TestAccGuest_plainSnapshotChain's.
-func TestAccGuest_serialConsole(t *testing.T) {
-	t.Parallel()
-	fx := acctest.GuestFixtures(t)
-	v := fx.Variants["serial"]
-	out := filepath.Join(acctest.SharedTempDir(t), "serial.qcow2")
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { acctest.PreCheck(t) },
-		ProtoV6ProviderFactories: acctest.ProviderFactories,
-		Steps: []resource.TestStep{{
-			Config: guestConversion(fx.Path(v.Disk), out, kvmBoot),
-			Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes("network", "fstab", "grub", "initramfs"),
-				checkOutputUntouched(out),
-				resource.TestCheckResourceAttr(guestAddr, "guest.hostname", "vmware-guest"),
-				func(s *terraform.State) error {
-					// GRUB itself wrote to the serial port: the guest's own
-					// serial console carried the boot test.
-					a, err := attrs(s)
-					if err != nil {
-						return err
-					}
-					log, err := os.ReadFile(a["boot_test_result.console_log"])
-					if err != nil {
-						return err
-					}
-					if !strings.Contains(string(log), "GNU GRUB") {
-						return fmt.Errorf("the console log has no GRUB menu, so the guest's serial terminal was not in use:\n%s", log)
-					}
-					return nil
-				}),
-		}},
-	})
-}
-
 // TestAccGuest_eachFixMatters turns the fixes off one at a time on the LVM
 // guest (root on LVM, /boot by /dev/sda1, ifupdown pinned to a VMware MAC)
 // and shows the failure each one prevents. With all of them on, the same

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/libvirttest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
@@ -177,31 +179,57 @@ func TestAccDiskConversion_poolHostChecks(t *testing.T) {
 	h.RunnerViewUntouched(t)
 }
 
-// TestAccVMConversion_pool: a whole VM (two disks) into a pool of the
-// remote host: one volume per disk and one report, what a domain's disks
-// take from disks[*].pool and .volume; drift, import and destroy through
-// libvirt.
+// TestAccVMConversion_pool: a whole VM (two disks, from its .vmx) into a
+// pool of the remote host: one volume per disk and one report, what a
+// domain's disks take from disks[*].pool and .volume; a hardware change
+// recorded in the report volume; drift, import and destroy through libvirt.
 func TestAccVMConversion_pool(t *testing.T) {
 	h := libvirttest.Start(t)
-	a, b := poolSource(t), poolSource(t)
+	vm, err := testimg.TwoDiskVM(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts) + fmt.Sprintf(`
 resource "vmconv_vm_conversion" "db" {
-  source = { disks = [{ path = %s }, { path = %s }] }
+  source = { vmx = %s }
   output = { pool = %s, volume = "db" }
 %s}
-`, acctest.HCLString(a), acctest.HCLString(b), acctest.HCLString(h.Pool), dataPlaneOnly)
+`, acctest.HCLString(vm.VMX), acctest.HCLString(h.Pool), dataPlaneOnly)
 	const db = "vmconv_vm_conversion.db"
 	checkVolumes := func(*terraform.State) error {
 		if got := volumesOf(t, h); got != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
 			return fmt.Errorf("the pool holds %q", got)
 		}
-		for i, src := range []string{a, b} {
-			if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, fmt.Sprintf("%s/db-disk%d.qcow2", h.PoolPath, i)); err != nil {
-				return fmt.Errorf("disk %d is not its source: %v %s", i, err, out)
+		for i, want := range vm.Want {
+			out, err := h.Exec(t, "cat", fmt.Sprintf("%s/db-disk%d.qcow2", h.PoolPath, i))
+			if err != nil {
+				return err
+			}
+			local := filepath.Join(t.TempDir(), "disk.qcow2")
+			os.WriteFile(local, out, 0o644)
+			data, err := testimg.ReadQcow2(local)
+			if err != nil {
+				return err
+			}
+			if err := want.Compare(data); err != nil {
+				return fmt.Errorf("disk %d: %v", i, err)
 			}
 		}
 		h.RunnerViewUntouched(t)
 		return nil
+	}
+	reportMemory := func(mib int) resource.TestCheckFunc {
+		return func(*terraform.State) error {
+			b, err := h.Exec(t, "cat", h.PoolPath+"/db.vmconv.json")
+			if err != nil {
+				return err
+			}
+			var rep engine.Report
+			if err := json.Unmarshal(b, &rep); err != nil || rep.Plan.Hardware == nil || rep.Plan.Hardware.MemoryMiB != mib {
+				return fmt.Errorf("the report volume's hardware: %v %+v", err, rep.Plan)
+			}
+			return nil
+		}
 	}
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
@@ -223,9 +251,23 @@ resource "vmconv_vm_conversion" "db" {
 					statecheck.ExpectKnownValue(db, tfjsonpath.New("id"), knownvalue.StringExact("volume:vmconv/db")),
 					statecheck.ExpectKnownValue(db, tfjsonpath.New("disks").AtSliceIndex(0).AtMapKey("path"), knownvalue.StringExact(h.PoolPath+"/db-disk0.qcow2")),
 				},
-				Check: checkVolumes,
+				Check: resource.ComposeAggregateTestCheckFunc(checkVolumes, reportMemory(1024)),
 			},
 			{Config: cfg, PlanOnly: true},
+			{
+				// The VM's memory changed in its .vmx: an update in place,
+				// recorded in the report volume; the disks stay.
+				PreConfig: func() {
+					b, _ := os.ReadFile(vm.VMX)
+					os.WriteFile(vm.VMX, []byte(strings.Replace(string(b), `memSize = "1024"`, `memSize = "2048"`, 1)), 0o644)
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(db, plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(checkVolumes, reportMemory(2048),
+					resource.TestCheckResourceAttr(db, "hardware.memory_mib", "2048")),
+			},
 			{
 				// One disk deleted out of band: the VM is converted again.
 				PreConfig: func() { h.Virsh(t, "vol-delete", "--pool", h.Pool, "db-disk1.qcow2") },

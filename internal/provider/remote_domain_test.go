@@ -23,8 +23,14 @@ import (
 // converted (fixed, not booted here) into a storage pool of a libvirt host
 // reached over qemu+ssh, whose pool the runner cannot see, and boots there
 // as a vmconv_kvm_domain whose boot test reads the serial console through
-// libvirt. The volume is held while the domain uses it, the domain
-// imports, and destroy shuts it down gracefully and leaves the pool empty.
+// libvirt, in two phases (SATA, then virtio) as a Windows migration would.
+// The volume is held while the domain uses it, the domain imports, and
+// destroy shuts it down gracefully and leaves the pool empty. The guest is
+// the variant whose serial console was configured before vmconv saw it
+// (GRUB on the serial terminal, console=ttyS0 on every kernel line), which
+// the boot test once refused: it takes over that guest's boot from the
+// former TestAccGuest_serialConsole (the instrument step on the variant's
+// own grub.cfg is engine/boottest's TestInstrumentSerialFixture).
 func TestAccKVMDomain_remote(t *testing.T) {
 	t.Parallel()
 	fx := acctest.GuestFixtures(t)
@@ -37,7 +43,7 @@ func TestAccKVMDomain_remote(t *testing.T) {
 		fmt.Sprintf("provider \"vmconv\" {\n  plan_inspection = false\n  domain_dir = %s", acctest.HCLString(domains)), 1) + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
   source    = { path = %s }
-  output    = { pool = %q, volume = "plain.qcow2" }
+  output    = { pool = %q, volume = "guest.qcow2" }
   boot_test = { enabled = false }
 }
 
@@ -45,10 +51,11 @@ resource "vmconv_kvm_domain" "web" {
   name               = %q
   disks              = [{ pool = vmconv_disk_conversion.guest.output.pool, volume = vmconv_disk_conversion.guest.output.volume }]
   network_interfaces = [{ user = true }]
+  initial_boot_bus   = "sata"
   boot_test          = { timeout = "25m" }
   shutdown_timeout   = "2m"
 }
-`, acctest.HCLString(fx.Path(fx.Variants["plain"].Disk)), h.Pool, name)
+`, acctest.HCLString(fx.Path(fx.Variants["serial"].Disk)), h.Pool, name)
 	const web = "vmconv_kvm_domain.web"
 	overlay := name + "-overlay0.qcow2"
 	resource.Test(t, resource.TestCase{
@@ -81,6 +88,13 @@ resource "vmconv_kvm_domain" "web" {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(web, "boot_test_result.status", "passed"),
 					resource.TestCheckResourceAttr(web, "boot_test_result.disk_bus", "virtio"),
+					// The two-phase first boot, on the host: SATA until the
+					// guest is up (it powers itself off), then its own bus.
+					resource.TestCheckResourceAttr(web, "boot_phases.#", "2"),
+					resource.TestCheckResourceAttr(web, "boot_phases.0.disk_bus", "sata"),
+					resource.TestCheckResourceAttr(web, "boot_phases.0.status", "passed"),
+					resource.TestCheckResourceAttr(web, "boot_phases.1.disk_bus", "virtio"),
+					resource.TestCheckResourceAttr(web, "boot_phases.1.status", "passed"),
 					resource.TestCheckResourceAttr(web, "disks.0.overlay", "volume:"+h.Pool+"/"+overlay),
 					// The console, read through libvirt's stream, is kept on the runner.
 					resource.TestCheckResourceAttr(web, "console_log", filepath.Join(domains, name, "console.log")),
@@ -89,11 +103,18 @@ resource "vmconv_kvm_domain" "web" {
 						if err != nil || !strings.Contains(string(log), boottest.Marker) {
 							return fmt.Errorf("the console log kept on the runner has no boot marker (%v)", err)
 						}
+						// The guest's serial console was configured before
+						// vmconv saw it (GRUB on the serial terminal,
+						// console=ttyS0 on every kernel line): GRUB itself
+						// wrote to the port the boot test read.
+						if !strings.Contains(string(log), "GNU GRUB") {
+							return fmt.Errorf("the console log has no GRUB menu, so the guest's own serial terminal was not in use")
+						}
 						return nil
 					},
 					resource.TestMatchResourceAttr(web, "xml", regexp.MustCompile(`<source file='`+regexp.QuoteMeta(h.PoolPath+"/"+overlay)+`'`)),
 					func(*terraform.State) error {
-						if got := volumesOf(t, h); got != "plain.qcow2 plain.qcow2.vmconv.json "+overlay { // virsh sorts by name
+						if got := volumesOf(t, h); got != "guest.qcow2 guest.qcow2.vmconv.json "+overlay { // virsh sorts by name
 							return fmt.Errorf("the pool holds %q", got)
 						}
 						if s := strings.TrimSpace(h.Virsh(t, "domstate", name)); s != "running" {
@@ -101,7 +122,7 @@ resource "vmconv_kvm_domain" "web" {
 						}
 						// The overlay stands on the converted volume, on the host.
 						info, err := h.Exec(t, "qemu-img", "info", "-U", h.PoolPath+"/"+overlay) // -U: the running domain holds its lock
-						if err != nil || !strings.Contains(string(info), "backing file: "+h.PoolPath+"/plain.qcow2") {
+						if err != nil || !strings.Contains(string(info), "backing file: "+h.PoolPath+"/guest.qcow2") {
 							return fmt.Errorf("overlay: %v\n%s", err, info)
 						}
 						// Held through libvirt: the volume may not go while the domain uses it.
@@ -109,7 +130,7 @@ resource "vmconv_kvm_domain" "web" {
 						if err != nil {
 							return err
 						}
-						if err := e.DeleteVolume(context.Background(), h.Pool, "plain.qcow2"); !fault.Is(err, fault.DiskInUse) || !strings.Contains(err.Error(), name) {
+						if err := e.DeleteVolume(context.Background(), h.Pool, "guest.qcow2"); !fault.Is(err, fault.DiskInUse) || !strings.Contains(err.Error(), name) {
 							return fmt.Errorf("deleting a volume a domain uses: %v", err)
 						}
 						h.RunnerViewUntouched(t)

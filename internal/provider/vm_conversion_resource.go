@@ -301,10 +301,15 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
 		}
 	}
-	if _, _, _, inPool := vmVolumesOf(&state); !plan.Hardware.Equal(state.Hardware) && r.data != nil && !inPool {
+	if !plan.Hardware.Equal(state.Hardware) && r.data != nil {
 		// The report covers the VM as it is: its hardware is recorded
-		// again, read from the source as the plan read it.
-		if _, err := r.data.engine.RecordVMHardware(ctx, vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)); err != nil {
+		// again, read from the source as the plan read it, in the folder's
+		// report or in the pool's report volume.
+		ereq := vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)
+		if pool, prefix, _, inPool := vmVolumesOf(&state); inPool {
+			ereq.Output.Pool, ereq.Output.Volume = pool, prefix
+		}
+		if _, err := r.data.engine.RecordVMHardware(ctx, ereq); err != nil {
 			addFaultAt(&resp.Diagnostics, path.Root("hardware"), "Recording the VM's hardware in its report", err)
 			return
 		}
