@@ -106,7 +106,11 @@ func checkMarkdownReport(out string) resource.TestCheckFunc {
 		want := []string{"# vmconv: ", "## Source", "## Output", "## Guest", "## Fixes", "```diff", "## Boot test: passed",
 			"The console's last lines:", "## Stages", "| CONVERT | ran |"}
 		for _, c := range rep.Result.Fixes.Changes {
-			want = append(want, fmt.Sprintf("- **%s** %s `%s`", c.Fix, c.Action, c.Path))
+			w := fmt.Sprintf("- **%s** %s", c.Fix, c.Action)
+			if c.Path != "" {
+				w += fmt.Sprintf(" `%s`", c.Path)
+			}
+			want = append(want, w+": ")
 		}
 		for _, w := range want {
 			if !strings.Contains(string(md), w) {
