@@ -141,7 +141,9 @@ resource "vmconv_kvm_domain" "web" {
 			{Config: cfg, PlanOnly: true},
 			{
 				ResourceName: web, ImportState: true, ImportStateId: name, ImportStateVerify: true,
-				ImportStateVerifyIgnore: []string{"boot_", "timeouts", "shutdown_timeout", "console_log"}, // import cannot know where the runner kept the log
+				// Import cannot know where the runner kept the log, nor on which bus the
+				// domain first booted.
+				ImportStateVerifyIgnore: []string{"boot_", "timeouts", "shutdown_timeout", "console_log", "initial_boot_bus"},
 			},
 		},
 	})
