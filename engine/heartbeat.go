@@ -1,17 +1,12 @@
 package engine
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"regexp"
-	"strings"
 	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 )
-
-var ansiSeq = regexp.MustCompile("\x1b\\[[0-9;?]*[A-Za-z]")
 
 // heartbeatInterval spaces the reports of stages that count no bytes:
 // inspection and fixes in the appliance, and the boot test.
@@ -26,9 +21,10 @@ func (j *job) heartbeat(stage StageName) (stop func()) {
 	default:
 		return func() {}
 	}
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	start := time.Now()
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(heartbeatInterval)
 		defer t.Stop()
 		for {
@@ -52,38 +48,15 @@ func (j *job) heartbeat(stage StageName) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done) }
+	// No report after the stage ends: stop waits for the reporter.
+	return func() { close(done); <-exited }
 }
 
-// lastLine is the last non-empty line of a file's last 4 KiB, without
-// control characters, cut to 160 bytes: a console's latest words.
+// lastLine is the console's latest words, cut to 160 bytes.
 func lastLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
+	l := boottest.ConsoleLines(path, 1)
+	if len(l) == 0 {
 		return ""
 	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	fi, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(fi.Size()-int64(len(buf)), 0)
-	n, _ := f.ReadAt(buf, off)
-	lines := bytes.Split(ansiSeq.ReplaceAll(buf[:n], nil), []byte("\n"))
-	for i := len(lines) - 1; i >= 0; i-- {
-		l := strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
-				return -1
-			}
-			return r
-		}, string(lines[i]))
-		if l = strings.TrimSpace(l); l != "" {
-			if len(l) > 160 {
-				l = l[:160]
-			}
-			return l
-		}
-	}
-	return ""
+	return l[0][:min(len(l[0]), 160)]
 }

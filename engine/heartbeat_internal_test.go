@@ -24,14 +24,21 @@ func TestHeartbeat(t *testing.T) {
 	var got []Event
 	j := &job{plan: &Plan{Output: OutputPlan{Path: out}}, sink: SinkFunc(func(e Event) { mu.Lock(); got = append(got, e); mu.Unlock() })}
 	j.plan.Request.BootTest.Options.Timeout = 10 * time.Minute
-	stop := j.heartbeat(StageValidate)
-	time.Sleep(70 * time.Millisecond)
-	stop()
-	j.heartbeat(StageConvert)()
-	time.Sleep(30 * time.Millisecond)
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
+	// CONVERT counts its own bytes: no heartbeat, however long it runs.
+	stopConvert := j.heartbeat(StageConvert)
+	time.Sleep(100 * time.Millisecond)
+	stopConvert()
+	if n := count(); n != 0 {
+		t.Fatalf("%d heartbeats for CONVERT", n)
+	}
+	stop := j.heartbeat(StageValidate)
+	for deadline := time.Now().Add(10 * time.Second); count() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
 	if count() < 2 {
-		t.Fatalf("%d heartbeats in 70 ms at a 20 ms interval", count())
+		t.Fatalf("%d heartbeats in 10 s at a 20 ms interval", count())
 	}
 	mu.Lock()
 	e := got[0]

@@ -2,12 +2,12 @@ package engine
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
-	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
 )
 
 // Markdown renders a report short enough to paste into a pull request:
@@ -25,12 +25,12 @@ func (r *Report) Markdown() string {
 	writeSource(&b, p)
 	b.WriteString("## Output\n\n")
 	if v := res.Output.Volume; v != nil {
-		fmt.Fprintf(&b, "- volume `%s` in pool `%s` on `%s`: %s, %s allocated of %s\n", v.Name, v.Pool, v.URI, v.Format, progress.Human(int64(v.Allocation)), progress.Human(int64(v.Capacity)))
+		fmt.Fprintf(&b, "- volume `%s` in pool `%s` on `%s`: %s, %s allocated of %s\n", v.Name, v.Pool, v.URI, v.Format, room.Human(int64(v.Allocation)), room.Human(int64(v.Capacity)))
 	} else {
-		fmt.Fprintf(&b, "- `%s`: %s, %s\n", res.Output.Path, res.Output.Format, progress.Human(res.Output.Size))
+		fmt.Fprintf(&b, "- `%s`: %s, %s\n", res.Output.Path, res.Output.Format, room.Human(res.Output.Size))
 	}
 	for _, d := range res.Disks {
-		fmt.Fprintf(&b, "  - `%s`: %s\n", d.Path, progress.Human(d.Size))
+		fmt.Fprintf(&b, "  - `%s`: %s\n", d.Path, room.Human(d.Size))
 	}
 	if res.Output.SHA256 != "" {
 		fmt.Fprintf(&b, "- SHA-256 `%s`\n", res.Output.SHA256)
@@ -69,7 +69,7 @@ func PlanMarkdown(p *Plan) string {
 		fmt.Fprintf(&b, "- `%s`, %s\n", p.Output.Path, p.Output.Format)
 	}
 	if p.Output.EstimatedSize > 0 {
-		fmt.Fprintf(&b, "- estimated size %s\n", progress.Human(p.Output.EstimatedSize))
+		fmt.Fprintf(&b, "- estimated size %s\n", room.Human(p.Output.EstimatedSize))
 	}
 	b.WriteString("\n## Stages\n\n")
 	for _, s := range p.Stages {
@@ -96,7 +96,7 @@ func writeSource(b *strings.Builder, p *Plan) {
 		fmt.Fprintf(b, ", %s", p.Source.Format)
 	}
 	if p.Source.VirtualSize > 0 {
-		fmt.Fprintf(b, ", %s virtual", progress.Human(p.Source.VirtualSize))
+		fmt.Fprintf(b, ", %s virtual", room.Human(p.Source.VirtualSize))
 	}
 	b.WriteString("\n")
 	if len(p.Source.Chain) > 1 {
@@ -106,7 +106,7 @@ func writeSource(b *strings.Builder, p *Plan) {
 		}
 	}
 	for i, d := range p.Disks {
-		fmt.Fprintf(b, "- disk %d (%s): `%s`, %s virtual, %d file(s) in its chain\n", i, d.Device, d.Source.Path, progress.Human(d.Source.VirtualSize), len(d.Source.Chain))
+		fmt.Fprintf(b, "- disk %d (%s): `%s`, %s virtual, %d file(s) in its chain\n", i, d.Device, d.Source.Path, room.Human(d.Source.VirtualSize), len(d.Source.Chain))
 	}
 	b.WriteString("\n")
 }
@@ -119,7 +119,7 @@ func writeHardware(b *strings.Builder, p *Plan) {
 		}
 		return
 	}
-	fmt.Fprintf(b, "## Hardware\n\n- %d vCPU(s), %s memory, firmware %s\n", h.VCPUs, progress.Human(int64(h.MemoryMiB)<<20), h.Firmware)
+	fmt.Fprintf(b, "## Hardware\n\n- %d vCPU(s), %s memory, firmware %s\n", h.VCPUs, room.Human(int64(h.MemoryMiB)<<20), h.Firmware)
 	for _, n := range h.NICs {
 		fmt.Fprintf(b, "- NIC %s `%s`\n", n.Model, n.MAC)
 	}
@@ -187,8 +187,9 @@ func writeBootTest(b *strings.Builder, res *Result) {
 	}
 	fmt.Fprintf(b, "\n- %s, %s disk, %s NIC, %s firmware, %s\n", bt.Accel, bt.DiskBus, bt.NICModel, bt.Firmware,
 		(time.Duration(bt.DurationMS) * time.Millisecond).Round(time.Second))
-	if lines := lastLines(bt.ConsoleLog, 12); len(lines) > 0 {
-		fmt.Fprintf(b, "\nThe console's last lines:\n\n```\n%s\n```\n", strings.Join(lines, "\n"))
+	if lines := boottest.ConsoleLines(bt.ConsoleLog, 12); len(lines) > 0 {
+		// A line of backticks would end the block early.
+		fmt.Fprintf(b, "\nThe console's last lines:\n\n```\n%s\n```\n", strings.ReplaceAll(strings.Join(lines, "\n"), "```", "'''"))
 	}
 	b.WriteString("\n")
 }
@@ -202,34 +203,6 @@ func writeWarnings(b *strings.Builder, ws []string) {
 		fmt.Fprintf(b, "- %s\n", md(w))
 	}
 	b.WriteString("\n")
-}
-
-// lastLines is a console log's last n non-empty lines, without escape
-// sequences or control characters.
-func lastLines(path string, n int) []string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	if len(raw) > 64<<10 {
-		raw = raw[len(raw)-64<<10:]
-	}
-	var out []string
-	for _, l := range strings.Split(string(ansiSeq.ReplaceAll(raw, nil)), "\n") {
-		l = strings.TrimSpace(strings.Map(func(r rune) rune {
-			if r < 0x20 && r != '\t' || r == 0x7f {
-				return -1
-			}
-			return r
-		}, l))
-		if l != "" {
-			out = append(out, strings.ReplaceAll(l, "```", "'''"))
-		}
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out
 }
 
 // md keeps a free text on one Markdown line.

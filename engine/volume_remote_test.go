@@ -367,7 +367,7 @@ func publishAtOnce(t *testing.T, h *libvirttest.Host, n, maxUploads int, prefix 
 					active++
 					peak = max(peak, active)
 				}
-				if ev.Fields["done"] == ev.Fields["total"] {
+				if ev.Fields["done_bytes"] == ev.Fields["total_bytes"] {
 					active--
 				}
 			})

@@ -362,9 +362,7 @@ func (j *job) uploadProgress(ctx context.Context, vp *VolumePlan) func(done, tot
 			testHold(ctx, "mid-upload")
 		}
 		if r, ok := m.Update(done, total); ok {
-			f := r.Fields()
-			f["done"], f["total"] = done, total
-			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Message: fmt.Sprintf("uploading to pool %s: %s", vp.Pool, r), Percent: r.Percent(), Fields: f})
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Message: fmt.Sprintf("uploading to pool %s: %s", vp.Pool, r), Percent: r.Percent(), Fields: r.Fields()})
 		}
 	}
 }

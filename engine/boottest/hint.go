@@ -173,6 +173,39 @@ func orNone(s string) string {
 	return s
 }
 
+// ConsoleLines is a console log's last n non-empty lines, escape
+// sequences and control characters removed, from at most its last 64 KiB:
+// what a person reads of a boot, in a progress report or a summary.
+func ConsoleLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	buf := make([]byte, min(fi.Size(), 64<<10))
+	k, _ := f.ReadAt(buf, fi.Size()-int64(len(buf)))
+	var out []string
+	for _, l := range strings.Split(Strip(string(buf[:k])), "\n") {
+		l = strings.TrimSpace(strings.Map(func(r rune) rune {
+			if r < 0x20 && r != '\t' || r == 0x7f {
+				return -1
+			}
+			return r
+		}, l))
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
 func consoleTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {

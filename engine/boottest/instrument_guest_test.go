@@ -13,7 +13,7 @@ import (
 // grub-mkconfig wrote in the serial fixture guest (read with guestfish, not
 // vmconv's code): a guest whose serial console is already configured. Its
 // boot configuration is left as it is and the marker is planted. Booting it
-// is TestAccGuest_serialConsole's job.
+// is TestAccKVMDomain_remote's job.
 func TestInstrumentSerialFixture(t *testing.T) {
 	fx := acctest.GuestFixtures(t)
 	v, ok := fx.Variants["serial"]

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
 )
 
 // ReportSuffix names the JSON report written beside an output.
@@ -129,24 +130,11 @@ func CheckSpace(path string, need int64) error {
 	}
 	if need > free {
 		return fault.New(fault.NoSpace, path,
-			"the output needs about %s but only %s is free in %s", human(need), human(free), filepath.Dir(path)).
+			"the output needs about %s but only %s is free in %s", room.Human(need), room.Human(free), filepath.Dir(path)).
 			WithHint("Free space there, or choose an output.path on a larger file system.").
 			WithFact("Needed", fmt.Sprintf("%d bytes", need)).WithFact("Free", fmt.Sprintf("%d bytes", free))
 	}
 	return nil
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // Commit makes a completed temporary file the output: fsync the data,

@@ -8,6 +8,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
 )
 
 // DefaultInterval spaces reports: often enough to see a transfer move,
@@ -82,12 +84,12 @@ func (r Report) Percent() float64 {
 
 // String reads "1.2 GiB of 4.0 GiB (30%), 85.3 MiB/s, ETA 40s".
 func (r Report) String() string {
-	s := Human(r.Done)
+	s := room.Human(r.Done)
 	if r.Total > 0 {
-		s += fmt.Sprintf(" of %s (%.0f%%)", Human(r.Total), r.Percent())
+		s += fmt.Sprintf(" of %s (%.0f%%)", room.Human(r.Total), r.Percent())
 	}
 	if r.Rate > 0 {
-		s += ", " + Human(int64(r.Rate)) + "/s"
+		s += ", " + room.Human(int64(r.Rate)) + "/s"
 	}
 	if r.ETA > 0 {
 		s += ", ETA " + r.ETA.String()
@@ -105,20 +107,6 @@ func (r Report) Fields() map[string]any {
 		f["eta_s"] = int64(r.ETA.Seconds())
 	}
 	return f
-}
-
-// Human is a size in binary units: "512 B", "1.5 KiB", "2.3 GiB".
-func Human(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n), 0
-	for v >= unit*unit && i < 5 || v <= -unit*unit && i < 5 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v/unit, "KMGTPE"[i])
 }
 
 // Reader counts what is read through it, from done, and hands each due

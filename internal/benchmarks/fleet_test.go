@@ -157,7 +157,7 @@ func (t *jobTimes) sink() engine.Sink {
 			t.convStart = ev.Time
 		case ev.Stage == engine.StageConvert && ev.Kind == engine.EventStageFinished:
 			t.convEnd = ev.Time
-		case ev.Kind == engine.EventProgress && ev.Stage == "" && ev.Fields["done"] == ev.Fields["total"] && ev.Fields["total"] != nil:
+		case ev.Kind == engine.EventProgress && ev.Stage == "" && ev.Fields["done_bytes"] == ev.Fields["total_bytes"] && ev.Fields["total_bytes"] != nil:
 			t.upEnd = ev.Time
 		case ev.Kind == engine.EventInfo && ev.Message == "volume published":
 			// Publishing starts once an upload slot is free; the event
