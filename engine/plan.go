@@ -14,6 +14,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/room"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/ovf"
@@ -182,6 +183,32 @@ type PlanOptions struct {
 // Plan decides what Apply will do. It reads the source's metadata, never
 // its data, and writes nothing but scratch files under the work folder.
 func (e *Engine) Plan(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
+	p, err := e.planOutput(ctx, req, opts)
+	if err == nil {
+		p.noteSizes()
+	}
+	return p, err
+}
+
+// noteSizes ends the convert stage's reason with the sizes, in the units a
+// person reads: the plan's size attributes are bytes. A remote source not
+// fetched yet has none.
+func (p *Plan) noteSizes() {
+	virtual := p.Source.VirtualSize
+	for _, d := range p.Disks {
+		virtual += d.Source.VirtualSize
+	}
+	if p.Source.Deferred || virtual == 0 || p.Output.EstimatedSize == 0 {
+		return
+	}
+	for i := range p.Stages {
+		if p.Stages[i].Name == StageConvert {
+			p.Stages[i].Reason += fmt.Sprintf(" (%s of disk, at most %s written)", room.Human(virtual), room.Human(p.Output.EstimatedSize))
+		}
+	}
+}
+
+func (e *Engine) planOutput(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
 	if req.Output.Pool == "" && req.Output.Volume == "" {
 		return e.plan(ctx, req, opts)
 	}

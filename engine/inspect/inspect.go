@@ -59,7 +59,7 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 		if len(info.Encrypted) > 0 {
 			return nil, fault.New(fault.EncryptedGuest, "",
 				"the disk has LUKS-encrypted volumes (%s) and no readable operating system outside them", strings.Join(info.Encrypted, ", ")).
-				WithHint("vmconv fixes guests offline and cannot unlock LUKS volumes. Convert without fixes and boot test (fixes = { enabled = false }, boot_test = { enabled = false }) and make sure the guest's initramfs already has the virtio drivers, or decrypt the volume before converting.")
+				WithHint("vmconv fixes guests offline and cannot unlock LUKS volumes. Convert without fixes and boot test (fixes { enabled = false } and boot_test { enabled = false }) and make sure the guest's initramfs already has the virtio drivers, or decrypt the volume before converting.")
 		}
 		info.OS = "none"
 		return info, nil
@@ -141,7 +141,7 @@ func multipleOSes(s guest.Session, roots []string) error {
 		lines = append(lines, fmt.Sprintf("%s (%s)", r, name))
 	}
 	return fault.New(fault.MultipleOSes, "", "the disk holds %d operating systems: %s", len(roots), strings.Join(lines, "; ")).
-		WithHint("Choose the one to convert with inspect = { root = \"%s\" } (one of the devices listed).", roots[0])
+		WithHint("Choose the one to convert with inspect { root = \"%s\" } (one of the devices listed).", roots[0])
 }
 
 func firmware(s guest.FS, info *guest.Info) string {

@@ -104,7 +104,7 @@ func TestInspectNoOrManyOS(t *testing.T) {
 		s.OS["/dev/sda2"] = guest.OSInfo{Type: "linux", Distro: "fedora", ProductName: "Fedora 39"}
 		_, err := Inspect(s, Options{})
 		fe, _ := fault.As(err)
-		if fe == nil || fe.Code != fault.MultipleOSes || !strings.Contains(fe.Msg, "/dev/sda2 (Fedora 39)") || !strings.Contains(fe.Hint, `inspect = { root = "/dev/sda1" }`) {
+		if fe == nil || fe.Code != fault.MultipleOSes || !strings.Contains(fe.Msg, "/dev/sda2 (Fedora 39)") || !strings.Contains(fe.Hint, `inspect { root = "/dev/sda1" }`) {
 			t.Fatalf("got %v", err)
 		}
 		info, err := Inspect(s, Options{Root: "/dev/sda2"})

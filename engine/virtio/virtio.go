@@ -107,7 +107,7 @@ func Open(p string) (*Source, error) {
 	if p == "" {
 		return nil, fault.New(fault.DriversMissing, "", "the guest is Windows and no VirtIO driver source is set").
 			WithHint("Windows needs a VirtIO storage driver installed before its first KVM boot, or it stops with INACCESSIBLE_BOOT_DEVICE. " +
-				"Download virtio-win.iso (https://fedorapeople.org/groups/virt/virtio-win/) and set fixes = { windows = { virtio_win = \"/path/to/virtio-win.iso\" } } " +
+				"Download virtio-win.iso (https://fedorapeople.org/groups/virt/virtio-win/) and set virtio_win = \"/path/to/virtio-win.iso\" in the block fixes { windows { ... } } " +
 				"(the ISO, or the folder it was unpacked to).")
 	}
 	fi, err := os.Stat(p)

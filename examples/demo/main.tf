@@ -26,8 +26,8 @@ provider "vmconv" {}
 # /srv and swap on the second, named /dev/sdb1 and /dev/sdb2 in fstab),
 # inspected, fixed and boot-tested as one guest.
 resource "vmconv_vm_conversion" "web" {
-  source = { vmx = var.source_vmx }
-  output = {
+  source { vmx = var.source_vmx }
+  output {
     dir    = var.output_dir # web-disk0.qcow2, web-disk1.qcow2, vmconv-report.json
     format = "qcow2"
   }
@@ -44,11 +44,25 @@ resource "vmconv_kvm_domain" "web" {
   name   = var.domain_name
   memory = max(vmconv_vm_conversion.web.hardware.memory_mib, 1024)
   vcpus  = vmconv_vm_conversion.web.hardware.vcpus
-  disks  = [for d in vmconv_vm_conversion.web.disks : { path = d.path, bus = "virtio" }]
-  # User-mode networking needs no libvirt network; use
-  # { network = "default", mac = n.mac } where libvirt's NAT network runs.
-  network_interfaces = [for n in vmconv_vm_conversion.web.hardware.nics : { user = true, model = "virtio", mac = n.mac }]
-  boot_test          = { timeout = "20m" }
+
+  dynamic "disks" {
+    for_each = vmconv_vm_conversion.web.disks
+    content {
+      path = disks.value.path
+      bus  = "virtio"
+    }
+  }
+  # User-mode networking needs no libvirt network; use network = "default"
+  # instead of user = true where libvirt's NAT network runs.
+  dynamic "network_interfaces" {
+    for_each = vmconv_vm_conversion.web.hardware.nics
+    content {
+      user  = true
+      model = "virtio"
+      mac   = network_interfaces.value.mac
+    }
+  }
+  boot_test { timeout = "20m" }
 }
 
 output "disks" {

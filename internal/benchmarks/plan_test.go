@@ -40,7 +40,7 @@ func BenchmarkPlan(b *testing.B) {
 		var cfg strings.Builder
 		cfg.WriteString("terraform {\n  required_providers {\n    vmconv = { source = \"vmconv/vmconv\" }\n  }\n}\n")
 		for i := 0; i < n; i++ {
-			fmt.Fprintf(&cfg, "resource \"vmconv_disk_conversion\" \"d%d\" {\n  source = { path = %q }\n  output = { path = %q }\n}\n",
+			fmt.Fprintf(&cfg, "resource \"vmconv_disk_conversion\" \"d%d\" {\n  source { path = %q }\n  output { path = %q }\n}\n",
 				i, src, filepath.Join(dir, "out", fmt.Sprintf("d%d.qcow2", i)))
 		}
 		os.WriteFile(filepath.Join(dir, "main.tf"), []byte(cfg.String()), 0o644)

@@ -31,10 +31,13 @@ terraform {
   }
 }
 resource "vmconv_disk_conversion" "web" {
-  source    = { path = %q }
-  output    = { path = %q, compression = %v }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  source { path = %q }
+  output {
+    path        = %q
+    compression = %v
+  }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, head, path, compression)
 	}

@@ -150,8 +150,11 @@ func TestAccDiskConversion_allowParentCIDMismatch(t *testing.T) {
 		Steps: []resource.TestStep{{
 			Config: fmt.Sprintf(`
 resource "vmconv_disk_conversion" "web" {
-  source = { path = %s, allow_parent_cid_mismatch = true }
-  output = { path = %s }
+  source {
+    path                      = %s
+    allow_parent_cid_mismatch = true
+  }
+  output { path = %s }
 %s}`, acctest.HCLString(p), acctest.HCLString(outPath), dataPlaneOnly),
 			Check: func(s *terraform.State) error {
 				data, err := testimg.ReadQcow2(outPath)
@@ -174,12 +177,12 @@ func TestAccDiskConversion_twoResourcesOneOutput(t *testing.T) {
 	outPath := filepath.Join(out, "web.qcow2")
 	cfg := fmt.Sprintf(`
 resource "vmconv_disk_conversion" "a" {
-  source = { path = %[1]s }
-  output = { path = %[2]s }
+  source { path = %[1]s }
+  output { path = %[2]s }
 %[3]s}
 resource "vmconv_disk_conversion" "b" {
-  source     = { path = %[1]s }
-  output     = { path = %[2]s }
+  source { path = %[1]s }
+  output { path = %[2]s }
   depends_on = [vmconv_disk_conversion.a]
 %[3]s}`, acctest.HCLString(head), acctest.HCLString(outPath), dataPlaneOnly)
 	checkIntact := func(*terraform.State) error {
@@ -219,11 +222,11 @@ func TestAccDiskConversion_allowOlderSnapshot(t *testing.T) {
 		Steps: []resource.TestStep{{
 			Config: fmt.Sprintf(`
 resource "vmconv_disk_conversion" "web" {
-  source = {
+  source {
     path                 = %s
     allow_older_snapshot = true
   }
-  output = { path = %s }
+  output { path = %s }
 %s}
 `, acctest.HCLString(p[1]), acctest.HCLString(out), dataPlaneOnly),
 			Check: resource.ComposeAggregateTestCheckFunc(
@@ -239,18 +242,18 @@ resource "vmconv_disk_conversion" "web" {
 // reading at apply as a cancelled conversion.
 func TestAccTimeouts_validatedAtPlan(t *testing.T) {
 	for _, c := range []struct{ resource, body string }{
-		{"vmconv_disk_conversion", `source = { path = "/nonexistent/web.vmdk" }
-  output = { path = "/nonexistent/web.qcow2" }`},
-		{"vmconv_vm_conversion", `source = { vmx = "/nonexistent/web.vmx" }
-  output = { dir = "/nonexistent/web" }`},
-		{"vmconv_kvm_domain", `name  = "web"
-  disks = [{ path = "/nonexistent/web.qcow2" }]`},
+		{"vmconv_disk_conversion", `source { path = "/nonexistent/web.vmdk" }
+  output { path = "/nonexistent/web.qcow2" }`},
+		{"vmconv_vm_conversion", `source { vmx = "/nonexistent/web.vmx" }
+  output { dir = "/nonexistent/web" }`},
+		{"vmconv_kvm_domain", `name = "web"
+  disks { path = "/nonexistent/web.qcow2" }`},
 	} {
 		for _, bad := range []string{`create = "-5m"`, `delete = "0s"`} {
 			resource.UnitTest(t, resource.TestCase{
 				ProtoV6ProviderFactories: acctest.ProviderFactories,
 				Steps: []resource.TestStep{{
-					Config:      fmt.Sprintf("resource %q \"x\" {\n  %s\n  timeouts = { %s }\n}\n", c.resource, c.body, bad),
+					Config:      fmt.Sprintf("resource %q \"x\" {\n  %s\n  timeouts { %s }\n}\n", c.resource, c.body, bad),
 					PlanOnly:    true,
 					ExpectError: regexpMust(`(?s)Invalid Timeout.*is not a positive duration`),
 				}},

@@ -33,10 +33,10 @@ terraform {
   }
 }
 resource "vmconv_disk_conversion" "web" {
-  source = { path = %q }
-  output = { path = %q }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  source { path = %q }
+  output { path = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, head, outPath))
 	cli.MustRun("plan", "-input=false", "-out=tfplan")
@@ -114,10 +114,10 @@ terraform {
   }
 }
 resource "vmconv_disk_conversion" "web" {
-  source = { path = %q }
-  output = { path = %q }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  source { path = %q }
+  output { path = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, chain[0], outPath))
 	// runs counts the qemu-img runs of each subcommand since the last call.

@@ -153,8 +153,8 @@ const bootTestNotRunDetail = "The boot test settings were saved, but nothing was
 // bootTestNoNetworkDetail explains a domain boot test that does not wait
 // for the network because the domain has no network interface.
 const bootTestNoNetworkDetail = "The domain has no network interface, so its boot test waits for the guest to reach multi-user " +
-	"and does not require a network address: boot_test.require_network is planned as false. " +
-	"Add an entry to network_interfaces to test the network as well; setting boot_test.require_network = true on a domain without one fails the plan."
+	"and does not require a network address, as with boot_test { require_network = false }. " +
+	"Add a network_interfaces block to test the network as well; boot_test { require_network = true } on a domain without one fails the plan."
 
 func unconfiguredDetail(what string) string {
 	return fmt.Sprintf("The vmconv provider was not configured before %s. This is a bug in the provider or in Terraform; please report it.", what)

@@ -81,10 +81,10 @@ type bootTestModel struct {
 	FirmwareBootEntry types.String `tfsdk:"firmware_boot_entry"`
 }
 
+// equal compares what two boot_test blocks mean: a block left out is
+// its defaults.
 func (b *bootTestModel) equal(o *bootTestModel) bool {
-	if b == nil || o == nil {
-		return b == o
-	}
+	b, o = effectiveBootTest(b), effectiveBootTest(o)
 	return b.Enabled.Equal(o.Enabled) && b.Timeout.Equal(o.Timeout) && b.Memory.Equal(o.Memory) && b.CPUs.Equal(o.CPUs) &&
 		b.SuccessPattern.Equal(o.SuccessPattern) && b.DiskBus.Equal(o.DiskBus) && b.NICModel.Equal(o.NICModel) &&
 		b.MAC.Equal(o.MAC) && b.RequireNetwork.Equal(o.RequireNetwork) && b.FirmwareBootEntry.Equal(o.FirmwareBootEntry)

@@ -24,44 +24,13 @@ import (
 // source against that plan: the conversion fails as Source Disk Changed
 // After Plan, and nothing is written.
 func TestAccDiskConversion_sourceChangedBetweenPlanAndCreate(t *testing.T) {
-	acctest.PreCheck(t)
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("TF_ACC not set")
-	}
-	t.Setenv("VMCONV_CACHE_DIR", t.TempDir())
 	src, out := t.TempDir(), t.TempDir()
 	head := chainIn(t, src)[0]
 	outPath := filepath.Join(out, "web.qcow2")
-	ctx := context.Background()
-	server, err := providerserver.NewProtocol6WithError(provider.New("test")())()
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := server.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newProtocolHarness(t)
+	ctx, server, dynamic, failed := h.ctx, h.server, h.dynamic, h.failed
 	const typeName = "vmconv_disk_conversion"
-	providerType, resourceType := schemas.Provider.ValueType(), schemas.ResourceSchemas[typeName].ValueType()
-	dynamic := func(typ tftypes.Type, v tftypes.Value) *tfprotov6.DynamicValue {
-		dv, err := tfprotov6.NewDynamicValue(typ, v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &dv
-	}
-	failed := func(what string, diags []*tfprotov6.Diagnostic) {
-		for _, d := range diags {
-			if d.Severity == tfprotov6.DiagnosticSeverityError {
-				t.Fatalf("%s: %s: %s", what, d.Summary, d.Detail)
-			}
-		}
-	}
-	conf, err := server.ConfigureProvider(ctx, &tfprotov6.ConfigureProviderRequest{Config: dynamic(providerType, objectOf(providerType, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	failed("configuring the provider", conf.Diagnostics)
+	resourceType := h.schemas.ResourceSchemas[typeName].ValueType()
 
 	config := objectOf(resourceType, map[string]any{
 		"source":    map[string]any{"path": head},
@@ -121,4 +90,66 @@ func objectOf(typ tftypes.Type, set map[string]any) tftypes.Value {
 		}
 	}
 	return tftypes.NewValue(ot, vals)
+}
+
+// protocolHarness is a provider server spoken to as Terraform does, with
+// the provider configured with its defaults.
+type protocolHarness struct {
+	t       *testing.T
+	ctx     context.Context
+	server  tfprotov6.ProviderServer
+	schemas *tfprotov6.GetProviderSchemaResponse
+}
+
+// newProtocolHarness skips without TF_ACC, like the acceptance tests, and
+// gives the provider a cache of its own.
+func newProtocolHarness(t *testing.T) *protocolHarness {
+	t.Helper()
+	acctest.PreCheck(t)
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC not set")
+	}
+	t.Setenv("VMCONV_CACHE_DIR", t.TempDir())
+	h := &protocolHarness{t: t, ctx: context.Background()}
+	var err error
+	if h.server, err = providerserver.NewProtocol6WithError(provider.New("test")())(); err != nil {
+		t.Fatal(err)
+	}
+	if h.schemas, err = h.server.GetProviderSchema(h.ctx, &tfprotov6.GetProviderSchemaRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	providerType := h.schemas.Provider.ValueType()
+	conf, err := h.server.ConfigureProvider(h.ctx, &tfprotov6.ConfigureProviderRequest{Config: h.dynamic(providerType, objectOf(providerType, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.failed("configuring the provider", conf.Diagnostics)
+	return h
+}
+
+func (h *protocolHarness) dynamic(typ tftypes.Type, v tftypes.Value) *tfprotov6.DynamicValue {
+	dv, err := tfprotov6.NewDynamicValue(typ, v)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return &dv
+}
+
+// failed stops the test on an error diagnostic.
+func (h *protocolHarness) failed(what string, diags []*tfprotov6.Diagnostic) {
+	h.t.Helper()
+	if msg := errorsOf(diags); msg != "" {
+		h.t.Fatalf("%s: %s", what, msg)
+	}
+}
+
+// errorsOf is the error diagnostics, one per line.
+func errorsOf(diags []*tfprotov6.Diagnostic) string {
+	var out []string
+	for _, d := range diags {
+		if d.Severity == tfprotov6.DiagnosticSeverityError {
+			out = append(out, d.Summary+": "+d.Detail)
+		}
+	}
+	return strings.Join(out, "\n")
 }

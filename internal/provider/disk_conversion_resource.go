@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ var (
 	_ resource.ResourceWithConfigure   = &diskConversionResource{}
 	_ resource.ResourceWithModifyPlan  = &diskConversionResource{}
 	_ resource.ResourceWithImportState = &diskConversionResource{}
+	_ resource.ResourceWithIdentity    = &diskConversionResource{}
 )
 
 // NewDiskConversionResource is the vmconv_disk_conversion constructor.
@@ -233,6 +233,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 		resp.Diagnostics.AddWarning("Conversion Warning", w)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "path", resp.Identity)...)
 	resp.Diagnostics.Append(setStamp(ctx, resp.Private, res.Output.Stamp)...)
 	if v := res.Output.Volume; v != nil {
 		resp.Diagnostics.Append(resp.Private.SetKey(ctx, privVolumeStamp, []byte(strconv.Quote(v.Stamp)))...)
@@ -245,6 +246,9 @@ func (r *diskConversionResource) Read(ctx context.Context, req resource.ReadRequ
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// Also when the output is gone and the resource leaves the state: the
+	// identity is where it was.
+	resp.Diagnostics.Append(setOutputIdentity(ctx, state.ID.ValueString(), "path", resp.Identity)...)
 	timeout, d := state.Timeouts.Read(ctx, defaultReadTimeout)
 	resp.Diagnostics.Append(d...)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -319,11 +323,12 @@ func (r *diskConversionResource) Update(ctx context.Context, req resource.Update
 			return
 		}
 		plan.BootTestResult = bootResultValue(res)
-		if res == nil && plan.BootTest != nil && plan.BootTest.Enabled.ValueBool() {
+		if res == nil && effectiveBootTest(plan.BootTest).Enabled.ValueBool() {
 			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
 		}
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "path", resp.Identity)...)
 }
 
 func (r *diskConversionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -348,11 +353,16 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 }
 
 func (r *diskConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	id := req.ID
-	if abs, err := filepath.Abs(id); err == nil && !strings.HasPrefix(id, volumeImportPrefix) {
-		id = abs
+	id := importOutputID(ctx, req, "path", &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, id, "path", resp.Identity)...)
+}
+
+func (r *diskConversionResource) IdentitySchema(_ context.Context, _ resource.IdentitySchemaRequest, resp *resource.IdentitySchemaResponse) {
+	resp.IdentitySchema = outputIdentitySchema("path", "The output image on this machine, as `output.path` (absolute).", "The volume in `pool`, as `output.volume`.")
 }
 
 // enginePlan asks the engine for a plan. With mayOwn, a vmconv output (one

@@ -32,8 +32,8 @@ var (
 func conversionConfig(src, out, extraOutput string) string {
 	return fmt.Sprintf(`
 resource "vmconv_disk_conversion" "web" {
-  source = { path = %s }
-  output = {
+  source { path = %s }
+  output {
     path        = %s
     format      = "qcow2"
     compression = false
@@ -113,7 +113,7 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 					plancheck.ExpectKnownValue(name, tfjsonpath.New("estimated_output_size"), knownvalue.NotNull()),
 					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_stages"), knownvalue.ListExact([]knownvalue.Check{
 						knownvalue.StringRegexp(regexpMust(`^flatten: 3 layers merged newest first`)),
-						knownvalue.StringRegexp(regexpMust(`^convert: write qcow2 to `)),
+						knownvalue.StringRegexp(regexpMust(`^convert: write qcow2 to \S+ \(8\.0 MiB of disk, at most [0-9.]+ [KM]iB written\)$`)),
 					})),
 					// Fixes and boot test are off: nothing to inspect.
 					plancheck.ExpectKnownValue(name, tfjsonpath.New("planned_fixes"), knownvalue.Null()),
@@ -173,6 +173,16 @@ func TestAccDiskConversion_lifecycle(t *testing.T) {
 				}},
 			},
 			{
+				// The same fixes written differently (an empty windows
+				// block) mean the same: no replacement, no bytes moved.
+				Config: strings.Replace(conversionConfig(head, out, "overwrite = true"), "fixes { enabled = false }",
+					"fixes {\n    enabled = false\n    windows {}\n  }", 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(name, plancheck.ResourceActionUpdate),
+				}},
+				Check: checkOutput(out, want),
+			},
+			{
 				// A write to the newest snapshot layer: the plan replaces the output.
 				PreConfig: func() {
 					if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 3 * mib, Length: 4096, Byte: 0x99}}); err != nil {
@@ -210,7 +220,7 @@ func TestAccDiskConversion_planFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, planFile, mdPlan := filepath.Join(outDir, "web.qcow2"), filepath.Join(outDir, "web.plan.json"), filepath.Join(outDir, "web.plan.md")
-	cfg := strings.Replace(conversionConfig(paths[0], out, ""), "source =", fmt.Sprintf("plan_path = %q\n  source =", planFile), 1)
+	cfg := strings.Replace(conversionConfig(paths[0], out, ""), "source {", fmt.Sprintf("plan_path = %q\n  source {", planFile), 1)
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,

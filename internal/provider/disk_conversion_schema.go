@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -14,13 +15,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/boolplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -35,19 +32,17 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 		MarkdownDescription: "Converts a VM disk (VMDK snapshot chains included, and VHD, VHDX, VDI, qcow2 or raw) into a KVM-ready image. " +
 			"The plan shows the detected format, the snapshot chain, the sizes and the stages that will run; the apply writes the output atomically " +
 			"and never modifies the source. Read detects an output that was deleted or changed outside Terraform, so the next plan recreates it.",
+		// Settings are blocks, so that a misspelt one fails the plan
+		// (see sourceKind).
+		Blocks: map[string]schema.Block{
+			"source":    sourceBlock("The disk to convert (required). It is opened read-only and never modified."),
+			"output":    outputBlock(),
+			"fixes":     fixesBlock(),
+			"inspect":   inspectBlock(),
+			"boot_test": bootTestBlock(),
+			"timeouts":  timeoutsBlock(ctx),
+		},
 		Attributes: map[string]schema.Attribute{
-			// Required
-			"source": schema.SingleNestedAttribute{
-				Required:            true,
-				MarkdownDescription: "The disk to convert. It is opened read-only and never modified.",
-				Attributes:          sourceAttributes(),
-			},
-			"output": outputAttribute(),
-			// Optional
-			"fixes":     fixesAttribute(),
-			"inspect":   inspectAttribute(),
-			"boot_test": bootTestAttribute(),
-			"timeouts":  timeoutsAttribute(ctx),
 			"plan_path": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: "Write the engine's plan here as JSON at every plan that computes it (and again at apply), for review in CI: " +
@@ -122,19 +117,18 @@ func (r *diskConversionResource) Schema(ctx context.Context, _ resource.SchemaRe
 	}
 }
 
-func outputAttribute() schema.Attribute {
+func outputBlock() schema.SingleNestedBlock {
 	outputs := engine.OutputFormats()
-	return schema.SingleNestedAttribute{
-		Required: true,
-		MarkdownDescription: "The image to write: a file at `path` on this machine, or a volume (`pool` and `volume`) on the provider's libvirt host (`uri`). " +
+	return schema.SingleNestedBlock{
+		Validators: []validator.Object{objectvalidator.IsRequired(), validators.ExactlyOneOf("path", "pool")},
+		MarkdownDescription: "The image to write (required): a file at `path` on this machine, or a volume (`pool` and `volume`) on the provider's libvirt host (`uri`). " +
 			"It appears atomically: a failed or interrupted apply leaves nothing at `path`, and no volume by that name.",
 		Attributes: map[string]schema.Attribute{
 			"path": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "Path of the output image. Its folder must exist. It may not be, or link to, a file of the source. Set `path`, or `pool` and `volume`.",
-				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
-					stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))},
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"pool": schema.StringAttribute{
 				Optional: true,
@@ -173,52 +167,52 @@ func outputAttribute() schema.Attribute {
 	}
 }
 
-func fixesAttribute() schema.Attribute {
+func fixesBlock() schema.SingleNestedBlock {
 	var fixes []string
 	for _, f := range engine.LinuxFixes() {
 		fixes = append(fixes, "`"+f.Name+"` ("+f.Summary+")")
 	}
-	return schema.SingleNestedAttribute{
-		Optional: true, Computed: true, Default: objectdefault.StaticValue(defaultFixes()),
+	return schema.SingleNestedBlock{
 		MarkdownDescription: "Offline fixes that make the guest boot on KVM, applied to an overlay of the source, never to the source. " +
-			"Every change is reported in `fixes_applied` and in the report. Changing any of these replaces the output. The fixes, in order: " +
+			"Without the block, every fix runs with its defaults. " +
+			"Every change is reported in `fixes_applied` and in the report. Changing what they do replaces the output (writing the block's defaults out, or leaving them out, does not). The fixes, in order: " +
 			strings.Join(fixes, "; ") + ".",
-		PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+		PlanModifiers: []planmodifier.Object{replaceIfEffective(effectiveFixesObject, "the fixes")},
 		Attributes: map[string]schema.Attribute{
-			"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+			"enabled": schema.BoolAttribute{Optional: true,
 				MarkdownDescription: "Run the fixes. Default `true`. With `false` the guest is converted as it is."},
-			"dry_run": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
-				MarkdownDescription: "Report the changes the fixes would make without writing them. The output is the unfixed guest and the boot test is skipped."},
-			"disabled": schema.SetAttribute{Optional: true, Computed: true, ElementType: types.StringType,
-				Default:             setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{})),
-				MarkdownDescription: "Fixes to turn off, by name: " + backticked(engine.FixNames()) + ".",
+			"dry_run": schema.BoolAttribute{Optional: true,
+				MarkdownDescription: "Report the changes the fixes would make without writing them. The output is the unfixed guest and the boot test is skipped. Default `false`."},
+			"disabled": schema.SetAttribute{Optional: true, ElementType: types.StringType,
+				MarkdownDescription: "Fixes to turn off, by name: " + backticked(engine.FixNames()) + ". Default: none.",
 				Validators:          []validator.Set{setvalidator.ValueStringsAre(stringvalidator.OneOf(engine.FixNames()...))}},
-			"fstab_mode": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(engine.DefaultFstabMode),
-				MarkdownDescription: "Which fstab entries to rewrite to `UUID=` (or `PARTUUID=`, `LABEL=`): `stabilize-all` (every controller-dependent name: /dev/sdX, by-path, by-id), `bypath-only`, or `none`.",
+			"fstab_mode": schema.StringAttribute{Optional: true,
+				MarkdownDescription: "Which fstab entries to rewrite to `UUID=` (or `PARTUUID=`, `LABEL=`): `stabilize-all` (every controller-dependent name: /dev/sdX, by-path, by-id), `bypath-only`, or `none`. Default `" + engine.DefaultFstabMode + "`.",
 				Validators:          []validator.String{stringvalidator.OneOf(engine.FstabModes()...)}},
-			"keep_network_identity": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			"keep_network_identity": schema.BoolAttribute{Optional: true,
 				MarkdownDescription: "Keep the source's MAC pinning and NIC names, for domains that carry the source MAC over. By default they are removed so the NIC comes up under its KVM name."},
-			"keep_vmware_tools": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+			"keep_vmware_tools": schema.BoolAttribute{Optional: true,
 				MarkdownDescription: "Leave VMware tools installed. By default they are removed."},
-			"windows": schema.SingleNestedAttribute{Optional: true,
+		},
+		Blocks: map[string]schema.Block{
+			"windows": schema.SingleNestedBlock{
 				MarkdownDescription: "Windows guests: where the VirtIO drivers come from. The fix (`windows-virtio`) copies viostor and vioscsi for the guest's " +
 					"version and architecture into `System32\\drivers`, registers them as boot-start services with CriticalDeviceDatabase entries for their PCI IDs, " +
 					"removes any StartOverride, stages NetKVM and Balloon (pnputil) and the QEMU guest agent (msiexec) for installation at the first administrator logon (RunOnce), " +
 					"and schedules VMware Tools' removal. " +
 					"Both hives are backed up to `<output>.vmconv-hives` first. A Windows guest without a driver source fails the plan.",
 				Attributes: map[string]schema.Attribute{
-					"virtio_win": schema.StringAttribute{Required: true,
+					"virtio_win": schema.StringAttribute{Optional: true, Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
 						MarkdownDescription: "`virtio-win.iso` itself (read in place, without mounting), or the folder it was unpacked to: the one holding `viostor`, `vioscsi`, `NetKVM`, `Balloon`, `guest-agent`..."},
 				}},
 		},
 	}
 }
 
-func inspectAttribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional:            true,
+func inspectBlock() schema.SingleNestedBlock {
+	return schema.SingleNestedBlock{
 		MarkdownDescription: "Inspection settings.",
-		PlanModifiers:       []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+		PlanModifiers:       []planmodifier.Object{replaceIfEffective(effectiveInspectObject, "the inspection settings")},
 		Attributes: map[string]schema.Attribute{
 			"root": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "The root device of the operating system to convert, when the disk holds more than one (for example `/dev/sda2`). The diagnostic lists the roots found."},
@@ -238,30 +232,30 @@ const (
 	defaultBootCPUs   = 2
 )
 
-func bootTestAttribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional: true, Computed: true, Default: objectdefault.StaticValue(defaultBootTest()),
+func bootTestBlock() schema.SingleNestedBlock {
+	return schema.SingleNestedBlock{
 		MarkdownDescription: "Boot the converted image under QEMU before publishing it, on a throwaway overlay, so the test never changes the output. " +
+			"Without the block, the test runs with its defaults. " +
 			"The test adds a serial console and a marker unit to the overlay; it passes when the marker reports the guest at multi-user with an IPv4 address. " +
 			"Changing these settings re-runs the test on the existing output; it does not replace it. Skipped for disks without an operating system.",
 		Attributes: map[string]schema.Attribute{
-			"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "Run the boot test. Default `true`."},
+			"enabled": schema.BoolAttribute{Optional: true, MarkdownDescription: "Run the boot test. Default `true`."},
 			"timeout": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "How long the guest has to boot, as a duration (`\"10m\"`). Default: 5 minutes under KVM, 15 under software emulation.",
 				Validators:          []validator.String{validators.Duration(10*time.Second, 2*time.Hour)}},
-			"memory": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultBootMemory),
+			"memory": schema.Int64Attribute{Optional: true,
 				MarkdownDescription: "Guest memory in MiB. Default 1024.", Validators: []validator.Int64{int64validator.Between(128, 65536)}},
-			"cpus": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(defaultBootCPUs),
+			"cpus": schema.Int64Attribute{Optional: true,
 				MarkdownDescription: "Guest vCPUs. Default 2.", Validators: []validator.Int64{int64validator.Between(1, 64)}},
 			"success_pattern": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "A regular expression that counts as success on the serial console, instead of the marker (which also checks the network)."},
-			"disk_bus": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(bootDiskBuses[0]),
+			"disk_bus": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "Disk bus: `virtio` (default), `sata` or `scsi` (virtio-scsi).", Validators: []validator.String{stringvalidator.OneOf(bootDiskBuses...)}},
-			"nic_model": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(bootNICModels[0]),
+			"nic_model": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "NIC model: `virtio` (default), `e1000` or `vmxnet3`.", Validators: []validator.String{stringvalidator.OneOf(bootNICModels...)}},
 			"mac": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "The NIC's MAC address. Give the source's MAC to boot the way the source VM did."},
-			"require_network": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+			"require_network": schema.BoolAttribute{Optional: true,
 				MarkdownDescription: "Fail the test when no interface gets an IPv4 address. Default `true`."},
 			"firmware_boot_entry": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "For UEFI guests: give the test VM an NVRAM boot entry for this loader (for example `\\EFI\\debian\\grubx64.efi`), as the source VM's NVRAM had. A converted guest boots without it; this reproduces the source's environment for a control boot."},

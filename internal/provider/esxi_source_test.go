@@ -45,8 +45,8 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = {
-    esxi_ssh = {
+  source {
+    esxi_ssh {
       host        = %q
       user        = %q
       private_key = %q
@@ -54,7 +54,7 @@ resource "vmconv_disk_conversion" "web" {
       path        = %q
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
 %s
 }

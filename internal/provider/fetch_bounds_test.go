@@ -116,8 +116,10 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = { url = { href = %s } }
-  output = { path = %s }
+  source {
+    url { href = %s }
+  }
+  output { path = %s }
 %s
 }
 `, acctest.HCLString(cache), acctest.HCLString(srv.URL+"/web.vmdk?sig=s3cret"), acctest.HCLString(filepath.Join(outDir, "web.qcow2")), dataPlaneOnly),

@@ -59,21 +59,27 @@ locals {
 }
 
 resource "vmconv_disk_conversion" "kvm1" {
-  provider  = vmconv.kvm1
-  for_each  = local.kvm1
-  source    = { path = each.value }
-  output    = { pool = "vmconv", volume = "${each.key}.qcow2" }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  provider = vmconv.kvm1
+  for_each = local.kvm1
+  source { path = each.value }
+  output {
+    pool   = "vmconv"
+    volume = "${each.key}.qcow2"
+  }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 
 resource "vmconv_disk_conversion" "kvm2" {
-  provider  = vmconv.kvm2
-  for_each  = local.kvm2
-  source    = { path = each.value }
-  output    = { pool = "vmconv", volume = "${each.key}.qcow2" }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  provider = vmconv.kvm2
+  for_each = local.kvm2
+  source { path = each.value }
+  output {
+    pool   = "vmconv"
+    volume = "${each.key}.qcow2"
+  }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, strings.Join(vms, "\n"))
 	count := func(h *libvirttest.Host, parity int) {

@@ -119,11 +119,14 @@ func TestAccDiskConversion_everyInputFormat(t *testing.T) {
 		}
 		fmt.Fprintf(&cfg, `
 resource "vmconv_disk_conversion" %q {
-  source = {
+  source {
     path = %s
     %s
   }
-  output = { path = %s, format = "raw" }
+  output {
+    path   = %s
+    format = "raw"
+  }
 %s}
 `, n, acctest.HCLString(c.head), declared, acctest.HCLString(out), dataPlaneOnly)
 		addr := "vmconv_disk_conversion." + n

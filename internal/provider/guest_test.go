@@ -23,8 +23,8 @@ import (
 func guestConversion(src, out, body string) string {
 	return fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
-  source = { path = %s }
-  output = { path = %s }
+  source { path = %s }
+  output { path = %s }
 %s
 }
 `, acctest.HCLString(src), acctest.HCLString(out), body)
@@ -145,7 +145,7 @@ func vmwareBoot(fx *acctest.Fixtures, v acctest.Variant) string {
 	if v.EFILoader != "" {
 		entry = fmt.Sprintf("firmware_boot_entry = %q", v.EFILoader)
 	}
-	return fmt.Sprintf(`boot_test = {
+	return fmt.Sprintf(`boot_test {
     disk_bus  = "sata"
     nic_model = "e1000"
     mac       = %q
@@ -154,7 +154,7 @@ func vmwareBoot(fx *acctest.Fixtures, v acctest.Variant) string {
   }`, fx.MAC, entry)
 }
 
-const kvmBoot = `boot_test = {
+const kvmBoot = `boot_test {
     disk_bus  = "virtio"
     nic_model = "virtio"
     cpus      = 1
@@ -175,7 +175,7 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 	if err != nil {
 		t.Fatal(err)
 	}
-	unfixed := "  fixes = { enabled = false }\n  "
+	unfixed := "  fixes { enabled = false }\n  "
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
@@ -254,7 +254,10 @@ func TestAccGuest_eachFixMatters(t *testing.T) {
 		{"network", "network_down"},     // ifupdown waits for ens192, pinned to a VMware MAC
 	} {
 		steps = append(steps, resource.TestStep{
-			Config: noPreview + guestConversion(src, out, fmt.Sprintf(`  fixes = { disabled = [%q], keep_vmware_tools = true }
+			Config: noPreview + guestConversion(src, out, fmt.Sprintf(`  fixes {
+    disabled          = [%q]
+    keep_vmware_tools = true
+  }
   %s`, c.off, kvmBoot)),
 			ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + c.reason),
 		})
@@ -279,7 +282,7 @@ func TestAccGuest_dryRunOnStreamOptimized(t *testing.T) {
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		Steps: []resource.TestStep{{
-			Config: guestConversion(fx.Path(fx.Stream), out, "  fixes = { dry_run = true }"),
+			Config: guestConversion(fx.Path(fx.Stream), out, "  fixes { dry_run = true }"),
 			Check: resource.ComposeAggregateTestCheckFunc(
 				checkFixes("network", "fstab", "grub", "initramfs", "vmware-tools"),
 				resource.TestCheckNoResourceAttr(guestAddr, "boot_test_result.status"),
@@ -338,14 +341,14 @@ func TestAccGuest_badGuests(t *testing.T) {
 		Steps: []resource.TestStep{
 			{
 				Config:      guestConversion(fx.Path(fx.Bad["twoos"]), filepath.Join(dir, "two.qcow2"), ""),
-				ExpectError: wrapTolerant(`(?s)More Than One Operating System Found.*2 operating systems: /dev/sda1 .*; /dev/sda2 .*inspect = \{ root = "/dev/sda1" \}`),
+				ExpectError: wrapTolerant(`(?s)More Than One Operating System Found.*2 operating systems: /dev/sda1 .*; /dev/sda2 .*inspect \{ root = "/dev/sda1" \}`),
 			},
 			{
 				// Choosing one works.
 				Config: guestConversion(fx.Path(fx.Bad["twoos"]), filepath.Join(dir, "two.qcow2"),
-					`  inspect   = { root = "/dev/sda2" }
-  fixes     = { disabled = ["verify"] }
-  boot_test = { enabled = false }`),
+					`  inspect { root = "/dev/sda2" }
+  fixes { disabled = ["verify"] }
+  boot_test { enabled = false }`),
 				Check: resource.TestCheckResourceAttr(guestAddr, "guest.root", "/dev/sda2"),
 			},
 			{

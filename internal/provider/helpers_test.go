@@ -16,8 +16,8 @@ func wrapTolerant(pattern string) *regexp.Regexp {
 // dataPlaneOnly turns off the guest work for tests of the data plane alone:
 // their disks hold patterns, not operating systems.
 const dataPlaneOnly = `
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 `
 
 // noPreview turns plan-time inspection off, for steps that only boot a

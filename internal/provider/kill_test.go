@@ -51,10 +51,10 @@ terraform {
   }
 }
 resource "vmconv_disk_conversion" "big" {
-  source    = { path = %q }
-  output    = { path = %q }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  source { path = %q }
+  output { path = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, head, outPath))
 				env := cli.Env

@@ -45,10 +45,10 @@ func TestAccKVMDomain_unreachableDisk(t *testing.T) {
 	name := testDomainName("private")
 	config := providerBlock(domains) + guestConversion(src, out, dataPlaneOnly) + fmt.Sprintf(`
 resource "vmconv_kvm_domain" "private" {
-  name               = %q
-  disks              = [{ path = vmconv_disk_conversion.guest.output.path }]
-  network_interfaces = [{ user = true }]
-  boot_test          = { enabled = false }
+  name = %q
+  disks { path = vmconv_disk_conversion.guest.output.path }
+  network_interfaces { user = true }
+  boot_test { enabled = false }
 }
 `, name)
 	nothingRan := func() {
@@ -107,8 +107,8 @@ func TestAccKVMDomain_noNetworkInterface(t *testing.T) {
 	dom := func(bootTest string) string {
 		return providerBlock(filepath.Join(dir, "domains")) + fmt.Sprintf(`
 resource "vmconv_kvm_domain" "nonic" {
-  name  = %q
-  disks = [{ path = %s }]
+  name = %q
+  disks { path = %s }
   %s
 }
 `, name, acctest.HCLString(disk), bootTest)
@@ -118,12 +118,12 @@ resource "vmconv_kvm_domain" "nonic" {
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		Steps: []resource.TestStep{
 			{
-				Config:      dom(`boot_test = { require_network = true }`),
+				Config:      dom(`boot_test { require_network = true }`),
 				PlanOnly:    true,
 				ExpectError: wrapTolerant(`(?s)Boot Test Cannot Succeed.*require_network is true, but the domain has no network interface.*network_interfaces.*require_network = false`),
 			},
 			{
-				Config:             dom(`boot_test = { timeout = "20m" }`),
+				Config:             dom(`boot_test { timeout = "20m" }`),
 				PlanOnly:           true,
 				ExpectNonEmptyPlan: true,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPreRefresh: []plancheck.PlanCheck{
@@ -135,11 +135,11 @@ resource "vmconv_kvm_domain" "nonic" {
 				// Defined (not started): the state keeps what was planned,
 				// and the next plan, whose default says true again, plans
 				// no change.
-				Config: dom("running = false"),
+				Config: dom("running = false\n  boot_test { timeout = \"20m\" }"),
 				Check:  resource.TestCheckResourceAttr(addr, "boot_test.require_network", "false"),
 			},
 			{
-				Config: dom("running = false"),
+				Config: dom("running = false\n  boot_test { timeout = \"20m\" }"),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionNoop),
 				}},

@@ -10,17 +10,19 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/identityschema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
@@ -33,6 +35,7 @@ var (
 	_ resource.ResourceWithConfigure   = &kvmDomainResource{}
 	_ resource.ResourceWithModifyPlan  = &kvmDomainResource{}
 	_ resource.ResourceWithImportState = &kvmDomainResource{}
+	_ resource.ResourceWithIdentity    = &kvmDomainResource{}
 )
 
 // NewKVMDomainResource is the vmconv_kvm_domain constructor.
@@ -112,20 +115,15 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 		MarkdownDescription: "A KVM domain, defined and started in libvirt, for migrated disks. Each disk is attached as a qcow2 overlay the domain owns, " +
 			"backed by the converted image: the guest never writes the converted image, so running it never makes Terraform rebuild the conversion, " +
 			"and the conversion refuses to be destroyed while a domain uses it. With a boot test, the apply waits until the guest reaches multi-user with its network up.",
-		Attributes: map[string]schema.Attribute{
-			// Required
-			"name": schema.StringAttribute{
-				Required: true, MarkdownDescription: "Domain name. Changing it replaces the domain.",
-				Validators:    []validator.String{stringvalidator.RegexMatches(domainName, "must be 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit")},
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-			},
-			"disks": schema.ListNestedAttribute{
-				Required: true, MarkdownDescription: "Disks, in boot order. Changing them replaces the domain.",
-				Validators:    []validator.List{listvalidator.SizeAtLeast(1)},
-				PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"path": schema.StringAttribute{Optional: true, MarkdownDescription: "A converted image on this machine, typically `vmconv_disk_conversion.<name>.output.path`. Set `path`, or `pool` and `volume`.",
-						Validators: []validator.String{stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))}},
+		// Settings are blocks, so that a misspelt one fails the plan (see
+		// sourceKind).
+		Blocks: map[string]schema.Block{
+			"disks": schema.ListNestedBlock{
+				MarkdownDescription: "Disks, in boot order, one block each (at least one). Changing them replaces the domain.",
+				Validators:          []validator.List{listvalidator.IsRequired(), listvalidator.SizeAtLeast(1)},
+				PlanModifiers:       []planmodifier.List{listplanmodifier.RequiresReplace()},
+				NestedObject: schema.NestedBlockObject{Validators: []validator.Object{validators.ExactlyOneOf("path", "pool")}, Attributes: map[string]schema.Attribute{
+					"path": schema.StringAttribute{Optional: true, MarkdownDescription: "A converted image on this machine, typically `vmconv_disk_conversion.<name>.output.path`. Set `path`, or `pool` and `volume`."},
 					"pool": schema.StringAttribute{Optional: true,
 						MarkdownDescription: "A storage pool on the provider's libvirt host holding the converted volume (`vmconv_disk_conversion.<name>.output.pool`). " +
 							"The domain's own disk is then a qcow2 volume `<name>-disk<N>.qcow2` in the same pool, backed by `volume`; the boot test reads the serial console through libvirt. " +
@@ -140,19 +138,10 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 				}},
 			},
 			// Optional
-			"memory": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1024),
-				MarkdownDescription: "Memory in MiB. Default 1024. Changing it shuts the guest down gracefully and starts it again.",
-				Validators:          []validator.Int64{int64validator.Between(128, 4*1024*1024)}},
-			"vcpus": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1),
-				MarkdownDescription: "Virtual CPUs. Default 1. Changed like memory.", Validators: []validator.Int64{int64validator.Between(1, 512)}},
-			"firmware": schema.StringAttribute{Optional: true, Computed: true,
-				MarkdownDescription: "`bios` or `uefi` (OVMF). Default: what inspection found in the first disk's conversion, else `bios`. Changing it replaces the domain.",
-				Validators:          []validator.String{stringvalidator.OneOf("bios", "uefi")},
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace(), stringplanmodifier.UseStateForUnknown()}},
-			"network_interfaces": schema.ListNestedAttribute{Optional: true,
-				MarkdownDescription: "NICs. Each is on a libvirt `network`, or `user = true` for user-mode networking (no host services needed). Changing them replaces the domain.",
+			"network_interfaces": schema.ListNestedBlock{
+				MarkdownDescription: "NICs, one block each. Each is on a libvirt `network`, or `user = true` for user-mode networking (no host services needed). Changing them replaces the domain.",
 				PlanModifiers:       []planmodifier.List{listplanmodifier.RequiresReplace()},
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+				NestedObject: schema.NestedBlockObject{Attributes: map[string]schema.Attribute{
 					"network": schema.StringAttribute{Optional: true, MarkdownDescription: "A libvirt network, such as `default`."},
 					"user":    schema.BoolAttribute{Optional: true, MarkdownDescription: "User-mode networking instead of a libvirt network."},
 					"model": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("virtio"),
@@ -163,13 +152,9 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 						PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 				}},
 			},
-			"running": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
-				MarkdownDescription: "Keep the domain running. Default `true`; `false` shuts it down gracefully."},
-			"boot_test": schema.SingleNestedAttribute{Optional: true, Computed: true,
-				Default: objectdefault.StaticValue(types.ObjectValueMust(domainBootAttrTypes, map[string]attr.Value{
-					"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(true),
-				})),
+			"boot_test": schema.SingleNestedBlock{
 				MarkdownDescription: "At creation, wait until the guest reaches multi-user with its network up, judged like the conversion's boot test. " +
+					"Without the block, the test runs with its defaults (and requires the network when the domain has a network interface). " +
 					"A one-shot marker unit is planted on the domain's disk for that boot; it restores the boot configuration and removes itself after reporting.",
 				Attributes: map[string]schema.Attribute{
 					"enabled": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "Default `true`."},
@@ -180,6 +165,26 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 						MarkdownDescription: "Require an IPv4 address. Default `true`, or `false` for a domain without `network_interfaces` (the plan warns); `true` with no network interface fails the plan."},
 				},
 			},
+			"timeouts": timeoutsBlock(ctx),
+		},
+		Attributes: map[string]schema.Attribute{
+			// Required
+			"name": schema.StringAttribute{
+				Required: true, MarkdownDescription: "Domain name. Changing it replaces the domain.",
+				Validators:    []validator.String{stringvalidator.RegexMatches(domainName, "must be 1-64 letters, digits, '_', '.', '+' or '-', starting with a letter or digit")},
+				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"memory": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1024),
+				MarkdownDescription: "Memory in MiB. Default 1024. Changing it shuts the guest down gracefully and starts it again.",
+				Validators:          []validator.Int64{int64validator.Between(128, 4*1024*1024)}},
+			"vcpus": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(1),
+				MarkdownDescription: "Virtual CPUs. Default 1. Changed like memory.", Validators: []validator.Int64{int64validator.Between(1, 512)}},
+			"firmware": schema.StringAttribute{Optional: true, Computed: true,
+				MarkdownDescription: "`bios` or `uefi` (OVMF). Default: what inspection found in the first disk's conversion, else `bios`. Changing it replaces the domain.",
+				Validators:          []validator.String{stringvalidator.OneOf("bios", "uefi")},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace(), stringplanmodifier.UseStateForUnknown()}},
+			"running": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
+				MarkdownDescription: "Keep the domain running. Default `true`; `false` shuts it down gracefully."},
 			"initial_boot_bus": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "Boot first with every disk on this bus (`sata`), wait for the guest, shut it down, then boot on the disks' own bus: " +
 					"for guests that need one boot on an emulated controller to activate their virtio drivers. The switch happens when the first boot's test passes, so it needs " +
@@ -189,7 +194,6 @@ func (r *kvmDomainResource) Schema(ctx context.Context, _ resource.SchemaRequest
 			"shutdown_timeout": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("3m"),
 				MarkdownDescription: "How long a graceful (ACPI) shutdown may take before the domain is forced off. Default `3m`.",
 				Validators:          []validator.String{validators.Duration(time.Second, time.Hour)}},
-			"timeouts": timeoutsAttribute(ctx),
 			// Computed
 			"id":   schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
 			"uuid": schema.StringAttribute{Computed: true, MarkdownDescription: "The domain's UUID.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
@@ -256,7 +260,15 @@ func (r *kvmDomainResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 // that creates the domain says so; set to true, CheckDomain refuses the
 // plan. It reports whether it changed the plan.
 func (r *kvmDomainResource) planBootNetwork(ctx context.Context, req resource.ModifyPlanRequest, plan *kvmDomainModel, diags *diagDiagnostics) bool {
-	if len(plan.NetworkInterfaces) > 0 || plan.BootTest.IsNull() || plan.BootTest.IsUnknown() {
+	if len(plan.NetworkInterfaces) > 0 || plan.BootTest.IsUnknown() {
+		return false
+	}
+	if plan.BootTest.IsNull() {
+		// The defaults: the test runs and, without a NIC, does not
+		// require the network (domainRequest).
+		if req.State.Raw.IsNull() && plan.Running.ValueBool() {
+			diags.AddAttributeWarning(path.Root("network_interfaces"), summaryBootTestNoNetwork, bootTestNoNetworkDetail)
+		}
 		return false
 	}
 	var set types.Bool
@@ -318,6 +330,7 @@ func (r *kvmDomainResource) Create(ctx context.Context, req resource.CreateReque
 	}
 	r.fromState(&plan, st)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setDomainIdentity(ctx, plan.UUID, plan.Name, resp.Identity)...)
 }
 
 func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -339,10 +352,12 @@ func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, 
 		return
 	}
 	if !ok {
+		resp.Diagnostics.Append(setDomainIdentity(ctx, state.UUID, state.Name, resp.Identity)...)
 		resp.State.RemoveResource(ctx) // deleted outside Terraform: recreated on the next apply
 		return
 	}
 	state.ID, state.UUID, state.Name = types.StringValue(live.Info.UUID), types.StringValue(live.Info.UUID), types.StringValue(live.Info.Name)
+	resp.Diagnostics.Append(setDomainIdentity(ctx, state.UUID, state.Name, resp.Identity)...)
 	state.Memory, state.VCPUs = types.Int64Value(int64(live.MemoryMiB)), types.Int64Value(int64(live.VCPUs))
 	state.Firmware = types.StringValue(live.Firmware)
 	state.Running = types.BoolValue(live.Running())
@@ -377,11 +392,11 @@ func (m *kvmDomainModel) fillImported(live engine.LiveDomain) {
 		}
 		m.NetworkInterfaces = append(m.NetworkInterfaces, nic)
 	}
-	// As planBootNetwork plans it: no network interface, no network
-	// required.
-	m.BootTest = types.ObjectValueMust(domainBootAttrTypes, map[string]attr.Value{
-		"enabled": types.BoolValue(true), "timeout": types.StringNull(), "success_pattern": types.StringNull(), "require_network": types.BoolValue(len(m.NetworkInterfaces) > 0),
-	})
+	// The defaults, as a configuration without the block has them.
+	m.BootTest = types.ObjectNull(domainBootAttrTypes)
+	if m.NetworkInterfaces == nil {
+		m.NetworkInterfaces = []domainNIC{}
+	}
 	m.ShutdownTimeout = types.StringValue("3m")
 	m.InitialBootBus = types.StringNull()
 	m.BootTestResult = types.ObjectNull(bootResultAttrTypes)
@@ -415,6 +430,7 @@ func (r *kvmDomainResource) Update(ctx context.Context, req resource.UpdateReque
 	}
 	plan.XML = types.StringValue(st.XML)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setDomainIdentity(ctx, plan.UUID, plan.Name, resp.Identity)...)
 }
 
 func (r *kvmDomainResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -443,7 +459,40 @@ func (r *kvmDomainResource) Delete(ctx context.Context, req resource.DeleteReque
 }
 
 func (r *kvmDomainResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+	id := req.ID
+	if id == "" && req.Identity != nil {
+		// Read finds a domain by its UUID or its name.
+		var uuid, name types.String
+		resp.Diagnostics.Append(req.Identity.GetAttribute(ctx, path.Root("uuid"), &uuid)...)
+		resp.Diagnostics.Append(req.Identity.GetAttribute(ctx, path.Root("name"), &name)...)
+		if id = uuid.ValueString(); id == "" {
+			id = name.ValueString()
+		}
+		if id == "" {
+			resp.Diagnostics.AddError("Invalid Import Identity", "The identity names the domain by uuid or by name: set one, for example identity = { name = \"web\" }.")
+			return
+		}
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+}
+
+// IdentitySchema: a domain is its UUID, on the provider's libvirt host;
+// its name, unique there too, is the other way to import it.
+func (r *kvmDomainResource) IdentitySchema(_ context.Context, _ resource.IdentitySchemaRequest, resp *resource.IdentitySchemaResponse) {
+	resp.IdentitySchema = identityschema.Schema{Attributes: map[string]identityschema.Attribute{
+		"uuid": identityschema.StringAttribute{OptionalForImport: true, Description: "The domain's UUID. Set it, or name."},
+		"name": identityschema.StringAttribute{OptionalForImport: true, Description: "The domain's name."},
+	}}
+}
+
+func setDomainIdentity(ctx context.Context, uuid, name types.String, identity *tfsdk.ResourceIdentity) diag.Diagnostics {
+	if identity == nil || uuid.ValueString() == "" {
+		return nil
+	}
+	var diags diag.Diagnostics
+	diags.Append(identity.SetAttribute(ctx, path.Root("uuid"), uuid)...)
+	diags.Append(identity.SetAttribute(ctx, path.Root("name"), name)...)
+	return diags
 }
 
 func (r *kvmDomainResource) toRequest(ctx context.Context, m *kvmDomainModel) engine.DomainRequest {
@@ -468,7 +517,11 @@ func (r *kvmDomainResource) toRequest(ctx context.Context, m *kvmDomainModel) en
 		d.NICs = append(d.NICs, nic)
 	}
 	var bt domainBootTest
-	if !m.BootTest.IsNull() && !m.BootTest.IsUnknown() {
+	if m.BootTest.IsNull() {
+		// No block: the defaults, which require the network only where
+		// there is one.
+		d.BootTest.Enabled, d.BootTest.RequireNetwork = true, len(m.NetworkInterfaces) > 0
+	} else if !m.BootTest.IsUnknown() {
 		m.BootTest.As(ctx, &bt, objectAsOptions)
 		d.BootTest.Enabled = bt.Enabled.ValueBool()
 		d.BootTest.SuccessPattern = bt.SuccessPattern.ValueString()

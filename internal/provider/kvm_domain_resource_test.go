@@ -127,28 +127,31 @@ func TestAccKVMDomain_lifecycle(t *testing.T) {
 	var uuidWeb, uuidSeq, outSum string
 
 	config := func(webMemory int, seqBootTest string) string {
-		return providerBlock(domains) + guestConversion(fx.Path(fx.Variants["plain"].Disk), out, "  boot_test = { enabled = false }") + fmt.Sprintf(`
+		return providerBlock(domains) + guestConversion(fx.Path(fx.Variants["plain"].Disk), out, "  boot_test { enabled = false }") + fmt.Sprintf(`
 resource "vmconv_kvm_domain" "web" {
   name   = %q
   memory = %d
   vcpus  = 1
-  disks  = [{ path = vmconv_disk_conversion.guest.output.path }]
-  network_interfaces = [{ user = true }]
-  boot_test = { timeout = "20m" }
+  disks { path = vmconv_disk_conversion.guest.output.path }
+  network_interfaces { user = true }
+  boot_test { timeout = "20m" }
 }
 
 resource "vmconv_kvm_domain" "seq" {
-  name             = %q
-  memory           = 768
-  disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
-  network_interfaces = [{ user = true, mac = "52:54:00:aa:bb:01" }]
+  name   = %q
+  memory = 768
+  disks { path = vmconv_disk_conversion.guest.output.path }
+  network_interfaces {
+    user = true
+    mac  = "52:54:00:aa:bb:01"
+  }
   %s
 }
 `, web, webMemory, seq, seqBootTest)
 	}
 	const webAddr, seqAddr = "vmconv_kvm_domain.web", "vmconv_kvm_domain.seq"
 	const seqPhases = `initial_boot_bus = "sata"
-  boot_test = { timeout = "20m" }`
+  boot_test { timeout = "20m" }`
 
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
@@ -261,7 +264,7 @@ resource "vmconv_kvm_domain" "seq" {
 						t.Fatalf("virsh undefine: %v: %s", err, out)
 					}
 				},
-				Config: config(1536, `boot_test = { enabled = false }`),
+				Config: config(1536, `boot_test { enabled = false }`),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(seqAddr, plancheck.ResourceActionCreate),
 					plancheck.ExpectResourceAction(webAddr, plancheck.ResourceActionNoop),
@@ -296,7 +299,7 @@ func TestAccKVMDomain_diskInUse(t *testing.T) {
 resource "vmconv_kvm_domain" "held" {
   name    = %q
   running = false
-  disks   = [{ path = %s }]
+  disks { path = %s }
 }
 `, name, path)
 	}
@@ -365,8 +368,8 @@ func TestAccKVMDomain_badInput(t *testing.T) {
 	dom := func(provider, name, path, extra string) string {
 		return provider + fmt.Sprintf(`
 resource "vmconv_kvm_domain" "bad" {
-  name  = %q
-  disks = [{ path = %s }]
+  name = %q
+  disks { path = %s }
   %s
 }
 `, name, acctest.HCLString(path), extra)

@@ -262,7 +262,8 @@ func guestWorkSpec(ctx context.Context, f *fixesModel, i *inspectModel, b *bootT
 	var fs engine.FixSpec
 	var is engine.InspectSpec
 	var bs engine.BootTestSpec
-	if f != nil {
+	f, b = effectiveFixes(f), effectiveBootTest(b)
+	{
 		fs.Enabled = f.Enabled.ValueBool()
 		fs.DryRun = f.DryRun.ValueBool()
 		fs.Disabled = setToStrings(ctx, f.Disabled, diags)
@@ -276,10 +277,8 @@ func guestWorkSpec(ctx context.Context, f *fixesModel, i *inspectModel, b *bootT
 	if i != nil {
 		is.Root = i.Root.ValueString()
 	}
-	if b != nil {
-		bs.Enabled = b.Enabled.ValueBool()
-		bs.Options = bootOptions(b)
-	}
+	bs.Enabled = b.Enabled.ValueBool()
+	bs.Options = bootOptions(b)
 	return fs, is, bs
 }
 
@@ -300,13 +299,16 @@ func guestWorkFromSpec(req engine.Request) (*fixesModel, *inspectModel, *bootTes
 		i = &inspectModel{Root: types.StringValue(req.Inspect.Root)}
 	}
 	b := req.BootTest
-	return f, i, &bootTestModel{
+	bt := &bootTestModel{
 		Enabled: types.BoolValue(b.Enabled), Timeout: nullIfEmpty(durationString(b.Timeout)),
 		Memory: types.Int64Value(int64(orInt(b.MemoryMiB, defaultBootMemory))), CPUs: types.Int64Value(int64(orInt(b.CPUs, defaultBootCPUs))),
 		SuccessPattern: nullIfEmpty(b.SuccessPattern), DiskBus: types.StringValue(orDefault(b.DiskBus, bootDiskBuses[0])),
 		NICModel: types.StringValue(orDefault(b.NICModel, bootNICModels[0])), MAC: nullIfEmpty(b.MAC),
 		RequireNetwork: types.BoolValue(b.RequireNetwork), FirmwareBootEntry: nullIfEmpty(b.FirmwareBootEntry),
 	}
+	// Only what differs from the defaults, as a configuration that writes
+	// no default out has it.
+	return minimal(f, fixesAttrTypes, defaultFixes()), i, minimal(bt, bootTestAttrTypes, defaultBootTest())
 }
 
 // nullTimeouts is an imported resource's timeouts: none set.

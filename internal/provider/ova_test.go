@@ -23,8 +23,10 @@ import (
 func ovaConversion(ova, out, extra string) string {
 	return fmt.Sprintf(`
 resource "vmconv_disk_conversion" "web" {
-  source = { ova = { path = %s } }
-  output = { path = %s }
+  source {
+    ova { path = %s }
+  }
+  output { path = %s }
   plan_path = %s
 %s
 }
@@ -53,7 +55,7 @@ func TestAccDiskConversion_ova(t *testing.T) {
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		Steps: []resource.TestStep{
 			{
-				Config:      fmt.Sprintf("resource \"vmconv_disk_conversion\" \"web\" {\n  source = { path = %q, ova = { path = %q } }\n  output = { path = %q }\n}\n", disk, ova, out),
+				Config:      fmt.Sprintf("resource \"vmconv_disk_conversion\" \"web\" {\n  source {\n    path = %q\n    ova { path = %q }\n  }\n  output { path = %q }\n}\n", disk, ova, out),
 				ExpectError: wrapTolerant(`(?s)Invalid Attribute Combination.*source\.path`),
 			},
 			{
@@ -129,8 +131,14 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = { ova = { url = %q, sha256 = %q, headers = { Authorization = %q } } }
-  output = { path = %q }
+  source {
+    ova {
+      url     = %q
+      sha256  = %q
+      headers = { Authorization = %q }
+    }
+  }
+  output { path = %q }
 %s
 }
 `, t.TempDir(), srv.URL+"/web.ova", sha, token, out, dataPlaneOnly)

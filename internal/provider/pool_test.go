@@ -61,8 +61,11 @@ provider "vmconv" {
 func poolConfig(provider, src, pool, vol string) string {
 	return provider + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "db" {
-  source = { path = %s }
-  output = { pool = %s, volume = %s }
+  source { path = %s }
+  output {
+    pool   = %s
+    volume = %s
+  }
 %s}
 `, acctest.HCLString(src), acctest.HCLString(pool), acctest.HCLString(vol), dataPlaneOnly)
 }
@@ -191,8 +194,11 @@ func TestAccVMConversion_pool(t *testing.T) {
 	}
 	cfg := remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts) + fmt.Sprintf(`
 resource "vmconv_vm_conversion" "db" {
-  source = { vmx = %s }
-  output = { pool = %s, volume = "db" }
+  source { vmx = %s }
+  output {
+    pool   = %s
+    volume = "db"
+  }
 %s}
 `, acctest.HCLString(vm.VMX), acctest.HCLString(h.Pool), dataPlaneOnly)
 	const db = "vmconv_vm_conversion.db"

@@ -42,18 +42,24 @@ func TestAccKVMDomain_remote(t *testing.T) {
 	cfg := strings.Replace(remoteProvider(h.BareURI, h.KeyFile, h.KnownHosts), "provider \"vmconv\" {",
 		fmt.Sprintf("provider \"vmconv\" {\n  plan_inspection = false\n  domain_dir = %s", acctest.HCLString(domains)), 1) + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
-  source    = { path = %s }
-  output    = { pool = %q, volume = "guest.qcow2" }
-  boot_test = { enabled = false }
+  source { path = %s }
+  output {
+    pool   = %q
+    volume = "guest.qcow2"
+  }
+  boot_test { enabled = false }
 }
 
 resource "vmconv_kvm_domain" "web" {
-  name               = %q
-  disks              = [{ pool = vmconv_disk_conversion.guest.output.pool, volume = vmconv_disk_conversion.guest.output.volume }]
-  network_interfaces = [{ user = true }]
-  initial_boot_bus   = "sata"
-  boot_test          = { timeout = "25m" }
-  shutdown_timeout   = "2m"
+  name = %q
+  disks {
+    pool   = vmconv_disk_conversion.guest.output.pool
+    volume = vmconv_disk_conversion.guest.output.volume
+  }
+  network_interfaces { user = true }
+  initial_boot_bus = "sata"
+  boot_test { timeout = "25m" }
+  shutdown_timeout = "2m"
 }
 `, acctest.HCLString(fx.Path(fx.Variants["serial"].Disk)), h.Pool, name)
 	const web = "vmconv_kvm_domain.web"

@@ -35,8 +35,10 @@ func TestAccGuest_fromOVAOverHTTP(t *testing.T) {
 	out := filepath.Join(dir, "web.qcow2")
 	cfg := fmt.Sprintf(`
 resource "vmconv_disk_conversion" "guest" {
-  source = { ova = { url = %q } }
-  output = { path = %q }
+  source {
+    ova { url = %q }
+  }
+  output { path = %q }
   %s
 }
 `, srv.URL+"/web.ova", out, kvmBoot)

@@ -104,21 +104,21 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "http" {
-  source = {
-    url = {
+  source {
+    url {
       href    = %q
       headers = { Authorization = var.token }
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 
 resource "vmconv_disk_conversion" "esxi" {
-  source = {
-    esxi_ssh = {
+  source {
+    esxi_ssh {
       host        = %q
       user        = %q
       private_key = var.ssh_key
@@ -126,25 +126,25 @@ resource "vmconv_disk_conversion" "esxi" {
       path        = %q
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 
 resource "vmconv_disk_conversion" "vsphere" {
-  source = {
-    vsphere = {
+  source {
+    vsphere {
       url        = %q
       datacenter = "DC0"
       vm         = "DC0_H0_VM0"
       thumbprint = %q
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, vcsimtest.User, filepath.Join(work, "cache"),
 		web.URL+"/web.vmdk?tag="+canary, filepath.Join(out, "http.qcow2"), filepath.Join(out, "http.plan.json"),

@@ -26,9 +26,8 @@ type esxiModel struct {
 
 func (esxiKind) name() string { return "esxi_ssh" }
 
-func (esxiKind) attribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional: true,
+func (esxiKind) schema() kindSchema {
+	return kindSchema{block: schema.SingleNestedBlock{
 		MarkdownDescription: "A VMDK on an ESXi host's datastore, copied over SSH (SFTP) with its extents and snapshot parents into the cache: " +
 			"resumed after an interruption, reused while unchanged. The host key must be pinned: an unknown or changed key is refused.",
 		PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
@@ -41,7 +40,7 @@ func (esxiKind) attribute() schema.Attribute {
 				MarkdownDescription: "The host's public key as in `known_hosts` (`ssh-ed25519 AAAA...`) or its `SHA256:` fingerprint."},
 			"path": schema.StringAttribute{Required: true, MarkdownDescription: "`[datastore] folder/file.vmdk`, or an absolute path on the host."},
 		},
-	}
+	}}
 }
 
 // spec takes the private key from the configuration: it is write-only.

@@ -8,7 +8,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
-	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
 // ovaKind is one disk of an OVA archive, local or on an HTTP(S) server.
@@ -38,16 +38,16 @@ var (
 
 func (ovaKind) name() string { return "ova" }
 
-func (ovaKind) attribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional: true,
+func (ovaKind) schema() kindSchema {
+	return kindSchema{block: schema.SingleNestedBlock{
 		MarkdownDescription: "A local OVA archive. It is read as a stream, once: the OVF descriptor is parsed (CPUs, memory, firmware, NICs, in the plan's JSON), " +
 			"the manifest checked, and the chosen disk extracted into the cache folder, keyed by the archive's fingerprint, where later plans and applies reuse it. " +
 			"Archives with absolute or `../` member names, links, duplicates, missing disks or a manifest mismatch are refused.",
 		PlanModifiers: []planmodifier.Object{objectplanmodifier.RequiresReplace()},
+		Validators:    []validator.Object{validators.ExactlyOneOf("path", "url")},
 		Attributes: map[string]schema.Attribute{
 			"path": schema.StringAttribute{Optional: true, MarkdownDescription: "Path of the `.ova` file. Exactly one of `path` and `url`.",
-				Validators: []validator.String{stringvalidator.LengthAtLeast(1), stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("url"))}},
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1)}},
 			"url": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "An `http://` or `https://` URL of the OVA: downloaded resumably into the cache (planned from the server's metadata unless `plan_fetch`), then extracted like a local one.",
 				Validators:          []validator.String{stringvalidator.RegexMatches(httpURL, "must be an http:// or https:// URL")}},
@@ -61,7 +61,7 @@ func (ovaKind) attribute() schema.Attribute {
 				MarkdownDescription: "Which of the OVF's disks, in its order, from 0. Default 0.",
 				Validators:          []validator.Int64{int64validator.AtLeast(0)}},
 		},
-	}
+	}}
 }
 
 func (ovaKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {

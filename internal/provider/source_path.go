@@ -22,15 +22,15 @@ func (pathKind) name() string { return "path" }
 
 // attribute carries the check that exactly one kind is set: a validator on
 // an optional attribute runs whether or not it is set.
-func (pathKind) attribute() schema.Attribute {
-	return schema.StringAttribute{
+func (pathKind) schema() kindSchema {
+	return kindSchema{attr: schema.StringAttribute{
 		Optional: true,
 		MarkdownDescription: "Path of the disk's newest file: for a snapshot chain, the newest snapshot's descriptor (for example `web-000002.vmdk`). " +
 			"The format is detected from the content, not the name. Every file the chain references must lie in this file's folder. " +
 			"Exactly one of " + kindNames() + " is set.",
-		Validators:    []validator.String{stringvalidator.LengthAtLeast(1), exactlyOneKind("path")},
+		Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
 		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-	}
+	}}
 }
 
 func (pathKind) spec(_ context.Context, v attr.Value, _ specInputs, s *engine.SourceSpec, _ *diag.Diagnostics) {

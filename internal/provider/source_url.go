@@ -26,9 +26,8 @@ type urlModel struct {
 
 func (urlKind) name() string { return "url" }
 
-func (urlKind) attribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional: true,
+func (urlKind) schema() kindSchema {
+	return kindSchema{block: schema.SingleNestedBlock{
 		MarkdownDescription: "A disk file on an HTTP(S) server, downloaded with retries and Range resume into the cache folder (a repeated apply after an interruption continues " +
 			"the download, and reuses a finished, verified one). Plans use the server's metadata (HEAD) unless the provider's `plan_fetch` is true or the file is already " +
 			"downloaded; format, chain and sizes are then known after apply. The URL is shown redacted (no user info or query) in logs, plans and reports.",
@@ -42,7 +41,7 @@ func (urlKind) attribute() schema.Attribute {
 				MarkdownDescription: "Request headers, such as `Authorization`. Write-only (Terraform 1.11+): never stored in the plan or state, never logged, " +
 					"never written to the plan file or report. Changing them does not replace the output."},
 		},
-	}
+	}}
 }
 
 // spec takes the headers from the configuration: they are write-only, so

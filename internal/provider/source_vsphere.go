@@ -40,9 +40,8 @@ const (
 
 func (vsphereKind) name() string { return "vsphere" }
 
-func (vsphereKind) attribute() schema.Attribute {
-	return schema.SingleNestedAttribute{
-		Optional: true,
+func (vsphereKind) schema() kindSchema {
+	return kindSchema{block: schema.SingleNestedBlock{
 		MarkdownDescription: "A VM's disk in vCenter or ESXi, with its whole snapshot chain, copied through the datastore's `/folder` HTTP interface " +
 			"(ranged, resumable, reused when unchanged) into the cache. Credentials come from the provider (`vsphere_username`, `vsphere_password`). " +
 			"Plans read the VM's configuration only; the copy happens at apply. With `snapshot = \"create\"` (the default) vmconv takes a snapshot, " +
@@ -61,7 +60,7 @@ func (vsphereKind) attribute() schema.Attribute {
 			"thumbprint": schema.StringAttribute{Optional: true, MarkdownDescription: "Pins the server certificate's thumbprint."},
 			"insecure":   schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip certificate verification (lab systems only)."},
 		},
-	}
+	}}
 }
 
 // spec gives the source the provider's credentials, which the request never

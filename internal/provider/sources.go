@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -19,21 +20,27 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
-// sourceKind is one way of naming the disk to convert: one attribute under
-// source, and its part of the engine's source spec. The resource only ever
-// loops over sourceKinds, so a new kind is one file here (source_<kind>.go)
-// beside its engine/source file and its field in engine.SourceSpec.
+// sourceKind is one way of naming the disk to convert: one attribute or
+// block under source, and its part of the engine's source spec. The
+// resource only ever loops over sourceKinds, so a new kind is one file here
+// (source_<kind>.go) beside its engine/source file and its field in
+// engine.SourceSpec.
+//
+// A kind with settings is a block, not a nested attribute, so that
+// Terraform rejects a misspelt setting instead of dropping it
+// (hashicorp/terraform#33570); a kind that is one string is an attribute.
 //
 // A kind does not say whether its inputs are known: every value of the kind
 // in the configuration must be (sourceKnown), write-only ones included.
 type sourceKind interface {
-	// name is the kind's attribute under source.
+	// name is the kind's attribute or block under source.
 	name() string
-	// attribute is the kind's schema. It may not be required, since only
-	// one kind is set.
-	attribute() schema.Attribute
+	// schema is the kind's attribute (a string) or block. Neither may be
+	// required, since only one kind is set, as the source block checks.
+	schema() kindSchema
 	// spec fills the kind's part of s from its planned value v (set and
 	// known). Write-only values are not in the plan: a kind reads them from
 	// in.config, and provider settings such as credentials from in.data.
@@ -42,6 +49,19 @@ type sourceKind interface {
 	// (terraform import); ok is false when the request names another kind.
 	// A report holds no secrets: write-only values are left null.
 	fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagnostics) (v attr.Value, ok bool)
+}
+
+// kindSchema is a kind's schema: an attribute, or a block.
+type kindSchema struct {
+	attr  schema.Attribute
+	block schema.Block
+}
+
+func (k kindSchema) typ() attr.Type {
+	if k.block != nil {
+		return k.block.Type()
+	}
+	return k.attr.GetType()
 }
 
 // sourceKinds are the kinds, in the order the docs list them.
@@ -55,9 +75,9 @@ type specInputs struct {
 	data *providerData
 }
 
-// sourceAttributes is the schema under source: every kind, and the
-// settings every kind shares.
-func sourceAttributes() map[string]schema.Attribute {
+// sourceBlock is the schema of source: every kind, and the settings every
+// kind shares.
+func sourceBlock(description string) schema.SingleNestedBlock {
 	attrs := map[string]schema.Attribute{
 		"format": schema.StringAttribute{
 			Optional: true,
@@ -77,51 +97,53 @@ func sourceAttributes() map[string]schema.Attribute {
 				"naming the newer snapshot, because the output would silently lack that snapshot's writes. Set it to convert the disk as it was when the snapshot was taken.",
 		},
 	}
-	for _, k := range sourceKinds {
-		attrs[k.name()] = k.attribute()
+	return kindsBlock(description, attrs, sourceKinds)
+}
+
+// kindsBlock is a source block: the shared settings attrs, one attribute
+// or block per kind, and the check that exactly one kind is set.
+func kindsBlock(description string, attrs map[string]schema.Attribute, kinds []sourceKind) schema.SingleNestedBlock {
+	blocks := map[string]schema.Block{}
+	for _, k := range kinds {
+		ks := k.schema()
+		if ks.block != nil {
+			blocks[k.name()] = requiredInBlock(ks.block)
+		} else {
+			attrs[k.name()] = ks.attr
+		}
 	}
-	return attrs
+	return schema.SingleNestedBlock{
+		MarkdownDescription: description,
+		Attributes:          attrs,
+		Blocks:              blocks,
+		Validators:          []validator.Object{objectvalidator.IsRequired(), validators.ExactlyOneOf(kindNamesOf(kinds)...)},
+	}
+}
+
+func kindNamesOf(kinds []sourceKind) []string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.name()
+	}
+	return names
 }
 
 // sourceAttrTypes are the attribute types under source.
-var sourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return attributeTypes(sourceAttributes()) })
+var sourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return blockTypes(sourceBlock("")) })
 
-// attributeTypes are the types of a nested object's attributes.
-func attributeTypes(attrs map[string]schema.Attribute) map[string]attr.Type {
-	out := map[string]attr.Type{}
-	for name, a := range attrs {
-		out[name] = a.GetType()
-	}
-	return out
+// blockTypes are the types of a block's attributes and nested blocks.
+func blockTypes(b schema.SingleNestedBlock) map[string]attr.Type {
+	t, _ := b.Type().(basetypes.ObjectType)
+	return t.AttrTypes
 }
 
 // kindNames lists the kinds for descriptions: "`path`, `ova` ... and `x`".
 func kindNames() string {
-	var names []string
-	for _, k := range sourceKinds {
-		names = append(names, k.name())
-	}
-	list := backticked(names)
+	list := backticked(kindNamesOf(sourceKinds))
 	if i := strings.LastIndex(list, ", "); i >= 0 {
 		list = list[:i] + " and " + list[i+2:]
 	}
 	return list
-}
-
-// exactlyOneKind validates, from the attribute it is set on, that exactly
-// one kind is set.
-func exactlyOneKind(self string) validator.String { return exactlyOneOf(sourceKinds, self) }
-
-// exactlyOneOf validates, from the kind self of kinds, that exactly one of
-// kinds is set.
-func exactlyOneOf(kinds []sourceKind, self string) validator.String {
-	var others []path.Expression
-	for _, k := range kinds {
-		if k.name() != self {
-			others = append(others, path.MatchRelative().AtParent().AtName(k.name()))
-		}
-	}
-	return stringvalidator.ExactlyOneOf(others...)
 }
 
 // sourceSpec builds the engine's source spec from the planned source.
@@ -158,7 +180,7 @@ func sourceFromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diagno
 	for _, k := range sourceKinds {
 		v, ok := k.fromSpec(ctx, s, diags)
 		if !ok {
-			v = nullOf(ctx, ts[k.name()])
+			v = absentOf(ctx, ts[k.name()])
 		}
 		vals[k.name()] = v
 	}
@@ -186,7 +208,7 @@ func kindValue(ctx context.Context, v attr.Value, model any, diags *diag.Diagnos
 
 // kindObject is a kind's model as its object value.
 func kindObject(ctx context.Context, k sourceKind, model any, diags *diag.Diagnostics) attr.Value {
-	t, _ := k.attribute().GetType().(basetypes.ObjectType)
+	t, _ := k.schema().typ().(basetypes.ObjectType)
 	v, d := types.ObjectValueFrom(ctx, t.AttrTypes, model)
 	diags.Append(d...)
 	return v

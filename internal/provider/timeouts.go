@@ -10,14 +10,15 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 )
 
-// timeoutsAttribute is the timeouts nested attribute, each of whose
-// durations must parse and be positive when the plan is made: the package
-// accepts "-5m", which only fails at apply, as a cancelled conversion.
-func timeoutsAttribute(ctx context.Context) schema.Attribute {
-	a := timeouts.Attributes(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true})
-	n, ok := a.(schema.SingleNestedAttribute)
+// timeoutsBlock is the timeouts block (a block, so that a misspelt
+// operation fails the plan), each of whose durations must parse and be
+// positive when the plan is made: the package accepts "-5m", which only
+// fails at apply, as a cancelled conversion.
+func timeoutsBlock(ctx context.Context) schema.Block {
+	b := timeouts.Block(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true})
+	n, ok := b.(schema.SingleNestedBlock)
 	if !ok {
-		return a
+		return b
 	}
 	for name, sub := range n.Attributes {
 		if s, ok := sub.(schema.StringAttribute); ok {

@@ -71,13 +71,13 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = {
-    url = {
+  source {
+    url {
       href    = %q
       headers = { Authorization = %q }
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
 %s
 }

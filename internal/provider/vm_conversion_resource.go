@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -22,6 +21,7 @@ var (
 	_ resource.ResourceWithConfigure   = &vmConversionResource{}
 	_ resource.ResourceWithModifyPlan  = &vmConversionResource{}
 	_ resource.ResourceWithImportState = &vmConversionResource{}
+	_ resource.ResourceWithIdentity    = &vmConversionResource{}
 )
 
 // NewVMConversionResource is the vmconv_vm_conversion constructor.
@@ -208,6 +208,7 @@ func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRe
 		resp.Diagnostics.AddWarning("Conversion Warning", w)
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "dir", resp.Identity)...)
 	resp.Diagnostics.Append(setStamps(ctx, resp.Private, res.Disks)...)
 }
 
@@ -217,6 +218,9 @@ func (r *vmConversionResource) Read(ctx context.Context, req resource.ReadReques
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// Also when the output is gone and the resource leaves the state: the
+	// identity is where it was.
+	resp.Diagnostics.Append(setOutputIdentity(ctx, state.ID.ValueString(), "dir", resp.Identity)...)
 	if pool, prefix, names, ok := vmVolumesOf(&state); ok {
 		r.readVMVolumes(ctx, &state, pool, prefix, names, req, resp)
 		return
@@ -297,7 +301,7 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 			return
 		}
 		plan.BootTestResult = bootResultValue(res)
-		if res == nil && plan.BootTest != nil && plan.BootTest.Enabled.ValueBool() {
+		if res == nil && effectiveBootTest(plan.BootTest).Enabled.ValueBool() {
 			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
 		}
 	}
@@ -315,6 +319,7 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 		}
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "dir", resp.Identity)...)
 }
 
 func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -343,11 +348,16 @@ func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRe
 }
 
 func (r *vmConversionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	id := req.ID
-	if abs, err := filepath.Abs(id); err == nil && !strings.HasPrefix(id, volumeImportPrefix) {
-		id = abs
+	id := importOutputID(ctx, req, "dir", &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), id)...)
+	resp.Diagnostics.Append(setOutputIdentity(ctx, id, "dir", resp.Identity)...)
+}
+
+func (r *vmConversionResource) IdentitySchema(_ context.Context, _ resource.IdentitySchemaRequest, resp *resource.IdentitySchemaResponse) {
+	resp.IdentitySchema = outputIdentitySchema("dir", "The VM's output folder on this machine, as `output.dir` (absolute).", "The name of the VM's volume set in `pool`: `output.volume`, or the VM's name where that is not set.")
 }
 
 // enginePlan asks the engine for a plan. With mayOwn, a VM vmconv wrote

@@ -27,8 +27,8 @@ const vmName = "vmconv_vm_conversion.web"
 func vmConfig(vmx, dir, extraOutput string) string {
 	return fmt.Sprintf(`
 resource "vmconv_vm_conversion" "web" {
-  source = { vmx = %s }
-  output = {
+  source { vmx = %s }
+  output {
     dir = %s
     %s
   }
@@ -225,7 +225,7 @@ func TestAccVMConversion_lifecycle(t *testing.T) {
 				// The boot test is turned on: an update in place that boots
 				// the published VM again (this one holds no operating
 				// system, so there is nothing to boot), the images kept.
-				Config: noPreview + strings.Replace(cfg, "boot_test = { enabled = false }", "boot_test = { enabled = true }", 1),
+				Config: noPreview + strings.Replace(cfg, "boot_test { enabled = false }", "boot_test { enabled = true }", 1),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(vmName, plancheck.ResourceActionUpdate),
 					plancheck.ExpectUnknownValue(vmName, tfjsonpath.New("boot_test_result")),

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
 // vmDiskFields describe one converted disk of a VM (disks).
@@ -66,19 +68,17 @@ func (r *vmConversionResource) Schema(ctx context.Context, _ resource.SchemaRequ
 			"and its hardware (vCPUs, memory, firmware, NICs and their MACs) read for `vmconv_kvm_domain`. The plan shows each disk, its image and estimated size, " +
 			"and the hardware. The images and the report are published together into `output.dir`: a failed or interrupted apply leaves none of them, or the whole previous set. " +
 			"The source is never modified. Read detects an image that was deleted or changed outside Terraform, so the next plan converts the VM again.",
+		// Settings are blocks, so that a misspelt one fails the plan
+		// (see sourceKind).
+		Blocks: map[string]schema.Block{
+			"source":    vmSourceBlock("The VM to convert (required). It is opened read-only and never modified."),
+			"output":    vmOutputBlock(),
+			"fixes":     fixesBlock(),
+			"inspect":   inspectBlock(),
+			"boot_test": vmBootTestBlock(),
+			"timeouts":  timeoutsBlock(ctx),
+		},
 		Attributes: map[string]schema.Attribute{
-			// Required
-			"source": schema.SingleNestedAttribute{
-				Required:            true,
-				MarkdownDescription: "The VM to convert. It is opened read-only and never modified.",
-				Attributes:          vmSourceAttributes(),
-			},
-			"output": vmOutputAttribute(),
-			// Optional
-			"fixes":     fixesAttribute(),
-			"inspect":   inspectAttribute(),
-			"boot_test": vmBootTestAttribute(),
-			"timeouts":  timeoutsAttribute(ctx),
 			// Computed: plan-time previews, known after terraform plan,
 			// before a byte moves.
 			"disks": schema.ListNestedAttribute{
@@ -131,10 +131,10 @@ func (r *vmConversionResource) Schema(ctx context.Context, _ resource.SchemaRequ
 	}
 }
 
-// vmOutputAttribute is a disk conversion's output with a folder, dir, in
+// vmOutputBlock is a disk conversion's output with a folder, dir, in
 // place of the image's path: the same formats, defaults and replacement.
-func vmOutputAttribute() schema.Attribute {
-	a := outputAttribute().(schema.SingleNestedAttribute)
+func vmOutputBlock() schema.SingleNestedBlock {
+	a := outputBlock()
 	attrs := make(map[string]schema.Attribute, len(a.Attributes))
 	for name, v := range a.Attributes {
 		if name != "path" && name != "volume" {
@@ -157,8 +157,7 @@ func vmOutputAttribute() schema.Attribute {
 		Optional: true,
 		MarkdownDescription: "The folder the VM is written to: one image per disk and the report `" + engine.VMReportName + "`, published together. " +
 			"vmconv creates it; its parent must exist. It must be new or empty (or this resource's own), and no file of the source.",
-		Validators: []validator.String{stringvalidator.LengthAtLeast(1),
-			stringvalidator.ExactlyOneOf(path.MatchRelative().AtParent().AtName("pool"))},
+		Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
 		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 	}
 	overwrite := attrs["overwrite"].(schema.BoolAttribute)
@@ -166,17 +165,19 @@ func vmOutputAttribute() schema.Attribute {
 		"A folder holding anything vmconv did not write is never replaced, nor a file of the source."
 	attrs["overwrite"] = overwrite
 	a.Attributes = attrs
-	a.MarkdownDescription = "Where the VM's images go. They appear together: a failed or interrupted apply leaves `dir` as it was."
+	a.Validators = []validator.Object{objectvalidator.IsRequired(), validators.ExactlyOneOf("dir", "pool")}
+	a.MarkdownDescription = "Where the VM's images go (required). They appear together: a failed or interrupted apply leaves `dir` as it was."
 	return a
 }
 
 // vmBootTestAttribute is a disk conversion's boot_test, run with every
 // disk of the VM attached; as there, a change runs it again on the
 // published VM.
-func vmBootTestAttribute() schema.Attribute {
-	a := bootTestAttribute().(schema.SingleNestedAttribute)
+func vmBootTestBlock() schema.SingleNestedBlock {
+	a := bootTestBlock()
 	a.MarkdownDescription = "Boot the converted VM under QEMU before publishing it, with every disk attached on `disk_bus`, on throwaway overlays, so the test never changes the images. " +
 		"The test adds a serial console and a marker unit to the overlay; it passes when the marker reports the guest at multi-user with an IPv4 address. " +
+		"Without the block, the test runs with its defaults. " +
 		"Changing these settings boots the published VM again with them (an update in place; the images are kept) and records the result in the report. Skipped for a VM without an operating system."
 	return a
 }

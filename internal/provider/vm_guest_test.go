@@ -63,8 +63,13 @@ terraform {
 	alone := acctest.NewCLI(t, cache)
 	alone.Write(header + fmt.Sprintf(`
 resource "vmconv_disk_conversion" "boot" {
-  source = { ova = { path = %q, disk = 0 } }
-  output = { path = %q }
+  source {
+    ova {
+      path = %q
+      disk = 0
+    }
+  }
+  output { path = %q }
 }
 `, ova, filepath.Join(t.TempDir(), "boot.qcow2")))
 	out, err := alone.Run("plan", "-input=false", "-no-color")
@@ -77,8 +82,10 @@ resource "vmconv_disk_conversion" "boot" {
 	dir := filepath.Join(t.TempDir(), "web")
 	vm.Write(header + fmt.Sprintf(`
 resource "vmconv_vm_conversion" "web" {
-  source = { ova = { path = %q } }
-  output = { dir = %q }
+  source {
+    ova { path = %q }
+  }
+  output { dir = %q }
 }
 `, ova, dir))
 	vm.MustRun("plan", "-input=false", "-out=tfplan")

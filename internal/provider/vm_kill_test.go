@@ -43,10 +43,10 @@ terraform {
   }
 }
 resource "vmconv_vm_conversion" "web" {
-  source    = { vmx = %q }
-  output    = { dir = %q }
-  fixes     = { enabled = false }
-  boot_test = { enabled = false }
+  source { vmx = %q }
+  output { dir = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
 }
 `, vm.VMX, dir))
 			env := cli.Env

@@ -38,9 +38,9 @@ var vmSourceKinds = []sourceKind{
 	disksKind{},
 }
 
-// vmSourceAttributes is the schema under a VM's source: every kind, and
-// the settings every kind shares.
-func vmSourceAttributes() map[string]schema.Attribute {
+// vmSourceBlock is the schema of a VM's source: every kind, and the
+// settings every kind shares.
+func vmSourceBlock(description string) schema.SingleNestedBlock {
 	attrs := map[string]schema.Attribute{
 		"allow_older_snapshot": schema.BoolAttribute{
 			Optional: true, Computed: true, Default: booldefault.StaticBool(false),
@@ -48,14 +48,11 @@ func vmSourceAttributes() map[string]schema.Attribute {
 				"the plan refuses such a VM, naming the newer snapshot, because the output would silently lack that snapshot's writes.",
 		},
 	}
-	for _, k := range vmSourceKinds {
-		attrs[k.name()] = k.attribute()
-	}
-	return attrs
+	return kindsBlock(description, attrs, vmSourceKinds)
 }
 
 // vmSourceAttrTypes are the attribute types under a VM's source.
-var vmSourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return attributeTypes(vmSourceAttributes()) })
+var vmSourceAttrTypes = sync.OnceValue(func() map[string]attr.Type { return blockTypes(vmSourceBlock("")) })
 
 // vmSourceSpec builds the engine's source spec from a VM's planned source.
 func vmSourceSpec(ctx context.Context, src types.Object, cfg tfsdk.Config, data *providerData, diags *diag.Diagnostics) engine.SourceSpec {
@@ -76,7 +73,7 @@ func vmSourceFromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.Diag
 	for _, k := range vmSourceKinds {
 		v, ok := k.fromSpec(ctx, s, diags)
 		if !ok {
-			v = nullOf(ctx, ts[k.name()])
+			v = absentOf(ctx, ts[k.name()])
 		}
 		vals[k.name()] = v
 	}
@@ -90,15 +87,15 @@ type vmxKind struct{}
 
 func (vmxKind) name() string { return "vmx" }
 
-func (vmxKind) attribute() schema.Attribute {
-	return schema.StringAttribute{
+func (vmxKind) schema() kindSchema {
+	return kindSchema{attr: schema.StringAttribute{
 		Optional: true,
 		MarkdownDescription: "Path of a VMware VM's `.vmx`. Its hard disks (`scsiX:Y`, `sataX:Y`, `nvmeX:Y`, `ideX:Y`) are converted in controller order, " +
 			"each from the file the `.vmx` names (the current snapshot) down its chain; CD-ROMs and absent devices are left out. " +
 			"Every disk file must lie in the `.vmx`'s folder. The `.vmx` is read strictly: a line vmconv cannot read with certainty fails the plan, naming it.",
-		Validators:    []validator.String{stringvalidator.LengthAtLeast(1), exactlyOneOf(vmSourceKinds, "vmx")},
+		Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
 		PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
-	}
+	}}
 }
 
 func (vmxKind) spec(_ context.Context, v attr.Value, _ specInputs, s *engine.SourceSpec, _ *diag.Diagnostics) {

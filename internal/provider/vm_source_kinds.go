@@ -27,15 +27,15 @@ type wholeVM struct {
 	doc  string
 }
 
-func (w wholeVM) attribute() schema.Attribute {
-	a, ok := w.sourceKind.attribute().(schema.SingleNestedAttribute)
+func (w wholeVM) schema() kindSchema {
+	b, ok := w.sourceKind.schema().block.(schema.SingleNestedBlock)
 	if !ok {
-		panic("a whole-VM kind wraps an object attribute")
+		panic("a whole-VM kind wraps a block")
 	}
-	a.Attributes = maps.Clone(a.Attributes)
-	delete(a.Attributes, w.drop)
-	a.MarkdownDescription = w.doc
-	return a
+	b.Attributes = maps.Clone(b.Attributes)
+	delete(b.Attributes, w.drop)
+	b.MarkdownDescription = w.doc
+	return kindSchema{block: b}
 }
 
 // spec gives the disk kind its value with the dropped attribute at its
@@ -46,7 +46,7 @@ func (w wholeVM) spec(ctx context.Context, v attr.Value, in specInputs, s *engin
 		if !ok {
 			return
 		}
-		full, _ := w.sourceKind.attribute().GetType().(basetypes.ObjectType)
+		full, _ := w.sourceKind.schema().typ().(basetypes.ObjectType)
 		attrs := maps.Clone(o.Attributes())
 		attrs[w.drop] = types.Int64Value(0)
 		nv, d := types.ObjectValue(full.AttrTypes, attrs)
@@ -66,7 +66,7 @@ func (w wholeVM) fromSpec(ctx context.Context, s engine.SourceSpec, diags *diag.
 	o, _ := v.(basetypes.ObjectValue)
 	attrs := maps.Clone(o.Attributes())
 	delete(attrs, w.drop)
-	t, _ := w.attribute().GetType().(basetypes.ObjectType)
+	t, _ := w.schema().typ().(basetypes.ObjectType)
 	nv, d := types.ObjectValue(t.AttrTypes, attrs)
 	diags.Append(d...)
 	return nv, true
@@ -78,18 +78,17 @@ type disksKind struct{}
 
 func (disksKind) name() string { return "disks" }
 
-func (disksKind) attribute() schema.Attribute {
-	return schema.ListNestedAttribute{
-		Optional: true,
-		MarkdownDescription: fmt.Sprintf("The VM's disks one by one, in the order the VM attaches them (the first is the boot disk, `sda`): each exactly as "+
+func (disksKind) schema() kindSchema {
+	src := sourceBlock("")
+	return kindSchema{block: schema.ListNestedBlock{
+		MarkdownDescription: fmt.Sprintf("The VM's disks one by one, one block each, in the order the VM attaches them (the first is the boot disk, `sda`): each exactly as "+
 			"`vmconv_disk_conversion`'s `source` (one of %s), fetched and checked as it would be alone. They are converted as one guest on consecutive SCSI units. "+
 			"At most %d. `hardware` is unknown to vmconv for a list, so it is null.", kindNames(), engine.MaxListedDisks),
-		NestedObject:  schema.NestedAttributeObject{Attributes: sourceAttributes()},
-		Validators:    []validator.List{listvalidator.SizeBetween(1, engine.MaxListedDisks)},
+		NestedObject:  schema.NestedBlockObject{Attributes: src.Attributes, Blocks: src.Blocks, Validators: src.Validators[1:]},
+		Validators:    []validator.List{listvalidator.SizeAtMost(engine.MaxListedDisks)},
 		PlanModifiers: []planmodifier.List{listplanmodifier.RequiresReplace()},
-	}
+	}}
 }
-
 func (disksKind) spec(ctx context.Context, v attr.Value, in specInputs, s *engine.SourceSpec, diags *diag.Diagnostics) {
 	l, ok := v.(basetypes.ListValue)
 	if !ok {

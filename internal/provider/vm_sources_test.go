@@ -81,18 +81,20 @@ provider "vmconv" {
 }
 
 resource "vmconv_vm_conversion" "web" {
-  source = { ova = { path = %q } }
-  output = { dir = %q }
+  source {
+    ova { path = %q }
+  }
+  output { dir = %q }
 %s}
 
 resource "vmconv_vm_conversion" "db" {
-  source = {
-    disks = [
-      { path = %q },
-      { url = { href = %q } },
-    ]
+  source {
+    disks { path = %q }
+    disks {
+      url { href = %q }
+    }
   }
-  output = { dir = %q }
+  output { dir = %q }
 %s}
 `, t.TempDir(), ova, webDir, dataPlaneOnly, chain[0], srv.URL+"/data.vmdk", dbDir, dataPlaneOnly)
 	const db = "vmconv_vm_conversion.db"
@@ -144,15 +146,15 @@ provider "vmconv" {
 }
 
 resource "vmconv_vm_conversion" "web" {
-  source = {
-    vsphere = {
+  source {
+    vsphere {
       url        = %q
       datacenter = "DC0"
       vm         = "DC0_H0_VM0"
       thumbprint = %q
     }
   }
-  output = { dir = %q }
+  output { dir = %q }
 %s}
 `, vcsimtest.User, vcsimtest.Password, t.TempDir(), s.URL, s.Thumbprint, dir, dataPlaneOnly)
 	resource.Test(t, resource.TestCase{
@@ -225,8 +227,8 @@ provider "vmconv" {
 }
 
 resource "vmconv_vm_conversion" "web" {
-  source = {
-    esxi_ssh = {
+  source {
+    esxi_ssh {
       host        = %q
       user        = %q
       private_key = %q
@@ -234,7 +236,7 @@ resource "vmconv_vm_conversion" "web" {
       path        = %q
     }
   }
-  output = { dir = %q }
+  output { dir = %q }
 %s}
 `, t.TempDir(), s.Addr, s.User, s.PrivateKey, s.HostKey, vmx, dir, dataPlaneOnly)
 	keyMarker := strings.Split(strings.TrimSpace(s.PrivateKey), "\n")[2]

@@ -38,15 +38,15 @@ provider "vmconv" {
 }
 
 resource "vmconv_disk_conversion" "web" {
-  source = {
-    vsphere = {
+  source {
+    vsphere {
       url        = %q
       datacenter = "DC0"
       vm         = "DC0_H0_VM0"
       thumbprint = %q
     }
   }
-  output    = { path = %q }
+  output { path = %q }
   plan_path = %q
 %s
 }

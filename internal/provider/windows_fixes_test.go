@@ -61,18 +61,18 @@ func TestAccWindowsFixes(t *testing.T) {
 	}
 	out := filepath.Join(dir, "win.qcow2")
 	conv := func(fixes string) string {
-		return guestConversion(src, out, fixes+"\n  boot_test = { enabled = false }")
+		return guestConversion(src, out, fixes+"\n  boot_test { enabled = false }")
 	}
-	withISO := fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)
+	withISO := fmt.Sprintf("  fixes {\n    windows { virtio_win = %q }\n  }", good)
 	domains := filepath.Join(dir, "domains")
 	winName := testDomainName("win")
 	const winAddr = "vmconv_kvm_domain.win"
 	winDomain := func(body string) string {
 		return fmt.Sprintf(`
 resource "vmconv_kvm_domain" "win" {
-  name             = %q
-  memory           = 1024
-  disks            = [{ path = vmconv_disk_conversion.guest.output.path }]
+  name   = %q
+  memory = 1024
+  disks { path = vmconv_disk_conversion.guest.output.path }
   initial_boot_bus = "sata"
   %s
 }
@@ -94,7 +94,7 @@ resource "vmconv_kvm_domain" "win" {
 			},
 			{
 				PreConfig:   noOutput,
-				Config:      conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", x86only)),
+				Config:      conv(fmt.Sprintf("  fixes {\n    windows { virtio_win = %q }\n  }", x86only)),
 				ExpectError: wrapTolerant(`(?s)VirtIO Drivers Not Available.*no viostor driver for 2k19 or 2k16/amd64.*wrong architecture`),
 			},
 			{
@@ -102,7 +102,7 @@ resource "vmconv_kvm_domain" "win" {
 				// driver source is needed then, nothing is written into the
 				// guest, and the report says the fix was disabled.
 				PreConfig: noOutput,
-				Config:    conv(`  fixes = { disabled = ["windows-virtio"] }`),
+				Config:    conv(`  fixes { disabled = ["windows-virtio"] }`),
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(guestAddr, "guest.os", "windows"),
 					resource.TestCheckResourceAttr(guestAddr, "planned_fixes.#", "0"),
@@ -126,7 +126,7 @@ resource "vmconv_kvm_domain" "win" {
 					}),
 			},
 			{
-				Config: conv(fmt.Sprintf("  fixes = { windows = { virtio_win = %q } }", good)),
+				Config: conv(fmt.Sprintf("  fixes {\n    windows { virtio_win = %q }\n  }", good)),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_fixes"), knownvalue.ListPartial(map[int]knownvalue.Check{
 						0: knownvalue.ObjectPartial(map[string]knownvalue.Check{
@@ -238,7 +238,10 @@ resource "vmconv_kvm_domain" "win" {
 				// disk's boot code stands in for Windows (see
 				// wintest.SerialLine); the BIOS must find and run it on each
 				// bus.
-				Config: providerBlock(domains) + conv(withISO) + winDomain(`boot_test = { success_pattern = "SAC>", timeout = "10m" }
+				Config: providerBlock(domains) + conv(withISO) + winDomain(`boot_test {
+    success_pattern = "SAC>"
+    timeout         = "10m"
+  }
   shutdown_timeout = "5s"`),
 				Check: resource.ComposeAggregateTestCheckFunc(
 					resource.TestCheckResourceAttr(winAddr, "boot_phases.#", "2"),

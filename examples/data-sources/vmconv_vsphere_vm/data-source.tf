@@ -16,8 +16,14 @@ resource "vmconv_kvm_domain" "web" {
   memory   = data.vmconv_vsphere_vm.web.memory
   vcpus    = data.vmconv_vsphere_vm.web.cpus
   firmware = data.vmconv_vsphere_vm.web.firmware
-  disks    = [{ path = "/var/lib/vmconv/web01.qcow2" }]
-  network_interfaces = [
-    for n in data.vmconv_vsphere_vm.web.network_interfaces : { network = "default", model = "virtio", mac = n.mac }
-  ]
+
+  disks { path = "/var/lib/vmconv/web01.qcow2" }
+  dynamic "network_interfaces" {
+    for_each = data.vmconv_vsphere_vm.web.network_interfaces
+    content {
+      network = "default"
+      model   = "virtio"
+      mac     = network_interfaces.value.mac
+    }
+  }
 }
