@@ -180,10 +180,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	p := j.plan
 	req := p.Request
-	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", true, j.sink)
+	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", true, j.sink, newCacheHolds(ctx, ownerOf(req.Output), false))
 	if err != nil {
 		return err
 	}
+	j.res.CacheEntries = rs.cacheEntries
 	for _, d := range rs.disks {
 		if d.c == nil {
 			return fault.New(fault.Internal, p.Source.Path, "the source was not made local")

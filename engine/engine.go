@@ -153,6 +153,8 @@ type resolvedSource struct {
 	// deferred is set when a disk of a VM was not fetched: the VM is
 	// planned from what the remote ends report.
 	deferred bool
+	// cacheEntries are the cache folders the source used.
+	cacheEntries []string
 }
 
 func (rs *resolvedSource) addStamps(paths []string, stamps []fingerprint.Stamp) {
@@ -194,11 +196,19 @@ func (l fetchLog) Log(level, msg string, f map[string]any) {
 // fingerprint is the source's own when it has one (an archive's, a remote
 // object's), the chain's files' otherwise. Faults name what the user
 // wrote, never a cache file.
-func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNow bool, sink Sink) (_ *resolvedSource, err error) {
+//
+// The cache entries it uses are locked until it returns (holds), which
+// records their user, and listed in rs.cacheEntries.
+func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNow bool, sink Sink, holds *cacheHolds) (_ *resolvedSource, err error) {
 	env := e.sourceEnv(sink)
 	env.WholeVM = vm
+	env.Hold = holds.hold
+	defer holds.release()
 	rs := &resolvedSource{src: source.Select(spec, env)}
-	defer func() { err = rs.src.Relabel(err) }()
+	defer func() {
+		err = rs.src.Relabel(err)
+		rs.cacheEntries = holds.dirs
+	}()
 	rs.local, rs.remote, err = rs.src.Locate(ctx, fetchNow)
 	if err != nil {
 		return nil, err

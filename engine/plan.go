@@ -178,6 +178,10 @@ type PlanOptions struct {
 	// is planned like a local one. Without it a remote source that is not
 	// downloaded yet is planned from the server's metadata.
 	Fetch bool
+	// Creates says the plan is for an output its resource does not have
+	// yet: a new one, or the replacement of one. The cache entries its
+	// source uses are kept for its apply (ReleaseSource).
+	Creates bool
 }
 
 // Plan decides what Apply will do. It reads the source's metadata, never
@@ -251,7 +255,11 @@ func (e *Engine) plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 
 	// FETCH and FLATTEN: make the source local, resolve and validate the
 	// whole chain.
-	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", opts.Fetch, nil)
+	owner := ""
+	if opts.Creates {
+		owner = ownerOf(req.Output)
+	}
+	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", opts.Fetch, nil, newCacheHolds(ctx, owner, true))
 	if err != nil {
 		return nil, err
 	}

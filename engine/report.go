@@ -62,6 +62,9 @@ type Result struct {
 	HiveBackups string           `json:"hive_backups,omitempty"`
 	BootTest    *boottest.Result `json:"boot_test,omitempty"`
 	Warnings    []string         `json:"warnings"`
+	// CacheEntries are the cache folders the source was read from, whose
+	// user the output is until it is deleted (releaseCache).
+	CacheEntries []string `json:"cache_entries,omitempty"`
 }
 
 // Report is the JSON document written beside the output.

@@ -457,13 +457,18 @@ func (e *Engine) DeleteVolume(ctx context.Context, pool, reportOf string, names 
 	if err != nil {
 		return err
 	}
-	if _, ours := e.volumeReport(ctx, h, pool, reportOf); len(present) > 0 && !ours {
+	rep, ours := e.volumeReport(ctx, h, pool, reportOf)
+	if len(present) > 0 && !ours {
 		// The name is vmconv's in state, but what is there now has no
 		// report of vmconv's: someone else's volume, which is kept.
 		return fault.New(fault.OutputExists, "", "volume %s in pool %s has no vmconv report (%s%s), so it is not the one vmconv published; it is kept", strings.Join(present, ", "), pool, reportOf, volume.ReportSuffix).
 			WithHint("Delete it on the host (virsh vol-delete --pool %s <volume>) if it is not needed, then run terraform destroy again.", pool)
 	}
-	return volume.Remove(h, pool, reportOf, names...)
+	if err := volume.Remove(h, pool, reportOf, names...); err != nil {
+		return err
+	}
+	e.ReleaseSource(ctx, rep)
+	return nil
 }
 
 // checkNotInUse refuses volumes a domain on the host uses, and returns

@@ -52,6 +52,9 @@ func (x *esxiSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Remote
 		return nil, &Remote{Fingerprint: fp, Length: total, AcceptRanges: true}, nil
 	}
 	dir := x.env.entry("esxi", s.Host+"\x00"+remote)
+	if err := x.env.use(dir); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the copy folder")
 	}
@@ -87,6 +90,9 @@ func (x *esxiSource) locateVM(ctx context.Context, c *esxissh.Client, remote str
 	var heads []string
 	if fetchNow {
 		dir := x.env.entry("esxi-vm", x.s.Host+"\x00"+remote)
+		if err := x.env.use(dir); err != nil {
+			return nil, nil, err
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the copy folder")
 		}

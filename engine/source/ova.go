@@ -59,6 +59,9 @@ func (s *ovaSource) extract(ctx context.Context, archive, fp string) (*Local, er
 		return nil, fault.Wrap(fault.SourceUnreadable, archive, err, "cannot fingerprint the OVA")
 	}
 	dir := s.env.entry("ova", afp)
+	if err := s.env.use(dir); err != nil {
+		return nil, err
+	}
 	done := filepath.Join(dir, "extracted.json")
 	var x extraction
 	if b, err := os.ReadFile(done); err != nil || json.Unmarshal(b, &x) != nil || x.Version != extractionVersion {

@@ -77,6 +77,11 @@ type Env struct {
 	// WholeVM says the source is converted as a whole VM, every disk of
 	// it, not one disk.
 	WholeVM bool
+	// Hold, when set, is called before a source reads or writes a cache
+	// entry: the engine locks the entry against a concurrent download or
+	// clean-up of it (in this process or another) and, at apply, records
+	// the output as one of the entry's users.
+	Hold func(dir string) error
 }
 
 // Logger receives messages at a level (debug, info, warn).
@@ -111,6 +116,14 @@ func Select(s Spec, env Env) Source {
 func (env Env) entry(kind, key string) string {
 	h := sha256.Sum256([]byte(key))
 	return filepath.Join(env.CacheDir, kind, hex.EncodeToString(h[:12]))
+}
+
+// use holds a cache entry (Env.Hold) before the source touches it.
+func (env Env) use(dir string) error {
+	if env.Hold == nil {
+		return nil
+	}
+	return env.Hold(dir)
 }
 
 type nopLog struct{}

@@ -66,6 +66,9 @@ func (s *urlSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Remote,
 // and otherwise says what the server says about it.
 func download(ctx context.Context, env Env, u *URL, fetchNow bool) (dest, fp string, r *Remote, err error) {
 	dest = downloadPath(env, u)
+	if err := env.use(filepath.Dir(dest)); err != nil {
+		return "", "", nil, err
+	}
 	o := fetch.HTTPOptions{Headers: u.Headers, SHA256: u.SHA256, Logger: env.Log}
 	if _, _, ok := fetch.Complete(dest); ok && !fetchNow {
 		m, _ := fetch.ReadMeta(dest)

@@ -63,6 +63,9 @@ func (v *vsphereSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Rem
 		return nil, &Remote{Fingerprint: fp, Length: vm.Disks[s.Disk].Capacity, AcceptRanges: true}, nil
 	}
 	dir := v.env.entry("vsphere", fp)
+	if err := v.env.use(dir); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the download folder")
 	}
@@ -107,6 +110,9 @@ func (v *vsphereSource) locateVM(ctx context.Context, c *vsphere.Client, vm *vsp
 		return l, nil, nil
 	}
 	dir := v.env.entry("vsphere", l.Fingerprint)
+	if err := v.env.use(dir); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fault.Wrap(fault.OutputNotWritable, dir, err, "cannot create the download folder")
 	}

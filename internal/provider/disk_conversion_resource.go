@@ -87,7 +87,7 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	// A replacement re-plans with no prior state while the old output is
 	// still there: the engine plan treats a vmconv output as possibly this
 	// resource's, and Create refuses it if it is not.
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch}, state == nil)
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}, state == nil)
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
 			resp.Diagnostics.AddAttributeWarning(path.Root("source").AtName("path"), summarySourceUnavailable,
@@ -347,8 +347,13 @@ func (r *diskConversionResource) Delete(ctx context.Context, req resource.Delete
 		}
 		return
 	}
+	rep, _ := engine.ReadReport(state.Output.Path.ValueString())
 	if err := engine.DeleteOutput(state.Output.Path.ValueString()); err != nil {
 		addFaultAt(&resp.Diagnostics, path.Root("output").AtName("path"), "Deleting the converted disk", err)
+		return
+	}
+	if r.data != nil {
+		r.data.engine.ReleaseSource(ctx, rep)
 	}
 }
 

@@ -65,7 +65,7 @@ func TestAccDiskConversion_url(t *testing.T) {
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "web.qcow2")
 	cache := t.TempDir()
-	cfg := fmt.Sprintf(`
+	const cfg = `
 provider "vmconv" {
   cache_dir = %q
 }
@@ -77,11 +77,18 @@ resource "vmconv_disk_conversion" "web" {
       headers = { Authorization = %q }
     }
   }
-  output { path = %q }
+  output {
+    path   = %q
+    format = %s
+  }
   plan_path = %q
 %s
 }
-`, cache, srv.URL+"/web.vmdk?sig="+querySecret, token, out, out+".plan.json", dataPlaneOnly)
+`
+	config := func(format string) string {
+		return fmt.Sprintf(cfg, cache, srv.URL+"/web.vmdk?sig="+querySecret, token, out, format, out+".plan.json", dataPlaneOnly)
+	}
+	getsBefore := 0
 	const name = "vmconv_disk_conversion.web"
 	noSecrets := func(what, text string) error {
 		for _, s := range []string{"t0ken-7c1f9", querySecret} {
@@ -95,7 +102,7 @@ resource "vmconv_disk_conversion" "web" {
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		Steps: []resource.TestStep{{
-			Config: cfg,
+			Config: config(`"qcow2"`),
 			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 				// Planned from the server's metadata: content facts come after FETCH.
 				plancheck.ExpectKnownValue(name, tfjsonpath.New("source_fingerprint"), knownvalue.StringRegexp(regexpMust(`^url:v1:[0-9a-f]{64}$`))),
@@ -129,6 +136,41 @@ resource "vmconv_disk_conversion" "web" {
 					}
 					return nil
 				}),
+		}, {
+			// A replacement (another format) reads the download it kept:
+			// destroying the old output does not delete what the new one
+			// is about to read.
+			PreConfig: func() {
+				mu.Lock()
+				getsBefore = len(gets)
+				mu.Unlock()
+			},
+			Config: config(`"raw"`),
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(name, plancheck.ResourceActionDestroyBeforeCreate),
+			}},
+			Check: func(*terraform.State) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(gets) != getsBefore {
+					return fmt.Errorf("the replacement downloaded again: %d GET(s) after the first apply's %d", len(gets), getsBefore)
+				}
+				return nil
+			},
 		}},
+		CheckDestroy: func(*terraform.State) error {
+			// The download was this output's alone: destroy removed it,
+			// leaving only the entry's (empty) lock file.
+			held, _ := filepath.Glob(filepath.Join(cache, "url", "*"))
+			if len(held) == 0 {
+				return fmt.Errorf("no lock file in %s: the download was never held", cache)
+			}
+			for _, e := range held {
+				if !strings.HasSuffix(e, ".lock") {
+					return fmt.Errorf("%s outlived terraform destroy", e)
+				}
+			}
+			return nil
+		},
 	})
 }

@@ -71,7 +71,7 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir) &&
 		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch}, state == nil)
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}, state == nil)
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
 			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceUnavailable,
@@ -338,12 +338,17 @@ func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRe
 		}
 		return
 	}
+	rep, _ := engine.ReadVMReport(state.ID.ValueString())
 	if err := engine.DeleteVMOutput(state.ID.ValueString()); err != nil {
 		summary := summaryFor(fault.CodeOf(err))
 		if fault.Is(err, fault.OutputExists) {
 			summary = summaryOutputFolderKept
 		}
 		resp.Diagnostics.AddAttributeError(path.Root("output").AtName("dir"), summary, detailFor("Deleting the VM's output folder", err))
+		return
+	}
+	if r.data != nil {
+		r.data.engine.ReleaseSource(ctx, rep)
 	}
 }
 
