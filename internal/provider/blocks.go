@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
+
 	"github.com/vmconv/terraform-provider-vmconv/internal/provider/validators"
 )
 
@@ -33,8 +34,8 @@ func replaceIfEffective(effective func(types.Object) attr.Value, what string) pl
 // effectiveFixesObject is the fixes a fixes block means, with the
 // defaults of what it leaves out (effectiveFixes).
 func effectiveFixesObject(o types.Object) attr.Value {
-	if o.IsUnknown() {
-		return o
+	if !fullyKnown(o) {
+		return o // decided at apply: compared as it is, which replaces
 	}
 	ctx := context.Background()
 	var f *fixesModel

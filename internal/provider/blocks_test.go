@@ -46,6 +46,9 @@ func TestEffectiveFixes(t *testing.T) {
 		"enabled = false":    with(map[string]attr.Value{"enabled": types.BoolValue(false)}),
 		"disabled = [fstab]": with(map[string]attr.Value{"disabled": setOf([]string{"fstab"})}),
 		"fstab_mode = none":  with(map[string]attr.Value{"fstab_mode": types.StringValue("none")}),
+		// Not known until apply: it may be anything, so it is not the
+		// defaults (and replaces).
+		"disabled unknown": with(map[string]attr.Value{"disabled": types.SetUnknown(types.StringType)}),
 	} {
 		if effectiveFixesObject(o).Equal(left) {
 			t.Errorf("%s means the defaults", name)
