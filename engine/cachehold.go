@@ -19,11 +19,13 @@ import (
 // What sources keep in the cache (downloads, copies, extracted OVAs) is
 // shared by every conversion of the same source, in this process and in
 // others (Terraform runs resources in parallel; workspaces may share a
-// cache folder). Each entry <dir> has a lock file, <dir>.lock, held while a
-// source downloads into or reads the entry, and a folder of its users,
-// <dir>.users: a file per output an apply made from it, and a "planned-"
-// file per output a plan means to create from it (a new output, or the
-// replacement of one), until its apply. Destroying an output removes its
+// cache folder). Each entry <cache>/<kind>/<id> has, under <cache>/holds, a
+// lock file, <kind>-<id>.lock, held while a source downloads into or reads
+// the entry, and a folder of its users, <kind>-<id>.users: a file per
+// output an apply made from it, and a "planned-" file per output a plan
+// means to create from it (a new output, or the replacement of one), until
+// its apply. They are kept apart from the entries, which hold only what
+// was fetched. Destroying an output removes its
 // own file from its entries' users, and deletes an entry nobody uses or
 // plans to use any more. Lock files are never removed: one removed while
 // another process waits on it would let two processes hold "the" lock.
@@ -39,6 +41,8 @@ type cacheHolds struct {
 	mu      sync.Mutex
 	locks   map[string]*os.File
 	dirs    []string
+	// marks are the planned users this resolution recorded.
+	marks []string
 }
 
 func newCacheHolds(ctx context.Context, owner string, planned bool) *cacheHolds {
@@ -62,7 +66,7 @@ func (h *cacheHolds) hold(dir string) error {
 	if h.owner == "" {
 		return nil
 	}
-	users := dir + ".users"
+	_, users := holdFiles(dir)
 	if err := os.MkdirAll(users, 0o755); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, users, err, "cannot record the cache entry's user")
 	}
@@ -73,13 +77,27 @@ func (h *cacheHolds) hold(dir string) error {
 	if err := os.WriteFile(filepath.Join(users, name), []byte(h.owner+"\n"), 0o644); err != nil {
 		return fault.Wrap(fault.OutputNotWritable, users, err, "cannot record the cache entry's user")
 	}
-	if !h.planned {
+	if h.planned {
+		h.marks = append(h.marks, filepath.Join(users, name))
+	} else {
 		os.Remove(filepath.Join(users, plannedPrefix+name)) // planned, and now made
 	}
 	return nil
 }
 
 const plannedPrefix = "planned-"
+
+// forget removes the planned users recorded, for a plan that failed: it
+// creates nothing.
+func (h *cacheHolds) forget() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.marks {
+		os.Remove(m)
+		os.Remove(filepath.Dir(m)) // only when empty
+	}
+	h.marks = nil
+}
 
 // release unlocks every entry held; the entries are in dirs.
 func (h *cacheHolds) release() {
@@ -93,12 +111,13 @@ func (h *cacheHolds) release() {
 
 // lockEntry takes dir's lock, waiting while another holds it.
 func lockEntry(ctx context.Context, dir string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, fault.Wrap(fault.OutputNotWritable, filepath.Dir(dir), err, "cannot create the cache folder")
+	lock, _ := holdFiles(dir)
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
+		return nil, fault.Wrap(fault.OutputNotWritable, filepath.Dir(lock), err, "cannot create the cache's holds folder")
 	}
-	f, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fault.Wrap(fault.OutputNotWritable, dir+".lock", err, "cannot open the cache entry's lock")
+		return nil, fault.Wrap(fault.OutputNotWritable, lock, err, "cannot open the cache entry's lock")
 	}
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
@@ -107,7 +126,7 @@ func lockEntry(ctx context.Context, dir string) (*os.File, error) {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return nil, fault.Wrap(fault.OutputNotWritable, dir+".lock", err, "cannot lock the cache entry")
+			return nil, fault.Wrap(fault.OutputNotWritable, lock, err, "cannot lock the cache entry")
 		}
 		select {
 		case <-ctx.Done():
@@ -116,6 +135,14 @@ func lockEntry(ctx context.Context, dir string) (*os.File, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// holdFiles are the lock file and the users folder of the entry dir,
+// <cache>/<kind>/<id>: <cache>/holds/<kind>-<id>.lock and .users.
+func holdFiles(dir string) (lock, users string) {
+	kind := filepath.Dir(dir)
+	base := filepath.Join(filepath.Dir(kind), "holds", filepath.Base(kind)+"-"+filepath.Base(dir))
+	return base + ".lock", base + ".users"
 }
 
 func userName(owner string) string {
@@ -158,7 +185,7 @@ func releaseEntry(ctx context.Context, dir, owner string) {
 		return
 	}
 	defer f.Close()
-	users := dir + ".users"
+	_, users := holdFiles(dir)
 	os.Remove(filepath.Join(users, userName(owner)))
 	if left, err := os.ReadDir(users); err == nil && len(left) == 0 || errors.Is(err, fs.ErrNotExist) {
 		os.RemoveAll(dir)

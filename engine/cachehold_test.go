@@ -118,7 +118,7 @@ func TestCacheEntriesSharedAndReleased(t *testing.T) {
 		t.Fatalf("cache entries: %v and %v, want one, the same", a.Result.CacheEntries, b.Result.CacheEntries)
 	}
 	entry := a.Result.CacheEntries[0]
-	if users, _ := os.ReadDir(entry + ".users"); len(users) != 2 {
+	if users, _ := os.ReadDir(filepath.Join(cache, "holds", "url-"+filepath.Base(entry)+".users")); len(users) != 2 {
 		t.Errorf("%d users recorded, want 2", len(users))
 	}
 

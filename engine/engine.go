@@ -208,6 +208,9 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 	defer func() {
 		err = rs.src.Relabel(err)
 		rs.cacheEntries = holds.dirs
+		if err != nil {
+			holds.forget()
+		}
 	}()
 	rs.local, rs.remote, err = rs.src.Locate(ctx, fetchNow)
 	if err != nil {

@@ -161,14 +161,12 @@ resource "vmconv_disk_conversion" "web" {
 		CheckDestroy: func(*terraform.State) error {
 			// The download was this output's alone: destroy removed it,
 			// leaving only the entry's (empty) lock file.
-			held, _ := filepath.Glob(filepath.Join(cache, "url", "*"))
-			if len(held) == 0 {
-				return fmt.Errorf("no lock file in %s: the download was never held", cache)
+			if left, _ := filepath.Glob(filepath.Join(cache, "url", "*")); len(left) != 0 {
+				return fmt.Errorf("%v outlived terraform destroy", left)
 			}
-			for _, e := range held {
-				if !strings.HasSuffix(e, ".lock") {
-					return fmt.Errorf("%s outlived terraform destroy", e)
-				}
+			held, _ := filepath.Glob(filepath.Join(cache, "holds", "*"))
+			if len(held) != 1 || !strings.HasSuffix(held[0], ".lock") {
+				return fmt.Errorf("the cache's holds after destroy: %v, want the entry's lock file alone", held)
 			}
 			return nil
 		},
