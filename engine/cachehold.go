@@ -25,10 +25,10 @@ import (
 // output an apply made from it, and a "planned-" file per output a plan
 // means to create from it (a new output, or the replacement of one), until
 // its apply. They are kept apart from the entries, which hold only what
-// was fetched. Destroying an output removes its
-// own file from its entries' users, and deletes an entry nobody uses or
-// plans to use any more. Lock files are never removed: one removed while
-// another process waits on it would let two processes hold "the" lock.
+// was fetched. Destroying an output removes its own file from its
+// entries' users, and deletes an entry nobody uses or plans to use any
+// more. Lock files are never removed: one removed while another process
+// waits on it would let two processes hold "the" lock.
 
 // cacheHolds are the cache entries one source resolution holds.
 type cacheHolds struct {
