@@ -352,7 +352,13 @@ func (r *kvmDomainResource) Read(ctx context.Context, req resource.ReadRequest, 
 		return
 	}
 	if !ok {
-		resp.Diagnostics.Append(setDomainIdentity(ctx, state.UUID, state.Name, resp.Identity)...)
+		// After an import of a domain that is not there, the identity is
+		// the name or UUID given: Terraform then says it does not exist.
+		uuid, name := state.UUID, state.Name
+		if uuid.ValueString() == "" && name.ValueString() == "" {
+			name = types.StringValue(key)
+		}
+		resp.Diagnostics.Append(setDomainIdentity(ctx, uuid, name, resp.Identity)...)
 		resp.State.RemoveResource(ctx) // deleted outside Terraform: recreated on the next apply
 		return
 	}
@@ -486,7 +492,7 @@ func (r *kvmDomainResource) IdentitySchema(_ context.Context, _ resource.Identit
 }
 
 func setDomainIdentity(ctx context.Context, uuid, name types.String, identity *tfsdk.ResourceIdentity) diag.Diagnostics {
-	if identity == nil || uuid.ValueString() == "" {
+	if identity == nil || uuid.ValueString() == "" && name.ValueString() == "" {
 		return nil
 	}
 	var diags diag.Diagnostics

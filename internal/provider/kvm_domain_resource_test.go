@@ -413,6 +413,15 @@ resource "vmconv_kvm_domain" "bad" {
 				ExpectError: wrapTolerant(`(?s)Libvirt Not Reachable.*qemu\+unix:///system\?socket=/nonexistent/libvirt-sock.*libvirtd is running`),
 			},
 			{
+				// Importing a domain that is not there says so (Terraform's
+				// words: the provider found nothing by that name).
+				Config:        dom(providerBlock(domains), name, disk, "running = false"),
+				ResourceName:  "vmconv_kvm_domain.bad",
+				ImportState:   true,
+				ImportStateId: testDomainName("absent"),
+				ExpectError:   wrapTolerant(`(?s)Cannot import non-existent remote object`),
+			},
+			{
 				PreConfig: nothingLeft,
 				Config:    dom(providerBlock(domains), name, disk, "running = false"),
 				Check:     checkDomain(name, "shut off", 1024*1024),
