@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
@@ -31,25 +32,21 @@ func replaceIfEffective(effective func(types.Object) attr.Value, what string) pl
 	}, desc, desc)
 }
 
-// effectiveFixesObject is the fixes a fixes block means, with the
-// defaults of what it leaves out (effectiveFixes).
+// effectiveFixesObject is the fixes a fixes block means: each setting it
+// leaves out (and the whole block, left out) at its default, and no
+// Windows settings for an empty windows block. The schema holds no
+// defaults, so that a plan shows what the configuration says and no more.
 func effectiveFixesObject(o types.Object) attr.Value {
 	if !fullyKnown(o) {
 		return o // decided at apply: compared as it is, which replaces
 	}
-	ctx := context.Background()
-	var f *fixesModel
-	if !o.IsNull() {
-		f = &fixesModel{}
-		if d := o.As(ctx, f, objectAsOptions); d.HasError() {
-			return o
-		}
+	e := withDefaults(o, defaultFixes())
+	if w, ok := e.Attributes()["windows"].(basetypes.ObjectValue); ok && !w.IsNull() && w.Attributes()["virtio_win"].IsNull() {
+		attrs := maps.Clone(e.Attributes())
+		attrs["windows"] = types.ObjectNull(windowsFixesAttrTypes)
+		e = types.ObjectValueMust(fixesAttrTypes, attrs)
 	}
-	v, d := types.ObjectValueFrom(ctx, fixesAttrTypes, effectiveFixes(f))
-	if d.HasError() {
-		return o
-	}
-	return v
+	return e
 }
 
 // effectiveInspectObject is the root an inspect block names, null for none.
@@ -63,51 +60,33 @@ func effectiveInspectObject(o types.Object) attr.Value {
 	return o
 }
 
-// effectiveFixes is what a fixes block means: each setting it leaves out
-// (and the whole block, left out) at its default, and no Windows settings
-// for an empty windows block. The schema holds no defaults, so that a plan
-// shows what the configuration says and no more.
+// effectiveFixes is effectiveFixesObject on a block's model.
 func effectiveFixes(f *fixesModel) *fixesModel {
-	e := &fixesModel{}
-	defaultFixes().As(context.Background(), e, objectAsOptions)
-	if f == nil {
+	return viaObject(f, fixesAttrTypes, func(o types.Object) types.Object {
+		e, _ := effectiveFixesObject(o).(types.Object)
 		return e
-	}
-	out := *f
-	fill(&out.Enabled, e.Enabled)
-	fill(&out.DryRun, e.DryRun)
-	fill(&out.Disabled, e.Disabled)
-	fill(&out.FstabMode, e.FstabMode)
-	fill(&out.KeepNetworkIdentity, e.KeepNetworkIdentity)
-	fill(&out.KeepVMwareTools, e.KeepVMwareTools)
-	if out.Windows != nil && out.Windows.VirtioWin.IsNull() {
-		out.Windows = nil
-	}
-	return &out
+	})
 }
 
-// effectiveBootTest is what a boot_test block means, as effectiveFixes.
+// effectiveBootTest is what a boot_test block means, its defaults filled
+// in as effectiveFixes's are.
 func effectiveBootTest(b *bootTestModel) *bootTestModel {
-	e := &bootTestModel{}
-	defaultBootTest().As(context.Background(), e, objectAsOptions)
-	if b == nil {
-		return e
-	}
-	out := *b
-	fill(&out.Enabled, e.Enabled)
-	fill(&out.Memory, e.Memory)
-	fill(&out.CPUs, e.CPUs)
-	fill(&out.DiskBus, e.DiskBus)
-	fill(&out.NICModel, e.NICModel)
-	fill(&out.RequireNetwork, e.RequireNetwork)
-	return &out
+	return viaObject(b, bootTestAttrTypes, func(o types.Object) types.Object { return withDefaults(o, defaultBootTest()) })
 }
 
-// fill sets a null setting to its default.
-func fill[T attr.Value](v *T, def T) {
-	if (*v).IsNull() {
-		*v = def
+// withDefaults is o with each null attribute at its value in defaults:
+// defaults itself for a block left out.
+func withDefaults(o, defaults types.Object) types.Object {
+	if o.IsNull() {
+		return defaults
 	}
+	attrs := maps.Clone(o.Attributes())
+	for name, v := range attrs {
+		if v.IsNull() {
+			attrs[name] = defaults.Attributes()[name]
+		}
+	}
+	return types.ObjectValueMust(o.AttributeTypes(context.Background()), attrs)
 }
 
 // minimalObject is o with each attribute equal to its default in defaults
@@ -173,17 +152,27 @@ func requiredInBlock(b schema.Block) schema.Block {
 // minimal is a block's model with only what differs from defaults
 // (minimalObject); nil when nothing does.
 func minimal[T any](v *T, attrTypes map[string]attr.Type, defaults types.Object) *T {
+	return viaObject(v, attrTypes, func(o types.Object) types.Object { return minimalObject(o, defaults) })
+}
+
+// viaObject applies f to a block's model as its object value (nil is the
+// block left out, null) and returns the result as a model, nil for null.
+// A model that does not convert is returned as it is.
+func viaObject[T any](v *T, attrTypes map[string]attr.Type, f func(types.Object) types.Object) *T {
 	ctx := context.Background()
-	o, d := types.ObjectValueFrom(ctx, attrTypes, v)
-	if d.HasError() {
-		return v
+	o := types.ObjectNull(attrTypes)
+	if v != nil {
+		var d diag.Diagnostics
+		if o, d = types.ObjectValueFrom(ctx, attrTypes, v); d.HasError() {
+			return v
+		}
 	}
-	m := minimalObject(o, defaults)
-	if m.IsNull() {
+	r := f(o)
+	if r.IsNull() || r.IsUnknown() {
 		return nil
 	}
 	out := new(T)
-	if d := m.As(ctx, out, objectAsOptions); d.HasError() {
+	if d := r.As(ctx, out, objectAsOptions); d.HasError() {
 		return v
 	}
 	return out

@@ -28,24 +28,10 @@ func TestAccDiskConversion_sourceChangedBetweenPlanAndCreate(t *testing.T) {
 	head := chainIn(t, src)[0]
 	outPath := filepath.Join(out, "web.qcow2")
 	h := newProtocolHarness(t)
-	ctx, server, dynamic, failed := h.ctx, h.server, h.dynamic, h.failed
+	ctx, server, dynamic := h.ctx, h.server, h.dynamic
+	resourceType, config, plan := h.planDataPlaneCreate(head, outPath)
 	const typeName = "vmconv_disk_conversion"
-	resourceType := h.schemas.ResourceSchemas[typeName].ValueType()
-
-	config := objectOf(resourceType, map[string]any{
-		"source":    map[string]any{"path": head},
-		"output":    map[string]any{"path": outPath},
-		"fixes":     map[string]any{"enabled": false},
-		"boot_test": map[string]any{"enabled": false},
-	})
 	null := tftypes.NewValue(resourceType, nil)
-	plan, err := server.PlanResourceChange(ctx, &tfprotov6.PlanResourceChangeRequest{
-		TypeName: typeName, PriorState: dynamic(resourceType, null), ProposedNewState: dynamic(resourceType, config), Config: dynamic(resourceType, config),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	failed("planning", plan.Diagnostics)
 
 	if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 0, Length: 4096, Byte: 0x42}}); err != nil {
 		t.Fatal(err)
@@ -125,6 +111,30 @@ func newProtocolHarness(t *testing.T) *protocolHarness {
 	}
 	h.failed("configuring the provider", conf.Diagnostics)
 	return h
+}
+
+// planDataPlaneCreate plans, as Terraform does, a new
+// vmconv_disk_conversion of src into out with fixes and boot test off,
+// and stops the test if the plan fails.
+func (h *protocolHarness) planDataPlaneCreate(src, out string) (tftypes.Type, tftypes.Value, *tfprotov6.PlanResourceChangeResponse) {
+	h.t.Helper()
+	const typeName = "vmconv_disk_conversion"
+	resourceType := h.schemas.ResourceSchemas[typeName].ValueType()
+	config := objectOf(resourceType, map[string]any{
+		"source":    map[string]any{"path": src},
+		"output":    map[string]any{"path": out},
+		"fixes":     map[string]any{"enabled": false},
+		"boot_test": map[string]any{"enabled": false},
+	})
+	null := tftypes.NewValue(resourceType, nil)
+	plan, err := h.server.PlanResourceChange(h.ctx, &tfprotov6.PlanResourceChangeRequest{
+		TypeName: typeName, PriorState: h.dynamic(resourceType, null), ProposedNewState: h.dynamic(resourceType, config), Config: h.dynamic(resourceType, config),
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.failed("planning", plan.Diagnostics)
+	return resourceType, config, plan
 }
 
 func (h *protocolHarness) dynamic(typ tftypes.Type, v tftypes.Value) *tfprotov6.DynamicValue {

@@ -87,7 +87,7 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	// A replacement re-plans with no prior state while the old output is
 	// still there: the engine plan treats a vmconv output as possibly this
 	// resource's, and Create refuses it if it is not.
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}, state == nil)
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil})
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
 			resp.Diagnostics.AddAttributeWarning(path.Root("source").AtName("path"), summarySourceUnavailable,
@@ -186,7 +186,7 @@ func (r *diskConversionResource) Create(ctx context.Context, req resource.Create
 		// remote source was planned from metadata, whose content decides
 		// format, chain and sizes. Plan now, fetching the source.
 		var err error
-		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true}, true); err != nil {
+		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true, Creates: true}); err != nil {
 			addFaultAt(&resp.Diagnostics, attributeFor(err), "Converting the disk", err)
 			return
 		}
@@ -370,14 +370,15 @@ func (r *diskConversionResource) IdentitySchema(_ context.Context, _ resource.Id
 	resp.IdentitySchema = outputIdentitySchema("path", "The output image on this machine, as `output.path` (absolute).", "The volume in `pool`, as `output.volume`.")
 }
 
-// enginePlan asks the engine for a plan. With mayOwn, a vmconv output (one
-// with a report) already at the output path may be this resource's: an
+// enginePlan asks the engine for a plan. For a plan that creates
+// (opts.Creates), a vmconv output (one with a report) already at the
+// output path may be this resource's: an
 // output a replaced conversion still holds at plan time, or one an apply
 // published before it was killed and Terraform never recorded. It is then
 // planned as if it were; Create's Adopt decides.
-func (r *diskConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions, mayOwn bool) (*engine.Plan, error) {
+func (r *diskConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions) (*engine.Plan, error) {
 	ep, err := r.data.engine.Plan(ctx, ereq, opts)
-	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && r.vmconvOutput(ctx, ereq) {
+	if opts.Creates && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && r.vmconvOutput(ctx, ereq) {
 		tflog.Debug(ctx, "existing vmconv output at the output path; Create decides", map[string]any{"path": ereq.Output.Path})
 		opts.ManagedOutput = true
 		refused := err

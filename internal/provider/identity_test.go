@@ -43,22 +43,10 @@ func TestAccIdentity(t *testing.T) {
 		}
 	}
 	const typeName = "vmconv_disk_conversion"
-	resourceType, identityType := h.schemas.ResourceSchemas[typeName].ValueType(), ids.IdentitySchemas[typeName].ValueType()
-	head := chainIn(t, t.TempDir())[0]
+	identityType := ids.IdentitySchemas[typeName].ValueType()
 	outPath := filepath.Join(t.TempDir(), "web.qcow2")
-	config := objectOf(resourceType, map[string]any{
-		"source":    map[string]any{"path": head},
-		"output":    map[string]any{"path": outPath},
-		"fixes":     map[string]any{"enabled": false},
-		"boot_test": map[string]any{"enabled": false},
-	})
+	resourceType, config, plan := h.planDataPlaneCreate(chainIn(t, t.TempDir())[0], outPath)
 	null := tftypes.NewValue(resourceType, nil)
-	plan, err := server.PlanResourceChange(ctx, &tfprotov6.PlanResourceChangeRequest{
-		TypeName: typeName, PriorState: dynamic(resourceType, null), ProposedNewState: dynamic(resourceType, config), Config: dynamic(resourceType, config),
-	})
-	if err != nil || errorsOf(plan.Diagnostics) != "" {
-		t.Fatalf("planning: %v %s", err, errorsOf(plan.Diagnostics))
-	}
 	applied, err := server.ApplyResourceChange(ctx, &tfprotov6.ApplyResourceChangeRequest{
 		TypeName: typeName, PriorState: dynamic(resourceType, null), PlannedState: plan.PlannedState, Config: dynamic(resourceType, config),
 		PlannedPrivate: plan.PlannedPrivate, PlannedIdentity: plan.PlannedIdentity,

@@ -71,7 +71,7 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir) &&
 		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}, state == nil)
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil})
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
 			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceUnavailable,
@@ -164,7 +164,7 @@ func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRe
 	if ep == nil {
 		// Its inputs were unknown when the plan was made: plan now.
 		var err error
-		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true}, true); err != nil {
+		if ep, err = r.enginePlan(ctx, ereq, engine.PlanOptions{Inspect: r.data.planInspection, Fetch: true, Creates: true}); err != nil {
 			addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Converting the VM", err)
 			return
 		}
@@ -365,15 +365,16 @@ func (r *vmConversionResource) IdentitySchema(_ context.Context, _ resource.Iden
 	resp.IdentitySchema = outputIdentitySchema("dir", "The VM's output folder on this machine, as `output.dir` (absolute).", "The name of the VM's volume set in `pool`: `output.volume`, or the VM's name where that is not set.")
 }
 
-// enginePlan asks the engine for a plan. With mayOwn, a VM vmconv wrote
-// (a folder with its report) already at output.dir may be this resource's:
+// enginePlan asks the engine for a plan. For a plan that creates
+// (opts.Creates), a VM vmconv wrote (a folder with its report) already at
+// output.dir may be this resource's:
 // Terraform plans a replacement as a create, with no prior state, while
 // the folder it replaces is still there. It is then planned as if it
 // were; Create's Apply, which may not replace a folder it does not manage,
 // decides.
-func (r *vmConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions, mayOwn bool) (*engine.Plan, error) {
+func (r *vmConversionResource) enginePlan(ctx context.Context, ereq engine.Request, opts engine.PlanOptions) (*engine.Plan, error) {
 	ep, err := r.data.engine.Plan(ctx, ereq, opts)
-	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && ereq.Output.Pool != "" {
+	if opts.Creates && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) && ereq.Output.Pool != "" {
 		// Volumes have no Adopt at Create: only the very conversion that
 		// published them (a replacement, a killed apply) takes them.
 		refused := err
@@ -383,7 +384,7 @@ func (r *vmConversionResource) enginePlan(ctx context.Context, ereq engine.Reque
 		}
 		return nil, refused
 	}
-	if mayOwn && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) {
+	if opts.Creates && !opts.ManagedOutput && fault.Is(err, fault.OutputExists) {
 		if _, rerr := engine.ReadVMReport(ereq.Output.Dir); rerr == nil {
 			tflog.Debug(ctx, "a vmconv VM is in the output folder; Create decides", map[string]any{"dir": ereq.Output.Dir})
 			opts.ManagedOutput = true
