@@ -220,6 +220,10 @@ type PlanRecord struct {
 	At          time.Time `json:"at"`
 	// Files are the stamps the fingerprint was made of.
 	Files map[string]fingerprint.Stamp `json:"files,omitempty"`
+	// Changes is set when the plan changed an existing conversion (an
+	// update in place or a replacement) rather than finding nothing to do:
+	// a saved plan of that change goes stale if the source changes.
+	Changes bool `json:"changes,omitempty"`
 }
 
 func (e *Engine) recordPath(outputPath string) string {
@@ -240,12 +244,37 @@ func (e *Engine) LastPlanned(outputPath string) (*PlanRecord, bool) {
 	return &r, true
 }
 
-// RecordPlanned stores p as the last plan for its output path.
-func (e *Engine) RecordPlanned(p *Plan) error {
-	path := e.recordPath(p.Output.Path)
+// RecordPlanned stores p as the last plan for its output path; changes
+// tells whether it changes an existing conversion (PlanRecord.Changes).
+func (e *Engine) RecordPlanned(p *Plan, changes bool) error {
+	return e.storeRecord(p.Output.Path, PlanRecord{Source: p.Source.Path, Fingerprint: p.Source.Fingerprint, Chain: p.Source.ChainPaths(),
+		At: time.Now().UTC(), Files: p.Source.Files, Changes: changes})
+}
+
+// AppliedPlanned marks the last plan of req's output as applied: its
+// change is made, so a later change of the source does not make it stale.
+func (e *Engine) AppliedPlanned(req Request) error {
+	req, err := normalize(req)
+	if err != nil {
+		return err
+	}
+	outputPath := req.Output.Path
+	if outputPath == "" {
+		outputPath = req.Output.Dir // a whole VM's plan is kept under its folder
+	}
+	r, ok := e.LastPlanned(outputPath)
+	if !ok || !r.Changes {
+		return nil
+	}
+	r.Changes = false
+	return e.storeRecord(outputPath, *r)
+}
+
+func (e *Engine) storeRecord(outputPath string, r PlanRecord) error {
+	path := e.recordPath(outputPath)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(PlanRecord{Source: p.Source.Path, Fingerprint: p.Source.Fingerprint, Chain: p.Source.ChainPaths(), At: time.Now().UTC(), Files: p.Source.Files})
+	b, _ := json.Marshal(r)
 	return output.WriteAtomic(path, b, 0o644)
 }

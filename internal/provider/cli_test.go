@@ -88,6 +88,47 @@ resource "vmconv_disk_conversion" "web" {
 	if err := want.Compare(data); err != nil {
 		t.Fatal(err)
 	}
+
+	// A saved plan that updates the conversion in place (its timeouts)
+	// goes stale the same way: the final plan would replace it instead.
+	cli.Write(fmt.Sprintf(`
+terraform {
+  required_providers {
+    vmconv = { source = "vmconv/vmconv" }
+  }
+}
+resource "vmconv_disk_conversion" "web" {
+  source { path = %q }
+  output { path = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
+  timeouts { create = "40m" }
+}
+`, head, outPath))
+	if got := cli.MustRun("plan", "-input=false", "-no-color", "-out=tfplan"); !strings.Contains(got, "updated in-place") {
+		t.Fatalf("a new timeout does not plan an update in place:\n%s", got)
+	}
+	before, _ := os.Stat(outPath)
+	if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 8192, Length: 4096, Byte: 0x43}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = cli.Run("apply", "-input=false", "-no-color", "tfplan")
+	flat = strings.Join(strings.Fields(got), " ")
+	if err == nil || strings.Contains(flat, "Provider produced inconsistent final plan") || strings.Contains(flat, "bug in the provider") {
+		t.Fatalf("applying a stale update did not fail with vmconv's error (err %v):\n%s", err, got)
+	}
+	for _, want := range []string{"Source Disk Changed After Plan", "Changed file: " + head} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("apply of a stale update lacks %q:\n%s", want, got)
+		}
+	}
+	if after, _ := os.Stat(outPath); after == nil || !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a refused update touched the output")
+	}
+	// The next plan takes the change in: the output is replaced.
+	if got := cli.MustRun("plan", "-input=false", "-no-color"); !strings.Contains(got, "must be replaced") || !strings.Contains(got, "Source Disk Changed") {
+		t.Errorf("the plan after a refused stale update does not replace the output:\n%s", got)
+	}
 }
 
 // TestAccDiskConversion_applyPlansSourceOnce applies a saved plan with the

@@ -188,15 +188,24 @@ const (
 	summaryOutputFolderKept = "Output Folder Not Deleted"
 )
 
-// stalePlan tells whether a plan of a conversion still to be created finds
-// its source changed since the last plan of the same source and output:
-// the apply of a saved plan (Terraform plans again just before it applies)
+// stalePlan tells whether a plan finds the source changed since the last
+// plan of the same source and output, when that plan creates or changes
+// the conversion: the apply of a saved plan (Terraform plans again just before it applies)
 // or a plan made after one that was reviewed. No signal in Terraform's
 // protocol tells the two apart, and both describe a migration that will
 // not happen as reviewed, so both are refused; the plan is recorded
 // first, so the next plan proceeds.
-func stalePlan(creating bool, last *engine.PlanRecord, p *engine.Plan) bool {
-	return creating && last.Source != "" && last.Source == p.Source.Path
+func stalePlan(stateFingerprint *string, last *engine.PlanRecord, p *engine.Plan) bool {
+	if last.Source == "" || last.Source != p.Source.Path || last.Fingerprint == p.Source.Fingerprint {
+		return false
+	}
+	if stateFingerprint == nil {
+		return true // a conversion still to be created
+	}
+	// A change of an existing conversion (an update in place, a
+	// replacement) planned against the source in state, which has changed
+	// since: the final plan would now replace it for another reason.
+	return last.Changes && last.Fingerprint == *stateFingerprint
 }
 
 // staleDetail explains a refused stale plan, naming the files that changed.
@@ -217,9 +226,18 @@ func changedFilesFacts(changes []string) string {
 	return b.String()
 }
 
-// recordPlan remembers this plan's source for the next plan's comparison.
-func recordPlan(ctx context.Context, e *engine.Engine, p *engine.Plan) {
-	if err := e.RecordPlanned(p); err != nil {
+// appliedPlan marks the plan of req's output as applied, once an update
+// made its change.
+func appliedPlan(ctx context.Context, e *engine.Engine, req engine.Request) {
+	if err := e.AppliedPlanned(req); err != nil {
+		tflog.Warn(ctx, "cannot mark the plan as applied", map[string]any{"error": err.Error()})
+	}
+}
+
+// recordPlan remembers this plan's source for the next plan's comparison;
+// changes tells whether the plan changes an existing conversion.
+func recordPlan(ctx context.Context, e *engine.Engine, p *engine.Plan, changes bool) {
+	if err := e.RecordPlanned(p, changes); err != nil {
 		tflog.Warn(ctx, "cannot record the plan", map[string]any{"error": err.Error()})
 	}
 }

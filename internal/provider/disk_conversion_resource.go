@@ -97,18 +97,26 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 		addFaultAt(&resp.Diagnostics, attributeFor(err), "Planning the conversion", err)
 		return
 	}
-	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
-		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
-		if stalePlan(state == nil, last, ep) {
+	// A plan that differs from the state changes the conversion; its
+	// saved plan goes stale if the source changes before the apply.
+	changes := state != nil && !req.Plan.Raw.Equal(req.State.Raw)
+	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint {
+		var stateFingerprint *string
+		if state != nil {
+			stateFingerprint = state.SourceFingerprint.ValueStringPointer()
+		}
+		switch {
+		case stalePlan(stateFingerprint, last, ep):
 			// Most likely the final plan of a saved plan (or of one under
 			// review): Terraform would call the new values a provider bug.
-			recordPlan(ctx, e, ep)
+			recordPlan(ctx, e, ep, changes)
 			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryFor(fault.SourceChanged), staleDetail("source disk", last, ep))
 			return
+		case state == nil || last.Fingerprint != state.SourceFingerprint.ValueString():
+			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summarySourceChangedPlan, sourceChangeDetail(last, ep))
 		}
-		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summarySourceChangedPlan, sourceChangeDetail(last, ep))
 	}
-	recordPlan(ctx, e, ep)
+	recordPlan(ctx, e, ep, changes)
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		writePlanFile(ctx, &plan, ep, &resp.Diagnostics)
@@ -326,6 +334,9 @@ func (r *diskConversionResource) Update(ctx context.Context, req resource.Update
 		if res == nil && effectiveBootTest(plan.BootTest).Enabled.ValueBool() {
 			resp.Diagnostics.AddAttributeWarning(path.Root("boot_test"), summaryBootTestNotRun, bootTestNotRunDetail)
 		}
+	}
+	if r.data != nil && !resp.Diagnostics.HasError() {
+		appliedPlan(ctx, r.data.engine, toRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "path", resp.Identity)...)

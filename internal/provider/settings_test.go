@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/vmconv/terraform-provider-vmconv/engine"
 )
 
 // boolSetting: the attribute wins, then the environment, then the default;
@@ -48,6 +49,29 @@ func TestSubjectLabel(t *testing.T) {
 	} {
 		if got := subjectLabel(v); got != want {
 			t.Errorf("subjectLabel(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestStalePlan: which source changes refuse a plan as stale.
+func TestStalePlan(t *testing.T) {
+	f1, f2 := "v1:one", "v1:two"
+	now := &engine.Plan{Source: engine.SourcePlan{Path: "/src/web.vmdk", Fingerprint: f2}}
+	for _, c := range []struct {
+		name  string
+		state *string
+		last  engine.PlanRecord
+		want  bool
+	}{
+		{"create planned before the change", nil, engine.PlanRecord{Source: "/src/web.vmdk", Fingerprint: f1}, true},
+		{"create of another source", nil, engine.PlanRecord{Source: "/src/db.vmdk", Fingerprint: f1}, false},
+		{"nothing changed since", nil, engine.PlanRecord{Source: "/src/web.vmdk", Fingerprint: f2}, false},
+		{"update planned against the state's source", &f1, engine.PlanRecord{Source: "/src/web.vmdk", Fingerprint: f1, Changes: true}, true},
+		{"no-op plan, then the source changed", &f1, engine.PlanRecord{Source: "/src/web.vmdk", Fingerprint: f1}, false},
+		{"update planned against another source", &f1, engine.PlanRecord{Source: "/src/web.vmdk", Fingerprint: "v1:zero", Changes: true}, false},
+	} {
+		if got := stalePlan(c.state, &c.last, now); got != c.want {
+			t.Errorf("%s: stalePlan = %v, want %v", c.name, got, c.want)
 		}
 	}
 }

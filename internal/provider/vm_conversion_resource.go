@@ -81,19 +81,27 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 		addFaultAt(&resp.Diagnostics, vmAttributeFor(err), "Planning the VM's conversion", err)
 		return
 	}
-	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint &&
-		(state == nil || last.Fingerprint != state.SourceFingerprint.ValueString()) {
-		if stalePlan(state == nil, last, ep) {
-			recordPlan(ctx, e, ep)
+	// A plan that differs from the state changes the conversion; its
+	// saved plan goes stale if the source changes before the apply.
+	changes := state != nil && !req.Plan.Raw.Equal(req.State.Raw)
+	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint {
+		var stateFingerprint *string
+		if state != nil {
+			stateFingerprint = state.SourceFingerprint.ValueStringPointer()
+		}
+		switch {
+		case stalePlan(stateFingerprint, last, ep):
+			recordPlan(ctx, e, ep, changes)
 			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryVMSourceChangedAfterPlan, staleDetail("source VM", last, ep))
 			return
+		case state == nil || last.Fingerprint != state.SourceFingerprint.ValueString():
+			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChangedPlan,
+				fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
+					"%sPrevious fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"),
+					changedFilesFacts(engine.ChangedFiles(last.Files, ep.Source.Files)), last.Fingerprint, ep.Source.Fingerprint))
 		}
-		resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChangedPlan,
-			fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
-				"%sPrevious fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"),
-				changedFilesFacts(engine.ChangedFiles(last.Files, ep.Source.Files)), last.Fingerprint, ep.Source.Fingerprint))
 	}
-	recordPlan(ctx, e, ep)
+	recordPlan(ctx, e, ep, changes)
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		setVMPlanned(&plan, ep)
@@ -317,6 +325,9 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 			addFaultAt(&resp.Diagnostics, path.Root("hardware"), "Recording the VM's hardware in its report", err)
 			return
 		}
+	}
+	if r.data != nil && !resp.Diagnostics.HasError() {
+		appliedPlan(ctx, r.data.engine, vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics))
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
 	resp.Diagnostics.Append(setOutputIdentity(ctx, plan.ID.ValueString(), "dir", resp.Identity)...)
