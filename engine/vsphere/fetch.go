@@ -54,7 +54,8 @@ var afterSnapshot func(ctx context.Context)
 // server still has the same one.
 func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (*Fetched, error) {
 	res := &Fetched{}
-	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the disk was copied", func(dc *object.Datacenter, info *VM) error {
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the disk was copied", func(r vmRead) error {
+		dc, info := r.dc, r.info
 		if o.Disk < 0 || o.Disk >= len(info.Disks) {
 			return fault.New(fault.InvalidRequest, o.VM, "the VM has %d disk(s); disk %d does not exist", len(info.Disks), o.Disk)
 		}
@@ -101,7 +102,8 @@ func DiskDir(dir string, n int) string { return filepath.Join(dir, fmt.Sprintf("
 // as FetchDisk copies one; with Snapshot, all of them from one snapshot.
 func (c *Client) FetchVM(ctx context.Context, o FetchVMOptions) (*FetchedVM, error) {
 	res := &FetchedVM{}
-	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the VM's disks were copied", func(dc *object.Datacenter, info *VM) error {
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the VM's disks were copied", func(r vmRead) error {
+		dc, info := r.dc, r.info
 		if len(info.Disks) == 0 {
 			return fault.New(fault.InvalidRequest, o.VM, "the VM has no virtual disk to copy").
 				WithHint("Check vm: it names a VM without disks.")
@@ -139,26 +141,26 @@ type snapState struct {
 	Removed  bool
 }
 
+// vmRead is what readVM hands its reader.
+type vmRead struct {
+	dc   *object.Datacenter
+	vm   *object.VirtualMachine
+	info *VM
+	// snap is the snapshot taken for the read, nil without one.
+	snap *types.ManagedObjectReference
+}
+
 // readVM finds a VM and runs read with its configuration: with snapshot,
 // the configuration of one snapshot taken for the read and removed after
 // it whatever happened; otherwise the VM's current one. done says what was
 // copied, for the message when only the removal failed.
-func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot bool, done string, read func(*object.Datacenter, *VM) error) (st snapState, err error) {
-	var vm *object.VirtualMachine
-	var dc *object.Datacenter
-	if err := c.soap(ctx, func() error {
-		f := find.NewFinder(c.vc, true)
-		var err error
-		if dc, err = f.DatacenterOrDefault(ctx, datacenter); err != nil {
-			return err
-		}
-		f.SetDatacenter(dc)
-		vm, err = f.VirtualMachine(ctx, name)
-		return err
-	}); err != nil {
-		return st, fault.New(fault.RemoteNotFound, name, "vSphere has no VM %q in datacenter %q", name, datacenter).WithHint("Check datacenter and vm.")
+func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot bool, done string, read func(vmRead) error) (st snapState, err error) {
+	dc, vm, err := c.findVM(ctx, datacenter, name)
+	if err != nil {
+		return st, err
 	}
 	var cfg *types.VirtualMachineConfigInfo
+	var snapRef *types.ManagedObjectReference
 	if snapshot {
 		snapName := fmt.Sprintf("vmconv-%d", time.Now().UnixNano())
 		var snap types.ManagedObjectReference
@@ -203,7 +205,7 @@ func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot b
 		}); err != nil {
 			return st, fault.Wrap(fault.FetchFailed, name, err, "cannot read the snapshot's configuration")
 		}
-		cfg = &ms.Config
+		cfg, snapRef = &ms.Config, &snap
 	} else {
 		var m mo.VirtualMachine
 		if err := c.soap(ctx, func() error { return vm.Properties(ctx, vm.Reference(), []string{"config"}, &m) }); err != nil || m.Config == nil {
@@ -214,7 +216,7 @@ func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot b
 	if afterSnapshot != nil {
 		afterSnapshot(ctx)
 	}
-	return st, read(dc, describe(cfg, nil))
+	return st, read(vmRead{dc: dc, vm: vm, info: describe(cfg, nil), snap: snapRef})
 }
 
 // sink is where one disk's files go.

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -44,6 +45,8 @@ type Client struct {
 	login *url.Userinfo
 	// Relogins counts the sessions re-established.
 	Relogins int
+	// datastores caches the datastores ranged reads go to.
+	datastores map[string]*object.Datastore
 }
 
 // Shown is u without credentials or query, for messages.
@@ -130,6 +133,10 @@ type Disk struct {
 	// Device is the slot as a .vmx names it, such as "scsi0:1"; empty
 	// when Bus is.
 	Device string `json:"device"`
+	// Key is vSphere's device key; ChangeID the disk's changed block
+	// tracking ID as of this configuration, empty without tracking.
+	Key      int32  `json:"key,omitempty"`
+	ChangeID string `json:"change_id,omitempty"`
 }
 
 // NIC is one network adapter.
@@ -180,7 +187,10 @@ func describe(cfg *types.VirtualMachineConfigInfo, snap *types.VirtualMachineSna
 		}
 		switch x := d.(type) {
 		case *types.VirtualDisk:
-			disk := Disk{Label: label, Capacity: x.CapacityInBytes}
+			disk := Disk{Label: label, Capacity: x.CapacityInBytes, Key: dev.Key}
+			if b, ok := x.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+				disk.ChangeID = b.ChangeId
+			}
 			if disk.Capacity == 0 {
 				disk.Capacity = x.CapacityInKB * 1024
 			}
