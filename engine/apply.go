@@ -14,6 +14,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
+	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 )
 
 // ApplyOptions qualify an Apply call.
@@ -47,6 +48,8 @@ type job struct {
 	// hives are a Windows guest's hives as they were before FIX edited
 	// them, kept beside the report.
 	hives map[string][]byte
+	// warm is set for a warm migration's cutover.
+	warm *source.WarmCutover
 }
 
 // diskWork is one disk through the stages.
@@ -173,7 +176,14 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	if p.Output.Volume != nil {
 		return j.res, e.publishVolume(ctx, j)
 	}
-	return j.res, e.publish(ctx, j)
+	if err := e.publish(ctx, j); err != nil {
+		return j.res, err
+	}
+	if j.warm != nil {
+		// Published: the staging images have served their purpose.
+		os.RemoveAll(j.warm.Staging)
+	}
+	return j.res, nil
 }
 
 // recheck repeats the plan's checks against the world as it is now.
@@ -185,6 +195,9 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		return err
 	}
 	j.res.CacheEntries = rs.cacheEntries
+	if rs.local != nil {
+		j.warm = rs.local.Warm
+	}
 	for _, d := range rs.disks {
 		if d.c == nil {
 			return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
@@ -335,6 +348,9 @@ func (e *Engine) publishSet(ctx context.Context, j *job) error {
 			return fault.Wrap(fault.OutputNotWritable, p.Output.Path, err, "cannot keep the hive backups")
 		}
 		j.res.HiveBackups = p.Output.Path
+	}
+	if j.warm != nil {
+		j.res.Warm = warmResult(j.warm, time.Now())
 	}
 	report := &Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}
 	rep, _ := json.MarshalIndent(report, "", "  ")

@@ -273,6 +273,9 @@ func (e *Engine) resolveSource(ctx context.Context, spec SourceSpec, vm, fetchNo
 			if kind == "disks" {
 				dspec, kind = spec.Disks[i], d.Kind
 			}
+			if d.Format != "" {
+				dspec.Format = d.Format
+			}
 			if rd.c, err = e.resolveChain(d.Head, dspec, kind); err != nil {
 				if fe, ok := fault.As(err); ok && rs.src.Kind() == "disks" {
 					return nil, fe.WithFact("Listed disk", fmt.Sprintf("source.disks[%d]", i))

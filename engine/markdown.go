@@ -51,8 +51,34 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	writeWarm(&b, res.Warm)
 	writeWarnings(&b, res.Warnings)
 	return b.String()
+}
+
+// writeWarm lists a warm migration's syncs and where its downtime went.
+func writeWarm(b *strings.Builder, w *WarmResult) {
+	if w == nil {
+		return
+	}
+	ms := func(n int64) string {
+		return (time.Duration(n) * time.Millisecond).Round(100 * time.Millisecond).String()
+	}
+	fmt.Fprintf(b, "## Warm migration\n\n- downtime %s, from the shutdown request (%s) to the images published: shutdown %s, final sync %s, then the stages above after FETCH\n\n",
+		ms(w.DowntimeMS), w.PowerDown.How, ms(w.ShutdownMS), ms(w.FinalSyncMS))
+	b.WriteString("| Sync | At | | Changed | Read | Change IDs |\n| ---: | --- | --- | ---: | ---: | --- |\n")
+	for i, s := range w.Syncs {
+		kind := "changed areas"
+		if s.Full {
+			kind = "full: " + md(s.FullReason)
+		}
+		var ids []string
+		for _, d := range s.Disks {
+			ids = append(ids, fmt.Sprintf("`%s` → `%s`", d.From, d.To))
+		}
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s |\n", i+1, s.At.Format(time.RFC3339), kind, room.Human(s.ChangedBytes), room.Human(s.CopiedBytes), strings.Join(ids, "<br>"))
+	}
+	b.WriteString("\n")
 }
 
 // PlanMarkdown renders what a plan will do, for a comment on a pull

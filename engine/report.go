@@ -65,6 +65,8 @@ type Result struct {
 	// CacheEntries are the cache folders the source was read from, whose
 	// user the output is until it is deleted (releaseCache).
 	CacheEntries []string `json:"cache_entries,omitempty"`
+	// Warm is a warm migration's syncs and downtime.
+	Warm *WarmResult `json:"warm,omitempty"`
 }
 
 // Report is the JSON document written beside the output.

@@ -59,6 +59,9 @@ type Local struct {
 	Disks []Disk
 	// Hardware is a whole VM's shape; nil when the source does not say.
 	Hardware *Hardware
+	// Warm is set when the disks are a warm migration's staging images,
+	// reached by a cutover.
+	Warm *WarmCutover
 }
 
 // Remote is what a source not made local reports about itself.

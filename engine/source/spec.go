@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fetch"
@@ -67,6 +68,19 @@ type VSphere struct {
 	Insecure   bool   `json:"insecure,omitempty"`
 	Username   string `json:"-"`
 	Password   string `json:"-"`
+	// Warm migrates the whole VM while it runs: syncs copy it into
+	// staging images (Engine.WarmSync), and the cutover converts them.
+	Warm *Warm `json:"warm,omitempty"`
+}
+
+// Warm is a warm migration's settings.
+type Warm struct {
+	// Cutover shuts the VM down, syncs the last changes and converts the
+	// staging images; without it, apply only syncs.
+	Cutover bool `json:"cutover"`
+	// ShutdownTimeout is how long the guest has to shut down at cutover
+	// before the VM is powered off; zero means five minutes.
+	ShutdownTimeout time.Duration `json:"shutdown_timeout,omitempty"`
 }
 
 // ESXi is a VMDK on an ESXi host, read over SSH (SFTP). The private key is

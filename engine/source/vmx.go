@@ -37,6 +37,9 @@ type Disk struct {
 	// Kind is a listed disk's own kind (source.disks), which decides how
 	// its chain is checked.
 	Kind string `json:"-"`
+	// Format is set when the source knows Head's format rather than
+	// leaving it to be detected: a warm migration's raw staging images.
+	Format string `json:"-"`
 }
 
 // Hardware is the VM's shape as its source describes it.

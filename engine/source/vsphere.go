@@ -54,6 +54,10 @@ func (v *vsphereSource) Locate(ctx context.Context, fetchNow bool) (*Local, *Rem
 	if v.env.WholeVM {
 		return v.locateVM(ctx, c, vm, fetchNow)
 	}
+	if s.Warm != nil {
+		return nil, nil, fault.New(fault.InvalidRequest, s.VM, "warm migration converts whole VMs").
+			WithHint("Use the vmconv_vm_conversion resource for a warm migration.")
+	}
 	if s.Disk < 0 || s.Disk >= len(vm.Disks) {
 		return nil, nil, fault.New(fault.InvalidRequest, s.VM, "the VM has %d disk(s); disk %d does not exist", len(vm.Disks), s.Disk).
 			WithHint("Set source.vsphere.disk to a number from 0 to %d.", len(vm.Disks)-1)
@@ -109,6 +113,10 @@ func (v *vsphereSource) locateVM(ctx context.Context, c *vsphere.Client, vm *vsp
 	if !fetchNow {
 		return l, nil, nil
 	}
+	if s.Warm != nil {
+		l, err := v.cutover(ctx, c, l)
+		return l, nil, err
+	}
 	dir := v.env.entry("vsphere", l.Fingerprint)
 	if err := v.env.use(dir); err != nil {
 		return nil, nil, err
@@ -137,6 +145,11 @@ func (v *vsphereSource) Describe(r *Remote) (string, string) {
 	note := ", read as it is (no snapshot: the VM should be powered off)"
 	if s.Snapshot {
 		note = ", read from a snapshot taken for the copy and removed after it"
+	}
+	if v.env.WholeVM && s.Warm != nil {
+		return fmt.Sprintf("%s VM %q", vsphere.Shown(s.URL), s.VM),
+			fmt.Sprintf("shut VM %q down (a guest shutdown, then a power off after %s), sync the areas changed since the last sync into the staging images from a snapshot removed after it, and convert those",
+				s.VM, warmTimeout(s.Warm))
 	}
 	if v.env.WholeVM {
 		if s.Snapshot {

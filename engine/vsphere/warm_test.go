@@ -25,17 +25,10 @@ const warmSize = 320 * mib
 func warmVM(t *testing.T) (*simVM, *vcsimtest.CBT, int32) {
 	v := newSimVM(t)
 	cbt := v.s.EnableCBT()
-	if _, err := testimg.VMFSFlat(v.ds("DC0_H0_VM0"), "disk1", 0x1111, warmSize, testimg.Layer{
+	key := cbt.FlatDisk(t, v.vm, warmSize, testimg.Layer{
 		{Offset: 0, Length: 3 * mib, Byte: 0x11}, {Offset: 100 * mib, Length: 1 * mib, Byte: 0x12}, {Offset: warmSize - 64<<10, Length: 64 << 10, Byte: 0x13},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	d := v.disk(t, disk0Ds)
-	d.CapacityInBytes, d.CapacityInKB = warmSize, warmSize/1024
-	if err := cbt.Track(v.vm, d.Key); err != nil {
-		t.Fatal(err)
-	}
-	return v, cbt, d.Key
+	})
+	return v, cbt, key
 }
 
 // scatter writes b at every stride from start, n times, as a running

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
@@ -484,4 +485,34 @@ func findDisk(vm *simulator.VirtualMachine, key int32) *types.VirtualDisk {
 		}
 	}
 	return nil
+}
+
+// FlatDisk makes the VM's first disk a flat disk of size holding l
+// ("[LocalDS_0] <vm>/disk1.vmdk", as the simulator names it) and tracks
+// it; it returns the disk's key.
+func (c *CBT) FlatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, l testimg.Layer) int32 {
+	t.Helper()
+	var d *types.VirtualDisk
+	for _, dev := range vm.Config.Hardware.Device {
+		if x, ok := dev.(*types.VirtualDisk); ok {
+			d = x
+			break
+		}
+	}
+	if d == nil {
+		t.Fatalf("vm %s has no disk", vm.Name)
+	}
+	var p object.DatastorePath
+	if !p.FromString(d.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName) {
+		t.Fatalf("vm %s: disk backing %q", vm.Name, d.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName)
+	}
+	dir := filepath.Join(c.s.DatastoreDir(p.Datastore), path.Dir(p.Path))
+	if _, err := testimg.VMFSFlat(dir, strings.TrimSuffix(path.Base(p.Path), ".vmdk"), 0x1111, size, l); err != nil {
+		t.Fatal(err)
+	}
+	d.CapacityInBytes, d.CapacityInKB = size, size/1024
+	if err := c.Track(vm, d.Key); err != nil {
+		t.Fatal(err)
+	}
+	return d.Key
 }
