@@ -213,6 +213,12 @@ func (p *Plan) noteSizes() {
 }
 
 func (e *Engine) planOutput(ctx context.Context, req Request, opts PlanOptions) (*Plan, error) {
+	if v := req.Source.VSphere; v != nil && v.Warm != nil && req.Output.Pool != "" {
+		// Its downtime runs to the images published; an upload to the
+		// host after the cutover would add to it unmeasured.
+		return nil, fault.New(fault.InvalidRequest, req.Output.Pool, "a warm migration publishes into output.dir, not into a storage pool").
+			WithHint("Set output.dir, and define the domain's disks from the images there.")
+	}
 	if req.Output.Pool == "" && req.Output.Volume == "" {
 		return e.plan(ctx, req, opts)
 	}

@@ -47,8 +47,16 @@ func TestWarmMigration(t *testing.T) {
 		Output: engine.OutputSpec{Dir: out, Format: "raw"},
 	}
 	ctx := context.Background()
+	pooled := req
+	pooled.Output = engine.OutputSpec{Pool: "default", VM: true, Format: "raw"}
+	if _, err := e.Plan(ctx, pooled, engine.PlanOptions{}); err == nil || !strings.Contains(err.Error(), "publishes into output.dir") {
+		t.Fatalf("a warm migration into a pool: %v", err)
+	}
 	if st, err := e.WarmStatus(req); err != nil || st != nil {
 		t.Fatalf("status before the first sync: %+v, %v", st, err)
+	}
+	if pv, err := e.WarmPreview(ctx, req); err != nil || !pv.Full || pv.Reason != "the first copy" {
+		t.Fatalf("preview before the first sync: %+v, %v", pv, err)
 	}
 	st, err := e.WarmSync(ctx, req, nil)
 	if err != nil {
@@ -64,6 +72,9 @@ func TestWarmMigration(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a sync wrote at the output")
+	}
+	if pv, err := e.WarmPreview(ctx, req); err != nil || pv.Full || pv.Syncs != 2 || len(pv.ChangeIDs) != 1 || pv.ChangeIDs[0] != st.Disks[0].ChangeID {
+		t.Fatalf("preview after two syncs: %+v, %v", pv, err)
 	}
 	write(20*mib, 0xc3) // the last write before the cutover
 

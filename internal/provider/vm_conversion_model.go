@@ -33,6 +33,7 @@ type vmConversionModel struct {
 	FixesApplied      types.List     `tfsdk:"fixes_applied"`
 	BootTestResult    types.Object   `tfsdk:"boot_test_result"`
 	Guest             types.Object   `tfsdk:"guest"`
+	Warm              types.Object   `tfsdk:"warm"`
 }
 
 type vmOutputModel struct {
@@ -257,4 +258,8 @@ func vmStateFromReport(ctx context.Context, m *vmConversionModel, rep *engine.Re
 	m.Timeouts = nullTimeouts()
 	setVMPlanned(m, rep.Plan)
 	setVMApplied(m, rep.Plan, rep.Result)
+	m.Warm = types.ObjectNull(warmAttrTypes)
+	if rep.Result.Warm != nil {
+		m.Warm = warmValue(nil, rep.Result.Warm, diags)
+	}
 }

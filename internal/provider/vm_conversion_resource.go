@@ -71,7 +71,12 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir) &&
 		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil})
+	opts := engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}
+	if warmSpecOf(ereq) != nil {
+		// A plan that fetched a warm migration would shut the VM down.
+		opts.Inspect, opts.Fetch = false, false
+	}
+	ep, err := r.enginePlan(ctx, ereq, opts)
 	if err != nil {
 		if state != nil && (fault.Is(err, fault.SourceMissing) || fault.Is(err, fault.SourceUnreadable)) {
 			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceUnavailable,
@@ -103,6 +108,21 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	recordPlan(ctx, e, ep, changes)
 
+	plan.Warm = types.ObjectNull(warmAttrTypes)
+	if state != nil {
+		plan.Warm = state.Warm
+	}
+	if w := warmSpecOf(ereq); w != nil && !cutOver(state) {
+		if !w.Cutover {
+			r.planWarmSync(ctx, &plan, ereq, ep, resp)
+			return
+		}
+		plan.Warm = types.ObjectUnknown(warmAttrTypes)
+		setVMPlanned(&plan, ep)
+		setVMDeferred(&plan, ep)
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+		return
+	}
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		setVMPlanned(&plan, ep)
 		setVMDeferred(&plan, ep)
@@ -168,6 +188,10 @@ func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRe
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if res, wep, handled := r.applyWarm(ctx, &plan, nil, ereq, &resp.Diagnostics); handled {
+		r.warmApplied(ctx, &plan, wep, res, &resp.State, resp.Identity, resp.Private, &resp.Diagnostics)
+		return
+	}
 	ep := r.data.planned.take(ereq, plan.SourceFingerprint)
 	if ep == nil {
 		// Its inputs were unknown when the plan was made: plan now.
@@ -212,6 +236,9 @@ func (r *vmConversionResource) Create(ctx context.Context, req resource.CreateRe
 	setVMPlanned(&plan, ep)
 	setVMApplied(&plan, ep, res)
 	keepVMPlanned(&plan, &planned)
+	if plan.Warm.IsUnknown() {
+		plan.Warm = types.ObjectNull(warmAttrTypes) // planned with inputs unknown
+	}
 	for _, w := range res.Warnings {
 		resp.Diagnostics.AddWarning("Conversion Warning", w)
 	}
@@ -229,6 +256,9 @@ func (r *vmConversionResource) Read(ctx context.Context, req resource.ReadReques
 	// Also when the output is gone and the resource leaves the state: the
 	// identity is where it was.
 	resp.Diagnostics.Append(setOutputIdentity(ctx, state.ID.ValueString(), "dir", resp.Identity)...)
+	if !state.Warm.IsNull() && !cutOver(&state) {
+		return // a warm migration before its cutover: nothing at the output yet
+	}
 	if pool, prefix, names, ok := vmVolumesOf(&state); ok {
 		r.readVMVolumes(ctx, &state, pool, prefix, names, req, resp)
 		return
@@ -294,6 +324,20 @@ func (r *vmConversionResource) Update(ctx context.Context, req resource.UpdateRe
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if r.data != nil && !state.Warm.IsNull() && !cutOver(&state) {
+		timeout, d := plan.Timeouts.Update(ctx, defaultCreateTimeout)
+		resp.Diagnostics.Append(d...)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		ereq := vmRequest(ctx, &plan, req.Config, r.data, &resp.Diagnostics)
+		if res, wep, handled := r.applyWarm(ctx, &plan, &state, ereq, &resp.Diagnostics); handled {
+			r.warmApplied(ctx, &plan, wep, res, &resp.State, resp.Identity, resp.Private, &resp.Diagnostics)
+			return
+		}
+	}
+	if plan.Warm.IsUnknown() {
+		plan.Warm = state.Warm
+	}
 	if !plan.BootTest.equal(state.BootTest) {
 		if r.data == nil {
 			resp.Diagnostics.AddError(summaryUnconfigured, unconfiguredDetail("updating a VM conversion"))
@@ -337,6 +381,10 @@ func (r *vmConversionResource) Delete(ctx context.Context, req resource.DeleteRe
 	var state vmConversionModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 	if resp.Diagnostics.HasError() || state.Output == nil {
+		return
+	}
+	if !state.Warm.IsNull() && !cutOver(&state) {
+		r.discardWarm(ctx, &state, &resp.Diagnostics)
 		return
 	}
 	if pool, prefix, names, ok := vmVolumesOf(&state); ok {

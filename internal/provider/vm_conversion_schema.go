@@ -127,6 +127,7 @@ func (r *vmConversionResource) Schema(ctx context.Context, _ resource.SchemaRequ
 			"fixes_applied":    fixesAppliedAttribute("Every change the fixes made to the guest, on whichever disk (in a dry run: would make), in order. The report holds each file's content before and after."),
 			"boot_test_result": bootTestResultAttribute("The outcome of the boot test, with every disk attached."),
 			"guest":            guestAttribute("What inspection found in the guest across all its disks (null when neither fixes nor boot test ran)."),
+			"warm":             warmAttribute(),
 		},
 	}
 }

@@ -28,10 +28,7 @@ var vmSourceKinds = []sourceKind{
 	wholeVM{sourceKind: ovaKind{}, drop: "disk", doc: "A local OVA archive, or one on an HTTP(S) server: every disk of its OVF, in the order the VM attached them " +
 		"(the drive items' controller and unit), with the OVF's hardware. It is read as a stream, once, and its disks are extracted into the cache keyed by " +
 		"the archive's fingerprint; the manifest is checked. An OVA on a server is downloaded at plan time only with the provider's `plan_fetch = true`: its disks are listed inside it."},
-	wholeVM{sourceKind: vsphereKind{}, drop: "disk", doc: "A VM in vCenter or ESXi: every virtual disk, in controller order, each with its snapshot chain, copied through the " +
-		"datastore's `/folder` HTTP interface into the cache. Plans read the VM's configuration only (its hardware and disks are known at plan time); the copy " +
-		"happens at apply. With `snapshot = \"create\"` (the default) every disk is read from one snapshot of the VM, removed afterwards, also when the apply fails. " +
-		"Credentials come from the provider."},
+	vmVSphere,
 	wholeVM{sourceKind: esxiKind{}, doc: "A VM on an ESXi host's datastore, copied over SSH (SFTP): `path` names its `.vmx` (`[datastore] folder/web.vmx`), which is " +
 		"read strictly as a local `.vmx` is, and every disk it names, each with its extents and snapshot parents. Every disk must lie in the `.vmx`'s folder. " +
 		"The host key must be pinned."},

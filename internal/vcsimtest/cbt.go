@@ -133,9 +133,15 @@ func (c *CBT) Reset(vm *simulator.VirtualMachine) {
 }
 
 func (c *CBT) reset(vm types.ManagedObjectReference) {
+	obj, _ := c.s.Model.Map().Get(vm).(*simulator.VirtualMachine)
 	for _, d := range c.disks {
 		if d.vm == vm {
 			d.epoch = ""
+			// As vSphere, the VM's disks carry no change ID until
+			// tracking starts again.
+			if obj != nil {
+				findDisk(obj, d.key).Backing.(*types.VirtualDiskFlatVer2BackingInfo).ChangeId = ""
+			}
 		}
 	}
 }
