@@ -82,7 +82,7 @@ type stage interface {
 // Apply executes a plan. It re-checks every decision that could have gone
 // stale since Plan (the source's fingerprint, the output path) and fails
 // rather than improvise. On any failure nothing is left at the output path.
-func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOptions) (*Result, error) {
+func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOptions) (res *Result, err error) {
 	if sink == nil {
 		sink = nopSink{}
 	}
@@ -99,6 +99,12 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 	defer freeSlot()
 	j := &job{e: e, plan: p, sink: sink, res: &Result{}, freeSlot: freeSlot}
 	j.res.Warnings = append(j.res.Warnings, p.Warnings...)
+	defer func() {
+		if err != nil && j.warm != nil {
+			// A cutover that failed after the VM went down.
+			err = source.RestartAfterFailedCutover(ctx, p.Request.Source.VSphere, j.warm.PowerDown, err)
+		}
+	}()
 
 	if len(p.Disks) > 0 {
 		if err := checkVMNotHeld(p.Output.Path); err != nil {
@@ -190,6 +196,17 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, sink Sink, opts ApplyOption
 func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 	p := j.plan
 	req := p.Request
+	if v := req.Source.VSphere; v != nil && v.Warm != nil {
+		// A cutover shuts the VM down as it fetches: the VM must still be
+		// the one planned before that.
+		pre, err := e.resolveSource(ctx, req.Source, true, false, j.sink, newCacheHolds(ctx, ownerOf(req.Output), false))
+		if err != nil {
+			return err
+		}
+		if pre.fp != p.Source.Fingerprint {
+			return sourceChanged(p, pre)
+		}
+	}
 	rs, err := e.resolveSource(ctx, req.Source, req.Output.Dir != "", true, j.sink, newCacheHolds(ctx, ownerOf(req.Output), false))
 	if err != nil {
 		return err
@@ -207,12 +224,7 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		return fault.New(fault.Internal, p.Source.Path, "the source was not made local")
 	}
 	if rs.fp != p.Source.Fingerprint {
-		f := fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
-			WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.")
-		for _, c := range ChangedFiles(p.Source.Files, rs.stamps) {
-			f = f.WithFact("Changed file", c)
-		}
-		return f.WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", rs.fp)
+		return sourceChanged(p, rs)
 	}
 	if len(p.Disks) > 0 && len(rs.disks) != len(p.Disks) {
 		return fault.New(fault.SourceChanged, p.Source.Path, "the VM had %d disks when it was planned and has %d now", len(p.Disks), len(rs.disks)).
@@ -254,6 +266,16 @@ func (e *Engine) recheck(ctx context.Context, j *job, opts ApplyOptions) error {
 		}
 	}
 	return output.CheckSpace(p.Output.Path, need)
+}
+
+// sourceChanged refuses an apply whose source is not what was planned.
+func sourceChanged(p *Plan, rs *resolvedSource) error {
+	f := fault.New(fault.SourceChanged, p.Source.Path, "the source disk changed after the plan was made").
+		WithHint("Something wrote to the source (or replaced a file of its chain) between plan and apply. Run terraform plan again and review the new plan.")
+	for _, c := range ChangedFiles(p.Source.Files, rs.stamps) {
+		f = f.WithFact("Changed file", c)
+	}
+	return f.WithFact("Planned fingerprint", p.Source.Fingerprint).WithFact("Current fingerprint", rs.fp)
 }
 
 func stageError(ctx context.Context, s StageName, file string, err error) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
@@ -116,14 +115,6 @@ func (e *Engine) WarmPreview(ctx context.Context, req Request) (*WarmPreview, er
 	if err != nil {
 		return nil, err
 	}
-	pv := &WarmPreview{Full: true, Reason: "the first copy"}
-	if st == nil || len(st.Syncs) == 0 {
-		return pv, nil
-	}
-	pv.Syncs, pv.LastSync = len(st.Syncs), st.Syncs[len(st.Syncs)-1].At
-	for _, d := range st.Disks {
-		pv.ChangeIDs = append(pv.ChangeIDs, d.ChangeID)
-	}
 	s := req.Source.VSphere
 	c, err := vsphere.Connect(ctx, source.VSphereOptions(s))
 	if err != nil {
@@ -133,6 +124,21 @@ func (e *Engine) WarmPreview(ctx context.Context, req Request) (*WarmPreview, er
 	vm, err := c.FindVM(ctx, s.Datacenter, s.VM)
 	if err != nil {
 		return nil, err
+	}
+	for i, d := range vm.Disks {
+		// Refused here, before tracking is enabled or the VM shut down.
+		if d.Backing != "flat" || len(d.Chain) != 1 {
+			return nil, fault.New(fault.UnsupportedFormat, s.VM, "disk %d (%s) is a chain of %d %s file(s): warm migration reads the changed areas of flat disks without snapshots", i, d.Label, len(d.Chain), d.Backing).
+				WithHint("Remove the VM's own snapshots (consolidate them), or migrate it cold (without warm).")
+		}
+	}
+	pv := &WarmPreview{Full: true, Reason: "the first copy"}
+	if st == nil || len(st.Syncs) == 0 {
+		return pv, nil
+	}
+	pv.Syncs, pv.LastSync = len(st.Syncs), st.Syncs[len(st.Syncs)-1].At
+	for _, d := range st.Disks {
+		pv.ChangeIDs = append(pv.ChangeIDs, d.ChangeID)
 	}
 	rec := map[int32]vsphere.WarmDisk{}
 	for _, d := range st.Disks {
@@ -144,16 +150,10 @@ func (e *Engine) WarmPreview(ctx context.Context, req Request) (*WarmPreview, er
 		switch {
 		case !ok || r.Capacity != d.Capacity:
 			pv.Full, pv.Reason = true, fmt.Sprintf("disk %d (%s) is new or changed size since the last sync", i, d.Label)
-		case epoch(d.ChangeID) != epoch(r.ChangeID):
+		case vsphere.Epoch(d.ChangeID) != vsphere.Epoch(r.ChangeID):
 			pv.Full, pv.Reset = true, true
 			pv.Reason = fmt.Sprintf("changed block tracking was reset on the source since the last sync (disk %d: change ID %q, now %q)", i, r.ChangeID, d.ChangeID)
 		}
 	}
 	return pv, nil
-}
-
-// epoch is a change ID's tracking epoch, the part before the sequence.
-func epoch(changeID string) string {
-	e, _, _ := strings.Cut(changeID, "/")
-	return e
 }

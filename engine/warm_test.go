@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vsphere"
 	"github.com/vmconv/terraform-provider-vmconv/internal/vcsimtest"
 )
 
@@ -58,6 +61,20 @@ func TestWarmMigration(t *testing.T) {
 	if pv, err := e.WarmPreview(ctx, req); err != nil || !pv.Full || pv.Reason != "the first copy" {
 		t.Fatalf("preview before the first sync: %+v, %v", pv, err)
 	}
+	// A disk with snapshots of its own is refused before anything is done.
+	var disk *types.VirtualDisk
+	for _, d := range vm.Config.Hardware.Device {
+		if x, ok := d.(*types.VirtualDisk); ok && x.Key == key {
+			disk = x
+		}
+	}
+	b := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+	base := *b
+	b.Parent = &base
+	if _, err := e.WarmPreview(ctx, req); err == nil || !strings.Contains(err.Error(), "chain of 2 flat file(s)") {
+		t.Fatalf("a disk with a snapshot: %v", err)
+	}
+	b.Parent = nil
 	st, err := e.WarmSync(ctx, req, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +102,20 @@ func TestWarmMigration(t *testing.T) {
 	}
 	if f := p.Stage(engine.StageFetch); !f.Run || !strings.Contains(f.Reason, "shut VM") || !strings.Contains(f.Reason, "sync the areas changed") {
 		t.Fatalf("fetch stage of the cutover: %+v", f)
+	}
+	// A cutover that fails once the VM is down (its disk cannot be read
+	// in the final sync) powers it on again, and the next one succeeds.
+	vsphere.SetAfterSnapshotHook(func(context.Context) {
+		os.Remove(filepath.Join(s.DatastoreDir("LocalDS_0"), "DC0_H0_VM0", "disk1-flat.vmdk"))
+	})
+	_, err = e.Apply(ctx, p, nil, engine.ApplyOptions{})
+	vsphere.SetAfterSnapshotHook(nil)
+	fe, ok := fault.As(err)
+	if !ok || len(fe.Facts) == 0 || !strings.Contains(fe.Facts[len(fe.Facts)-1].Value, "powered on again") || vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+		t.Fatalf("a failed cutover: %v (%+v); the VM is %s", err, fe, vm.Runtime.PowerState)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a failed cutover wrote at the output")
 	}
 	want, err := os.ReadFile(live())
 	if err != nil {

@@ -41,7 +41,7 @@ func (v *vsphereSource) cutover(ctx context.Context, c *vsphere.Client, l *Local
 	dir := WarmStaging(v.env, s)
 	st, sync, err := c.WarmSync(ctx, vsphere.WarmOptions{Datacenter: s.Datacenter, VM: s.VM, Dir: dir, Logger: v.env.Log})
 	if err != nil {
-		return nil, err
+		return nil, RestartAfterFailedCutover(ctx, s, pd, err)
 	}
 	if len(st.Disks) != len(l.Disks) {
 		return nil, fault.New(fault.SourceChanged, s.VM, "the VM had %d disks when it was planned and %d at the cutover", len(l.Disks), len(st.Disks)).
@@ -60,4 +60,29 @@ func warmTimeout(w *Warm) time.Duration {
 		return DefaultShutdownTimeout
 	}
 	return w.ShutdownTimeout
+}
+
+// RestartAfterFailedCutover powers the VM on again when a cutover that
+// powered it down failed before its images were published, and says so
+// in the error: the staging images are kept, and the next apply cuts over
+// again.
+func RestartAfterFailedCutover(ctx context.Context, s *VSphere, pd *vsphere.PowerDown, cause error) error {
+	if pd == nil || pd.How == "already off" {
+		return cause
+	}
+	fe, ok := fault.As(cause)
+	if !ok {
+		fe = fault.Wrap(fault.Internal, s.VM, cause, "the cutover failed")
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	c, err := vsphere.Connect(rctx, VSphereOptions(s))
+	if err == nil {
+		defer c.Logout(rctx)
+		err = c.PowerOn(rctx, s.Datacenter, s.VM)
+	}
+	if err != nil {
+		return fe.WithFact("Source VM", "left powered off: powering it on again failed ("+err.Error()+")")
+	}
+	return fe.WithFact("Source VM", "powered on again; the staging images are kept, and the next apply cuts over again")
 }

@@ -9,9 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
@@ -54,7 +52,7 @@ var afterSnapshot func(ctx context.Context)
 // server still has the same one.
 func (c *Client) FetchDisk(ctx context.Context, o FetchOptions) (*Fetched, error) {
 	res := &Fetched{}
-	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the disk was copied", func(r vmRead) error {
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, snapshotPrefix(o.Snapshot), "the disk was copied", func(r vmRead) error {
 		dc, info := r.dc, r.info
 		if o.Disk < 0 || o.Disk >= len(info.Disks) {
 			return fault.New(fault.InvalidRequest, o.VM, "the VM has %d disk(s); disk %d does not exist", len(info.Disks), o.Disk)
@@ -102,7 +100,7 @@ func DiskDir(dir string, n int) string { return filepath.Join(dir, fmt.Sprintf("
 // as FetchDisk copies one; with Snapshot, all of them from one snapshot.
 func (c *Client) FetchVM(ctx context.Context, o FetchVMOptions) (*FetchedVM, error) {
 	res := &FetchedVM{}
-	st, err := c.readVM(ctx, o.Datacenter, o.VM, o.Snapshot, "the VM's disks were copied", func(r vmRead) error {
+	st, err := c.readVM(ctx, o.Datacenter, o.VM, snapshotPrefix(o.Snapshot), "the VM's disks were copied", func(r vmRead) error {
 		dc, info := r.dc, r.info
 		if len(info.Disks) == 0 {
 			return fault.New(fault.InvalidRequest, o.VM, "the VM has no virtual disk to copy").
@@ -150,19 +148,26 @@ type vmRead struct {
 	snap *types.ManagedObjectReference
 }
 
-// readVM finds a VM and runs read with its configuration: with snapshot,
-// the configuration of one snapshot taken for the read and removed after
-// it whatever happened; otherwise the VM's current one. done says what was
-// copied, for the message when only the removal failed.
-func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot bool, done string, read func(vmRead) error) (st snapState, err error) {
+// Snapshot name prefixes: a cold read's, and a warm migration's sync's,
+// which the next sync removes when a killed run left one.
+const (
+	coldSnapshot = "vmconv-"
+	warmSnapshot = "vmconv-warm-"
+)
+
+// readVM finds a VM and runs read with its configuration: with a snapshot
+// prefix, the configuration of one snapshot taken for the read and
+// removed after it whatever happened; with "", the VM's current one. done
+// says what was copied, for the message when only the removal failed.
+func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot string, done string, read func(vmRead) error) (st snapState, err error) {
 	dc, vm, err := c.findVM(ctx, datacenter, name)
 	if err != nil {
 		return st, err
 	}
 	var cfg *types.VirtualMachineConfigInfo
 	var snapRef *types.ManagedObjectReference
-	if snapshot {
-		snapName := fmt.Sprintf("vmconv-%d", time.Now().UnixNano())
+	if snapshot != "" {
+		snapName := fmt.Sprintf("%s%d", snapshot, time.Now().UnixNano())
 		var snap types.ManagedObjectReference
 		if err := c.soap(ctx, func() error {
 			t, err := vm.CreateSnapshot(ctx, snapName, "vmconv: consistent read for migration; removed when the copy ends", false, false)
@@ -185,14 +190,7 @@ func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot b
 			// interrupted apply must not leave a snapshot behind.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 			defer cancel()
-			rerr := c.soap(rctx, func() error {
-				consolidate := true
-				t, err := methods.RemoveSnapshot_Task(rctx, c.vc, &types.RemoveSnapshot_Task{This: snap, RemoveChildren: false, Consolidate: &consolidate})
-				if err != nil {
-					return err
-				}
-				return object.NewTask(c.vc, t.Returnval).Wait(rctx)
-			})
+			rerr := c.removeSnapshot(rctx, snap)
 			st.Removed = rerr == nil
 			if rerr != nil && err == nil {
 				err = fault.Wrap(fault.FetchFailed, name, rerr, "%s but the snapshot %s could not be removed", done, snapName).
@@ -217,6 +215,17 @@ func (c *Client) readVM(ctx context.Context, datacenter, name string, snapshot b
 		afterSnapshot(ctx)
 	}
 	return st, read(vmRead{dc: dc, vm: vm, info: describe(cfg, nil), snap: snapRef})
+}
+
+// outsideFolder tells whether an extent's file name leaves its
+// descriptor's folder.
+func outsideFolder(name string) bool { return strings.Contains(name, "/") || name == ".." }
+
+func snapshotPrefix(take bool) string {
+	if take {
+		return coldSnapshot
+	}
+	return ""
 }
 
 // sink is where one disk's files go.
@@ -268,7 +277,7 @@ func (c *Client) fetchVMDK(ctx context.Context, dc *object.Datacenter, dsPath st
 		if x.Filename == "" {
 			continue
 		}
-		if strings.Contains(x.Filename, "/") || x.Filename == ".." {
+		if outsideFolder(x.Filename) {
 			return "", fault.New(fault.PathOutsideSource, dsPath, "extent %q is outside the disk's folder", x.Filename)
 		}
 		ext := object.DatastorePath{Datastore: p.Datastore, Path: path.Join(path.Dir(p.Path), x.Filename)}
@@ -280,15 +289,9 @@ func (c *Client) fetchVMDK(ctx context.Context, dc *object.Datacenter, dsPath st
 }
 
 func (c *Client) fetchFile(ctx context.Context, dc *object.Datacenter, p object.DatastorePath, to sink, res *Fetched) (string, error) {
-	var ds *object.Datastore
-	if err := c.soap(ctx, func() error {
-		f := find.NewFinder(c.vc, true)
-		f.SetDatacenter(dc)
-		var err error
-		ds, err = f.Datastore(ctx, p.Datastore)
-		return err
-	}); err != nil {
-		return "", fault.New(fault.RemoteNotFound, p.String(), "no datastore %q", p.Datastore)
+	ds, err := c.datastore(ctx, dc, p.Datastore)
+	if err != nil {
+		return "", err
 	}
 	dest := filepath.Join(to.dir, path.Base(p.Path))
 	r, err := fetch.HTTP(ctx, ds.NewURL(p.Path).String(), dest, fetch.HTTPOptions{

@@ -80,3 +80,19 @@ func (c *Client) powerState(ctx context.Context, vm *object.VirtualMachine) (typ
 	}
 	return m.Runtime.PowerState, nil
 }
+
+// PowerOn starts a VM again, after a cutover that failed once the VM was
+// down: the migration can be retried, and the service is back meanwhile.
+func (c *Client) PowerOn(ctx context.Context, datacenter, name string) error {
+	_, vm, err := c.findVM(ctx, datacenter, name)
+	if err != nil {
+		return err
+	}
+	return c.soap(ctx, func() error {
+		t, err := vm.PowerOn(ctx)
+		if err != nil {
+			return err
+		}
+		return t.Wait(ctx)
+	})
+}

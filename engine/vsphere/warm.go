@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +54,6 @@ type WarmDisk struct {
 	Capacity int64  `json:"capacity"`
 	Image    string `json:"image"`
 	ChangeID string `json:"change_id"`
-	SHA256   string `json:"sha256"`
 }
 
 // Sync is one pass: a full copy or the areas changed since the last one.
@@ -88,7 +86,10 @@ type SyncDisk struct {
 	Areas        int    `json:"areas"`
 	Queries      int    `json:"queries"`
 	ChangedBytes int64  `json:"changed_bytes"`
-	SHA256       string `json:"sha256"`
+	// SHA256 sums what this sync wrote: each area's offset, length and
+	// bytes, in order. Summing the whole image would read it all, while
+	// the VM is down at the cutover.
+	SHA256 string `json:"sha256"`
 }
 
 const warmRecord = "warm.json"
@@ -124,15 +125,21 @@ func writeWarmState(dir string, s *WarmState) error {
 // left, and removes its own snapshot whatever happens.
 func (c *Client) WarmSync(ctx context.Context, o WarmOptions) (*WarmState, *Sync, error) {
 	started := time.Now()
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, nil, fault.Wrap(fault.OutputNotWritable, o.Dir, err, "cannot create the staging folder")
+	}
+	unlock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, nil, fault.Wrap(fault.OutputLocked, o.Dir, err, "another apply is syncing this VM's warm migration").
+			WithHint("Wait for it to end (one workspace should own a warm migration), then run terraform apply again.")
+	}
+	defer unlock()
 	st, err := ReadWarmState(o.Dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	if st == nil {
 		st = &WarmState{VM: o.VM}
-	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, nil, fault.Wrap(fault.OutputNotWritable, o.Dir, err, "cannot create the staging folder")
 	}
 	sync := &Sync{At: started.UTC(), Resumed: st.Writing}
 	_, vm, err := c.findVM(ctx, o.Datacenter, o.VM)
@@ -142,7 +149,7 @@ func (c *Client) WarmSync(ctx context.Context, o WarmOptions) (*WarmState, *Sync
 	if sync.EnabledCBT, sync.RemovedSnapshots, err = c.prepareWarm(ctx, vm, o.VM); err != nil {
 		return nil, nil, err
 	}
-	snap, err := c.readVM(ctx, o.Datacenter, o.VM, true, "the changed areas were copied", func(r vmRead) error {
+	snap, err := c.readVM(ctx, o.Datacenter, o.VM, warmSnapshot, "the changed areas were copied", func(r vmRead) error {
 		return c.syncDisks(ctx, r, o, st, sync)
 	})
 	sync.Snapshot = snap.Snapshot
@@ -196,7 +203,7 @@ func (c *Client) prepareWarm(ctx context.Context, vm *object.VirtualMachine, nam
 func leftoverSnapshots(tree []types.VirtualMachineSnapshotTree) []types.VirtualMachineSnapshotTree {
 	var out []types.VirtualMachineSnapshotTree
 	for _, s := range tree {
-		if strings.HasPrefix(s.Name, "vmconv-") {
+		if strings.HasPrefix(s.Name, warmSnapshot) {
 			out = append(out, s)
 		}
 		out = append(out, leftoverSnapshots(s.ChildSnapshotList)...)
@@ -236,7 +243,9 @@ func (c *Client) syncDisks(ctx context.Context, r vmRead, o WarmOptions, st *War
 			return fault.New(fault.FetchFailed, o.VM, "disk %d (%s) has no change ID in the snapshot: changed block tracking is not active", i, d.Label).
 				WithHint("vSphere starts tracking at the first snapshot after it is enabled; run terraform apply again.")
 		}
-		wd := WarmDisk{Key: d.Key, Label: d.Label, Capacity: d.Capacity, Image: filepath.Join(o.Dir, fmt.Sprintf("disk%d.raw", i)), ChangeID: d.ChangeID}
+		// Images are named by device key, which stays with the disk when
+		// another is added or removed.
+		wd := WarmDisk{Key: d.Key, Label: d.Label, Capacity: d.Capacity, Image: filepath.Join(o.Dir, fmt.Sprintf("disk-%d.raw", d.Key)), ChangeID: d.ChangeID}
 		sd := SyncDisk{Key: d.Key, To: d.ChangeID}
 		from, reason := "*", ""
 		switch p, ok := prev[d.Key]; {
@@ -244,6 +253,10 @@ func (c *Client) syncDisks(ctx context.Context, r vmRead, o WarmOptions, st *War
 			reason = "the first copy"
 		case p.Capacity != d.Capacity:
 			reason = fmt.Sprintf("disk %d changed size", i)
+		case !sizeIs(wd.Image, d.Capacity):
+			reason = fmt.Sprintf("the staging image of disk %d is missing or cut short", i)
+		case Epoch(p.ChangeID) != Epoch(d.ChangeID):
+			reason = fmt.Sprintf("changed block tracking was reset on the source since the last sync (disk %d: change ID %q, now %q)", i, p.ChangeID, d.ChangeID)
 		default:
 			from = p.ChangeID
 		}
@@ -275,7 +288,7 @@ func (c *Client) syncDisks(ctx context.Context, r vmRead, o WarmOptions, st *War
 		}
 		sync.ChangedBytes += sd.ChangedBytes
 		sync.CopiedBytes += copied
-		wd.SHA256, sd.SHA256 = sum, sum
+		sd.SHA256 = sum
 		disks = append(disks, wd)
 		sync.Disks = append(sync.Disks, sd)
 	}
@@ -360,6 +373,7 @@ func (c *Client) copyAreas(ctx context.Context, r vmRead, flat object.DatastoreP
 		return 0, "", fault.Wrap(fault.OutputNotWritable, image, err, "cannot size the staging image")
 	}
 	const chunk = 8 << 20
+	h := sha256.New()
 	for _, a := range areas {
 		for off := a.Start; off < a.Start+a.Length; off += chunk {
 			n := min(chunk, a.Start+a.Length-off)
@@ -367,6 +381,8 @@ func (c *Client) copyAreas(ctx context.Context, r vmRead, flat object.DatastoreP
 			if err != nil {
 				return copied, "", err
 			}
+			fmt.Fprintf(h, "%d %d\n", off, n)
+			h.Write(b)
 			copied += int64(len(b))
 			if err := writeOrPunch(f, b, off); err != nil {
 				return copied, "", fault.Wrap(fault.OutputNotWritable, image, err, "cannot write the staging image")
@@ -376,12 +392,18 @@ func (c *Client) copyAreas(ctx context.Context, r vmRead, flat object.DatastoreP
 	if err := f.Sync(); err != nil {
 		return copied, "", fault.Wrap(fault.OutputNotWritable, image, err, "cannot flush the staging image")
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return copied, "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return copied, "", err
-	}
 	return copied, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sizeIs tells whether file exists with size bytes.
+func sizeIs(file string, size int64) bool {
+	fi, err := os.Stat(file)
+	return err == nil && fi.Size() == size
+}
+
+// Epoch is a change ID's tracking epoch, the part before the sequence:
+// IDs of two epochs cannot be compared.
+func Epoch(changeID string) string {
+	e, _, _ := strings.Cut(changeID, "/")
+	return e
 }

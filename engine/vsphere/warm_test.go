@@ -134,17 +134,20 @@ func TestWarmSync(t *testing.T) {
 	// sync copies everything again, saying why.
 	cbt.Reset(v.vm)
 	scatter(t, disk(), 50*mib, 64<<10, 3, 0x66)
+	// Data the image holds is zeroed on the source: a full copy, which
+	// reads only allocated areas, must not keep it.
+	scatter(t, disk(), 1*mib, 4096, 16, 0)
 	if _, s, err = c.WarmSync(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	if !s.Full || !strings.Contains(s.FullReason, "no longer valid") {
+	if !s.Full || !strings.Contains(s.FullReason, "was reset on the source") {
 		t.Fatalf("the sync after a reset: full %v, %q", s.Full, s.FullReason)
 	}
 	sameContent(t, image, disk(), "after the reset")
 
 	// A snapshot a killed run left behind is removed before the sync.
 	vm := object.NewVirtualMachine(c.vc, v.vm.Self)
-	task, err := vm.CreateSnapshot(ctx, "vmconv-12345", "left by a killed run", false, false)
+	task, err := vm.CreateSnapshot(ctx, "vmconv-warm-12345", "left by a killed run", false, false)
 	if err == nil {
 		err = task.Wait(ctx)
 	}
@@ -155,7 +158,7 @@ func TestWarmSync(t *testing.T) {
 	if _, s, err = c.WarmSync(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.RemovedSnapshots) != 1 || s.RemovedSnapshots[0] != "vmconv-12345" || v.vm.Snapshot != nil {
+	if len(s.RemovedSnapshots) != 1 || s.RemovedSnapshots[0] != "vmconv-warm-12345" || v.vm.Snapshot != nil {
 		t.Fatalf("removed %v; the VM's snapshots now: %+v", s.RemovedSnapshots, v.vm.Snapshot)
 	}
 	sameContent(t, image, disk(), "after removing the leftover snapshot")

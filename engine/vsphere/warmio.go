@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -135,7 +136,7 @@ func singleFlatExtent(desc []byte) (string, error) {
 	if len(d.Extents) != 1 || d.Extents[0].Filename == "" || (d.Extents[0].Type != vmdk.ExtentFlat && d.Extents[0].Type != vmdk.ExtentVMFS) {
 		return "", fmt.Errorf("the descriptor names %d extent(s); warm migration reads one flat extent", len(d.Extents))
 	}
-	if f := d.Extents[0].Filename; strings.Contains(f, "/") || f == ".." {
+	if f := d.Extents[0].Filename; outsideFolder(f) {
 		return "", fmt.Errorf("extent %q is outside the disk's folder", f)
 	}
 	return d.Extents[0].Filename, nil
@@ -153,4 +154,18 @@ func writeOrPunch(f *os.File, b []byte, off int64) error {
 	}
 	_, err := f.WriteAt(b, off)
 	return err
+}
+
+// lockDir takes an exclusive lock on a staging folder, or fails at once
+// when another process holds it.
+func lockDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }

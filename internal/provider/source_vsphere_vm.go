@@ -55,8 +55,9 @@ func (k vmVSphereKind) schema() kindSchema {
 }
 
 // replaceUnlessWarmStep replaces the conversion when anything of the VM
-// but the warm block's settings changed, or warm migration was turned on
-// or off.
+// but the warm block changed, or warm migration was turned on for a VM
+// converted cold. Turning it off replaces only a migration not cut over
+// yet, which the resource decides (it knows whether it was).
 func replaceUnlessWarmStep(_ context.Context, req planmodifier.ObjectRequest, resp *objectplanmodifier.RequiresReplaceIfFuncResponse) {
 	if req.StateValue.IsNull() || req.PlanValue.IsUnknown() {
 		return
@@ -64,7 +65,7 @@ func replaceUnlessWarmStep(_ context.Context, req planmodifier.ObjectRequest, re
 	st, pl := req.StateValue.Attributes(), req.PlanValue.Attributes()
 	for name, v := range pl {
 		if name == "warm" {
-			if v.IsNull() != st[name].IsNull() {
+			if st[name].IsNull() && !v.IsNull() {
 				resp.RequiresReplace = true
 			}
 			continue

@@ -69,8 +69,10 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	// A warm migration has published nothing before its cutover.
 	managed := state != nil && state.Output != nil && state.Output.Dir.Equal(plan.Output.Dir) &&
-		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume)
+		state.Output.Pool.Equal(plan.Output.Pool) && state.Output.Volume.Equal(plan.Output.Volume) &&
+		(state.Warm.IsNull() || cutOver(state))
 	opts := engine.PlanOptions{ManagedOutput: managed, Inspect: r.data.planInspection, Fetch: r.data.planFetch, Creates: state == nil}
 	if warmSpecOf(ereq) != nil {
 		// A plan that fetched a warm migration would shut the VM down.
@@ -112,9 +114,20 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if state != nil {
 		plan.Warm = state.Warm
 	}
+	if state != nil && !state.Warm.IsNull() && !cutOver(state) && warmSpecOf(ereq) == nil {
+		// Warm migration turned off before its cutover: nothing was
+		// converted; a cold conversion starts over.
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("source").AtName("vsphere").AtName("warm"))
+	}
 	if w := warmSpecOf(ereq); w != nil && !cutOver(state) {
 		if !w.Cutover {
 			r.planWarmSync(ctx, &plan, ereq, ep, resp)
+			return
+		}
+		if _, err := e.WarmPreview(ctx, ereq); err != nil {
+			// A VM warm migration cannot read, refused before the cutover
+			// would shut it down.
+			addFaultAt(&resp.Diagnostics, path.Root("source").AtName("vsphere"), "Planning the warm migration's cutover", err)
 			return
 		}
 		plan.Warm = types.ObjectUnknown(warmAttrTypes)

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
 // A warm migration (source.vsphere.warm) lives in two phases. Before the
@@ -100,13 +101,8 @@ func warmValue(st *engine.WarmState, res *engine.WarmResult, diags *diag.Diagnos
 // sync's description as the one stage, a warning when it must copy
 // everything because tracking was reset on the source.
 func (r *vmConversionResource) planWarmSync(ctx context.Context, plan *vmConversionModel, ereq engine.Request, ep *engine.Plan, resp *resource.ModifyPlanResponse) {
-	setVMPlanned(plan, ep)
-	plan.Disks = types.ListValueMust(types.ObjectType{AttrTypes: vmDiskAttrTypes}, []attr.Value{})
-	plan.ReportPath = types.StringNull()
-	plan.EstimatedSize = types.Int64Null()
+	setWarmSyncPlanned(plan, ep)
 	plan.Warm = types.ObjectUnknown(warmAttrTypes)
-	// What only a conversion finds is null until the cutover.
-	plan.FixesApplied, plan.BootTestResult, plan.Guest = changesValue(nil), bootResultValue(nil), guestValue(nil)
 	pv, err := r.data.engine.WarmPreview(ctx, ereq)
 	if err != nil {
 		addFaultAt(&resp.Diagnostics, path.Root("source").AtName("vsphere"), "Planning the warm migration's sync", err)
@@ -124,6 +120,17 @@ func (r *vmConversionResource) planWarmSync(ctx context.Context, plan *vmConvers
 			fmt.Sprintf("The next sync copies every disk in full: %s. The staging images are rewritten from a new snapshot; nothing is lost, but the sync takes as long as the first.", pv.Reason))
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, plan)...)
+}
+
+// setWarmSyncPlanned fills what a sync before the cutover plans: the VM
+// from the plan, and nothing at the output.
+func setWarmSyncPlanned(plan *vmConversionModel, ep *engine.Plan) {
+	setVMPlanned(plan, ep)
+	plan.Disks = types.ListValueMust(types.ObjectType{AttrTypes: vmDiskAttrTypes}, []attr.Value{})
+	plan.ReportPath = types.StringNull()
+	plan.EstimatedSize = types.Int64Null()
+	// What only a conversion finds is null until the cutover.
+	plan.FixesApplied, plan.BootTestResult, plan.Guest = changesValue(nil), bootResultValue(nil), guestValue(nil)
 }
 
 // applyWarm runs a warm migration's apply: a sync, or with cutover a
@@ -145,15 +152,30 @@ func (r *vmConversionResource) applyWarm(ctx context.Context, plan *vmConversion
 			return nil, nil, true
 		}
 		if !w.Cutover {
+			if plan.ID.IsUnknown() {
+				// Planned with inputs unknown: what the plan would have said.
+				if ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{}); err == nil {
+					setWarmSyncPlanned(plan, ep)
+				} else {
+					addFaultAt(diags, vmAttributeFor(err), "Syncing the warm migration", err)
+					return nil, nil, true
+				}
+			}
 			plan.Warm = warmValue(st, nil, diags)
 			return nil, nil, true
 		}
 	}
 	// The cutover: planned from the VM's configuration (a plan that
-	// fetched would already shut it down), converted by Apply.
-	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{ManagedOutput: state != nil, Inspect: false, Fetch: false})
+	// fetched would already shut it down), converted by Apply, which checks
+	// the VM against this plan again before it shuts it down.
+	ep, err := r.enginePlan(ctx, ereq, engine.PlanOptions{})
+	if want := plan.SourceFingerprint; err == nil && !want.IsUnknown() && want.ValueString() != "" && want.ValueString() != ep.Source.Fingerprint {
+		err = fault.New(fault.SourceChanged, ep.Source.Path, "the VM's disks changed between plan and apply").
+			WithHint("Run terraform plan again and review the new plan; the VM was not shut down.").
+			WithFact("Planned fingerprint", want.ValueString()).WithFact("Current fingerprint", ep.Source.Fingerprint)
+	}
 	if err == nil {
-		res, err = e.Apply(ctx, ep, sink, engine.ApplyOptions{ManagedOutput: state != nil})
+		res, err = e.Apply(ctx, ep, sink, engine.ApplyOptions{})
 	}
 	if err != nil {
 		addFaultAt(diags, vmAttributeFor(err), "Cutting the warm migration over", err)

@@ -91,10 +91,9 @@ func (c *CBT) Track(vm *simulator.VirtualMachine, key int32) error {
 	if d == nil {
 		return fmt.Errorf("vm %s has no disk %d", vm.Name, key)
 	}
-	b := d.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
-	var p object.DatastorePath
-	if !p.FromString(b.FileName) || !strings.HasSuffix(p.Path, ".vmdk") {
-		return fmt.Errorf("disk %d: %q is not a datastore path to a .vmdk", key, b.FileName)
+	p, err := backingPath(d)
+	if err != nil {
+		return err
 	}
 	dir := path.Dir(p.Path)
 	cd := &cbtDisk{vm: vm.Self, key: key, capacity: d.CapacityInBytes, ds: p.Datastore, dir: dir,
@@ -126,6 +125,7 @@ func (c *CBT) LivePath(vm *simulator.VirtualMachine, key int32) string {
 
 // Reset starts a new tracking epoch for vm, as vSphere does when tracking
 // is disabled and enabled again: every change ID given before is invalid.
+// Call it between a client's calls: it changes the VM without its lock.
 func (c *CBT) Reset(vm *simulator.VirtualMachine) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -220,12 +220,14 @@ func (v *cbtVM) CreateSnapshotExTask(ctx *simulator.Context, req *types.CreateSn
 // change IDs), and points the VM at new deltas.
 func (v *cbtVM) snapshot(ctx *simulator.Context, create func() soap.HasFault) soap.HasFault {
 	c := v.c
+	// c.mu is never held while the simulator runs its task: the
+	// simulator's own locks are taken inside it.
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	var disks []*cbtDisk
 	for _, d := range c.disks {
 		if d.vm == v.Self {
 			if d.snapSeq != 0 {
+				c.mu.Unlock()
 				return &methods.CreateSnapshot_TaskBody{Fault_: simulator.Fault("vcsimtest: the tracked disks support one snapshot at a time", &types.SnapshotFault{})}
 			}
 			disks = append(disks, d)
@@ -235,6 +237,7 @@ func (v *cbtVM) snapshot(ctx *simulator.Context, create func() soap.HasFault) so
 	for _, d := range disks {
 		hashes, err := hashBlocks(d.live, d.capacity)
 		if err != nil {
+			c.mu.Unlock()
 			return &methods.CreateSnapshot_TaskBody{Fault_: simulator.Fault(err.Error(), &types.FileFault{File: d.live})}
 		}
 		id := ""
@@ -252,6 +255,7 @@ func (v *cbtVM) snapshot(ctx *simulator.Context, create func() soap.HasFault) so
 		}
 		findDisk(v.VirtualMachine, d.key).Backing.(*types.VirtualDiskFlatVer2BackingInfo).ChangeId = id
 	}
+	c.mu.Unlock()
 	res := create()
 	if res.Fault() != nil {
 		return res
@@ -263,6 +267,8 @@ func (v *cbtVM) snapshot(ctx *simulator.Context, create func() soap.HasFault) so
 		return res
 	}
 	snap := task.Info.Result.(types.ManagedObjectReference)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	seqs := map[int32]int{}
 	for _, d := range disks {
 		if err := d.beginDelta(v.VirtualMachine); err != nil {
@@ -330,8 +336,6 @@ type cbtSnapshot struct {
 func (s *cbtSnapshot) RemoveSnapshotTask(ctx *simulator.Context, req *types.RemoveSnapshot_Task) soap.HasFault {
 	defer done(ctx, s.Self)
 	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	vmRef := s.Vm
 	res := s.VirtualMachineSnapshot.RemoveSnapshotTask(ctx, req)
 	if res.Fault() != nil {
@@ -343,7 +347,10 @@ func (s *cbtSnapshot) RemoveSnapshotTask(ctx *simulator.Context, req *types.Remo
 		return res
 	}
 	vm := ctx.Map.Get(vmRef).(*simulator.VirtualMachine)
+	// The VM's lock first, then c.mu, as in snapshot.
 	ctx.WithLock(vm, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		for _, d := range c.disks {
 			if d.vm == vmRef && d.snapSeq != 0 {
 				if err := d.endDelta(vm); err != nil {
@@ -351,9 +358,9 @@ func (s *cbtSnapshot) RemoveSnapshotTask(ctx *simulator.Context, req *types.Remo
 				}
 			}
 		}
+		delete(c.snaps, s.Self)
+		c.Removed++
 	})
-	delete(c.snaps, s.Self)
-	c.Removed++
 	return res
 }
 
@@ -508,9 +515,9 @@ func (c *CBT) FlatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, l
 	if d == nil {
 		t.Fatalf("vm %s has no disk", vm.Name)
 	}
-	var p object.DatastorePath
-	if !p.FromString(d.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName) {
-		t.Fatalf("vm %s: disk backing %q", vm.Name, d.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName)
+	p, err := backingPath(d)
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := filepath.Join(c.s.DatastoreDir(p.Datastore), path.Dir(p.Path))
 	if _, err := testimg.VMFSFlat(dir, strings.TrimSuffix(path.Base(p.Path), ".vmdk"), 0x1111, size, l); err != nil {
@@ -521,4 +528,14 @@ func (c *CBT) FlatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, l
 		t.Fatal(err)
 	}
 	return d.Key
+}
+
+// backingPath is the datastore path of a flat disk's descriptor.
+func backingPath(d *types.VirtualDisk) (object.DatastorePath, error) {
+	var p object.DatastorePath
+	b, ok := d.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+	if !ok || !p.FromString(b.FileName) || !strings.HasSuffix(p.Path, ".vmdk") {
+		return p, fmt.Errorf("disk %d is not a flat disk with a .vmdk descriptor", d.Key)
+	}
+	return p, nil
 }
