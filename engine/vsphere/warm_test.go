@@ -162,8 +162,27 @@ func TestWarmSync(t *testing.T) {
 		t.Fatalf("removed %v; the VM's snapshots now: %+v", s.RemovedSnapshots, v.vm.Snapshot)
 	}
 	sameContent(t, image, disk(), "after removing the leftover snapshot")
+	// A disk added to the VM is copied in full, the other as before; each
+	// image stays with its disk.
+	if _, err := testimg.VMFSFlat(v.ds("DC0_H0_VM0"), "data", 0x3333, 8*mib, testimg.Layer{{Offset: 0, Length: 1 * mib, Byte: 0xd1}}); err != nil {
+		t.Fatal(err)
+	}
+	v.addDisk("Hard disk 2", vcsimtest.SCSIKey(t, v.vm), 1, "[LocalDS_0] DC0_H0_VM0/data.vmdk", 8*mib)
+	dataKey := v.disk(t, "[LocalDS_0] DC0_H0_VM0/data.vmdk").Key
+	if err := cbt.Track(v.vm, dataKey); err != nil {
+		t.Fatal(err)
+	}
+	scatter(t, disk(), 70*mib, 64<<10, 1, 0x45)
+	if st, s, err = c.WarmSync(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Disks) != 2 || s.Disks[0].From == "" || s.Disks[0].Areas != 1 || s.Disks[1].From != "" || len(st.Disks) != 2 {
+		t.Fatalf("the sync after a disk was added: %+v", s.Disks)
+	}
+	sameContent(t, st.Disks[0].Image, disk(), "disk 0 after a disk was added")
+	sameContent(t, st.Disks[1].Image, cbt.LivePath(v.vm, dataKey), "the added disk")
 	got, _ := ReadWarmState(o.Dir)
-	if got == nil || len(got.Syncs) != 5 || got.Writing {
+	if got == nil || len(got.Syncs) != 6 || got.Writing {
 		t.Fatalf("the record: %+v", got)
 	}
 }

@@ -505,6 +505,30 @@ func findDisk(vm *simulator.VirtualMachine, key int32) *types.VirtualDisk {
 // it; it returns the disk's key.
 func (c *CBT) FlatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, l testimg.Layer) int32 {
 	t.Helper()
+	return c.flatDisk(t, vm, size, func(dir, name string) error {
+		_, err := testimg.VMFSFlat(dir, name, 0x1111, size, l)
+		return err
+	})
+}
+
+// FlatDiskFrom is FlatDisk with the content of a raw image, copied
+// sparsely: a real guest's disk, say.
+func (c *CBT) FlatDiskFrom(t testing.TB, vm *simulator.VirtualMachine, raw string) int32 {
+	t.Helper()
+	fi, err := os.Stat(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.flatDisk(t, vm, fi.Size(), func(dir, name string) error {
+		if out, err := exec.Command("cp", "--sparse=always", raw, filepath.Join(dir, name+"-flat.vmdk")).CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		desc := testimg.Descriptor(0x1111, 0xffffffff, "vmfs", "", fmt.Sprintf("RW %d VMFS %q", fi.Size()/512, name+"-flat.vmdk"))
+		return os.WriteFile(filepath.Join(dir, name+".vmdk"), desc, 0o644)
+	})
+}
+
+func (c *CBT) flatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, write func(dir, name string) error) int32 {
 	var d *types.VirtualDisk
 	for _, dev := range vm.Config.Hardware.Device {
 		if x, ok := dev.(*types.VirtualDisk); ok {
@@ -520,7 +544,7 @@ func (c *CBT) FlatDisk(t testing.TB, vm *simulator.VirtualMachine, size int64, l
 		t.Fatal(err)
 	}
 	dir := filepath.Join(c.s.DatastoreDir(p.Datastore), path.Dir(p.Path))
-	if _, err := testimg.VMFSFlat(dir, strings.TrimSuffix(path.Base(p.Path), ".vmdk"), 0x1111, size, l); err != nil {
+	if err := write(dir, strings.TrimSuffix(path.Base(p.Path), ".vmdk")); err != nil {
 		t.Fatal(err)
 	}
 	d.CapacityInBytes, d.CapacityInKB = size, size/1024
