@@ -250,3 +250,22 @@ func TestWarmSyncChild(t *testing.T) {
 	c.WarmSync(context.Background(), WarmOptions{Datacenter: "DC0", VM: "DC0_H0_VM0", Dir: dir})
 	t.Fatal("the sync ended before it was killed")
 }
+
+// TestLockDir: a second sync of the same staging folder fails at once
+// while the first holds it, and proceeds once it is released.
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDir(dir); err == nil {
+		t.Fatal("a second lock of a held staging folder succeeded")
+	}
+	unlock()
+	again, err := lockDir(dir)
+	if err != nil {
+		t.Fatalf("the lock was not released: %v", err)
+	}
+	again()
+}
