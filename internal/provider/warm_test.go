@@ -49,7 +49,13 @@ func (w *warmSource) write(t *testing.T, off int64, b byte) {
 	}
 }
 
+// config is the conversion with warm { <warm> }, or without the block
+// when warm is "none".
 func (w *warmSource) config(dir, warm string) string {
+	block := "warm { " + warm + " }"
+	if warm == "none" {
+		block = ""
+	}
 	return fmt.Sprintf(`
 provider "vmconv" {
   vsphere_username = %q
@@ -64,7 +70,7 @@ resource "vmconv_vm_conversion" "web" {
       datacenter = "DC0"
       vm         = "DC0_H0_VM0"
       thumbprint = %q
-      warm { %s }
+      %s
     }
   }
   output {
@@ -72,7 +78,7 @@ resource "vmconv_vm_conversion" "web" {
     format = "raw"
   }
 %s}
-`, vcsimtest.User, vcsimtest.Password, w.cache, w.s.URL, w.s.Thumbprint, warm, dir, dataPlaneOnly)
+`, vcsimtest.User, vcsimtest.Password, w.cache, w.s.URL, w.s.Thumbprint, block, dir, dataPlaneOnly)
 }
 
 func (w *warmSource) staging() []string {
@@ -177,6 +183,16 @@ func TestAccVMConversion_warm(t *testing.T) {
 				}
 				return nil
 			},
+		}, {
+			// Once cut over, the warm block may go: the VM is converted,
+			// and nothing is replaced.
+			Config: w.config(dir, "none"),
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(vmName, plancheck.ResourceActionUpdate),
+			}},
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(vmName, tfjsonpath.New("warm").AtMapKey("cut_over"), knownvalue.Bool(true)),
+			},
 		}},
 		CheckDestroy: func(*terraform.State) error {
 			if _, err := os.Stat(dir); err == nil {
@@ -187,9 +203,10 @@ func TestAccVMConversion_warm(t *testing.T) {
 	})
 }
 
-// TestAccVMConversion_warmDestroyedBeforeCutover: a warm migration given
-// up before its cutover leaves the VM running, untouched but for change
-// tracking, and takes its staging images with it.
+// TestAccVMConversion_warmDestroyedBeforeCutover: a cutover into a folder
+// holding someone's files is refused before the VM is shut down; a warm
+// migration given up before its cutover leaves the VM running, untouched
+// but for change tracking, and takes its staging images with it.
 func TestAccVMConversion_warmDestroyedBeforeCutover(t *testing.T) {
 	w := newWarmSource(t)
 	dir := filepath.Join(t.TempDir(), "web")
@@ -202,6 +219,19 @@ func TestAccVMConversion_warmDestroyedBeforeCutover(t *testing.T) {
 				return map[bool]error{true: nil, false: fmt.Errorf("no staging image")}[len(w.staging()) == 1]
 			},
 			ExpectNonEmptyPlan: true,
+		}, {
+			// Someone's files appear in output.dir: the cutover is refused
+			// by its plan, before the VM is shut down.
+			PreConfig: func() {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			Config:      w.config(dir, "cutover = true"),
+			ExpectError: regexp.MustCompile(`vmconv did not write`),
 		}},
 		CheckDestroy: func(*terraform.State) error {
 			if s := w.staging(); len(s) != 0 {
@@ -210,8 +240,8 @@ func TestAccVMConversion_warmDestroyedBeforeCutover(t *testing.T) {
 			if w.vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn || w.vm.Snapshot != nil {
 				return fmt.Errorf("after the destroy the VM is %s with snapshots %+v", w.vm.Runtime.PowerState, w.vm.Snapshot)
 			}
-			if _, err := os.Stat(dir); err == nil {
-				return fmt.Errorf("the output folder exists")
+			if b, err := os.ReadFile(filepath.Join(dir, "notes.txt")); err != nil || string(b) != "mine" {
+				return fmt.Errorf("the user's file in output.dir: %q, %v", b, err)
 			}
 			return nil
 		},
