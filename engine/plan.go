@@ -122,6 +122,8 @@ type Plan struct {
 	Disks []DiskPlan `json:"disks,omitempty"`
 	// Hardware is a whole VM's shape, as its source describes it.
 	Hardware *Hardware `json:"hardware,omitempty"`
+	// Warm is what the next sync of a warm migration will copy.
+	Warm *WarmPreview `json:"warm,omitempty"`
 }
 
 // Firmware is the guest's firmware as inspected at plan time, or "".

@@ -40,7 +40,7 @@ func (e *Engine) planVM(ctx context.Context, p *Plan, rs *resolvedSource, opts P
 	dir := req.Output.Dir
 	shown, _ := rs.src.Describe(nil)
 	p.Source = SourcePlan{Kind: rs.src.Kind(), Path: shown, Fingerprint: rs.fp, Files: rs.stamps}
-	p.Hardware = rs.local.Hardware
+	p.Hardware, p.Warm = rs.local.Hardware, rs.local.WarmPreview
 	// The folder is judged as the apply's BeginSet will judge it.
 	// A pool output's staging folder is vmconv's own: what a killed run
 	// left there is replaced.

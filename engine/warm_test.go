@@ -58,8 +58,8 @@ func TestWarmMigration(t *testing.T) {
 	if st, err := e.WarmStatus(req); err != nil || st != nil {
 		t.Fatalf("status before the first sync: %+v, %v", st, err)
 	}
-	if pv, err := e.WarmPreview(ctx, req); err != nil || !pv.Full || pv.Reason != "the first copy" {
-		t.Fatalf("preview before the first sync: %+v, %v", pv, err)
+	if p, err := e.Plan(ctx, req, engine.PlanOptions{}); err != nil || p.Warm == nil || !p.Warm.Full || p.Warm.Reason != "the first copy" {
+		t.Fatalf("the plan before the first sync: %v", err)
 	}
 	// A disk with snapshots of its own is refused before anything is done.
 	var disk *types.VirtualDisk
@@ -71,7 +71,7 @@ func TestWarmMigration(t *testing.T) {
 	b := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
 	base := *b
 	b.Parent = &base
-	if _, err := e.WarmPreview(ctx, req); err == nil || !strings.Contains(err.Error(), "chain of 2 flat file(s)") {
+	if _, err := e.Plan(ctx, req, engine.PlanOptions{}); err == nil || !strings.Contains(err.Error(), "chain of 2 flat file(s)") {
 		t.Fatalf("a disk with a snapshot: %v", err)
 	}
 	b.Parent = nil
@@ -90,8 +90,8 @@ func TestWarmMigration(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a sync wrote at the output")
 	}
-	if pv, err := e.WarmPreview(ctx, req); err != nil || pv.Full || pv.Syncs != 2 || len(pv.ChangeIDs) != 1 || pv.ChangeIDs[0] != st.Disks[0].ChangeID {
-		t.Fatalf("preview after two syncs: %+v, %v", pv, err)
+	if p, err := e.Plan(ctx, req, engine.PlanOptions{}); err != nil || p.Warm == nil || p.Warm.Full || p.Warm.Syncs != 2 || len(p.Warm.ChangeIDs) != 1 || p.Warm.ChangeIDs[0] != st.Disks[0].ChangeID {
+		t.Fatalf("the plan after two syncs: %v", err)
 	}
 	write(20*mib, 0xc3) // the last write before the cutover
 

@@ -60,8 +60,10 @@ type Local struct {
 	// Hardware is a whole VM's shape; nil when the source does not say.
 	Hardware *Hardware
 	// Warm is set when the disks are a warm migration's staging images,
-	// reached by a cutover.
-	Warm *WarmCutover
+	// reached by a cutover; WarmPreview, for every warm migration, is
+	// what its next sync will copy.
+	Warm        *WarmCutover
+	WarmPreview *WarmPreview
 }
 
 // Remote is what a source not made local reports about itself.

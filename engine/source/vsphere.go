@@ -110,6 +110,12 @@ func (v *vsphereSource) locateVM(ctx context.Context, c *vsphere.Client, vm *vsp
 		l.Disks = append(l.Disks, Disk{Slot: slot, Device: dev, Fingerprint: fp, Shown: shown, Remote: &Remote{Fingerprint: fp, Length: d.Capacity, AcceptRanges: true}})
 	}
 	l.Fingerprint = "vsphere:v1:" + hex.EncodeToString(h.Sum(nil))
+	if s.Warm != nil {
+		var err error
+		if l.WarmPreview, err = v.warmPreview(vm); err != nil {
+			return nil, nil, err
+		}
+	}
 	if !fetchNow {
 		return l, nil, nil
 	}

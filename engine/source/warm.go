@@ -17,6 +17,60 @@ type WarmCutover struct {
 	Staging string         `json:"staging"`
 }
 
+// WarmPreview is what the next sync of a warm migration will do, as a
+// plan states it: read from the staging record and the VM's
+// configuration, without a snapshot.
+type WarmPreview struct {
+	Syncs     int       `json:"syncs"`
+	LastSync  time.Time `json:"last_sync"`
+	ChangeIDs []string  `json:"change_ids"`
+	// Full is set when the next sync copies everything, with the reason;
+	// Reset when that reason is a reset of changed block tracking on the
+	// source, which a plan warns about.
+	Full   bool   `json:"full"`
+	Reason string `json:"reason"`
+	Reset  bool   `json:"reset"`
+}
+
+// warmPreview checks that warm migration can read every disk of vm, before
+// tracking is enabled or the VM shut down, and says what the next sync
+// will copy.
+func (v *vsphereSource) warmPreview(vm *vsphere.VM) (*WarmPreview, error) {
+	s := v.s
+	for i, d := range vm.Disks {
+		if d.Backing != "flat" || len(d.Chain) != 1 {
+			return nil, fault.New(fault.UnsupportedFormat, s.VM, "disk %d (%s) is a chain of %d %s file(s): warm migration reads the changed areas of flat disks without snapshots", i, d.Label, len(d.Chain), d.Backing).
+				WithHint("Remove the VM's own snapshots (consolidate them), or migrate it cold (without warm).")
+		}
+	}
+	st, err := vsphere.ReadWarmState(WarmStaging(v.env, s))
+	if err != nil {
+		return nil, err
+	}
+	pv := &WarmPreview{Full: true, Reason: "the first copy"}
+	if st == nil || len(st.Syncs) == 0 {
+		return pv, nil
+	}
+	pv.Syncs, pv.LastSync = len(st.Syncs), st.Syncs[len(st.Syncs)-1].At
+	rec := map[int32]vsphere.WarmDisk{}
+	for _, d := range st.Disks {
+		pv.ChangeIDs = append(pv.ChangeIDs, d.ChangeID)
+		rec[d.Key] = d
+	}
+	pv.Full, pv.Reason = false, ""
+	for i, d := range vm.Disks {
+		r, ok := rec[d.Key]
+		switch {
+		case !ok || r.Capacity != d.Capacity:
+			pv.Full, pv.Reason = true, fmt.Sprintf("disk %d (%s) is new or changed size since the last sync", i, d.Label)
+		case vsphere.Epoch(d.ChangeID) != vsphere.Epoch(r.ChangeID):
+			pv.Full, pv.Reset = true, true
+			pv.Reason = fmt.Sprintf("changed block tracking was reset on the source since the last sync (disk %d: change ID %q, now %q)", i, r.ChangeID, d.ChangeID)
+		}
+	}
+	return pv, nil
+}
+
 // DefaultShutdownTimeout is how long a guest has to shut down at cutover.
 const DefaultShutdownTimeout = 5 * time.Minute
 

@@ -26,19 +26,7 @@ func TestAccCLI_sourceChangedAfterSavedPlan(t *testing.T) {
 	head := chainIn(t, src)[0]
 	outPath := filepath.Join(out, "web.qcow2")
 	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
-	cli.Write(fmt.Sprintf(`
-terraform {
-  required_providers {
-    vmconv = { source = "vmconv/vmconv" }
-  }
-}
-resource "vmconv_disk_conversion" "web" {
-  source { path = %q }
-  output { path = %q }
-  fixes { enabled = false }
-  boot_test { enabled = false }
-}
-`, head, outPath))
+	cli.Write(savedPlanConfig(head, outPath, ""))
 	cli.MustRun("plan", "-input=false", "-out=tfplan")
 	if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 0, Length: 4096, Byte: 0x42}}); err != nil {
 		t.Fatal(err)
@@ -91,20 +79,7 @@ resource "vmconv_disk_conversion" "web" {
 
 	// A saved plan that updates the conversion in place (its timeouts)
 	// goes stale the same way: the final plan would replace it instead.
-	cli.Write(fmt.Sprintf(`
-terraform {
-  required_providers {
-    vmconv = { source = "vmconv/vmconv" }
-  }
-}
-resource "vmconv_disk_conversion" "web" {
-  source { path = %q }
-  output { path = %q }
-  fixes { enabled = false }
-  boot_test { enabled = false }
-  timeouts { create = "40m" }
-}
-`, head, outPath))
+	cli.Write(savedPlanConfig(head, outPath, `timeouts { create = "40m" }`))
 	if got := cli.MustRun("plan", "-input=false", "-no-color", "-out=tfplan"); !strings.Contains(got, "updated in-place") {
 		t.Fatalf("a new timeout does not plan an update in place:\n%s", got)
 	}
@@ -131,6 +106,25 @@ resource "vmconv_disk_conversion" "web" {
 	}
 }
 
+// savedPlanConfig converts head to outPath, data plane only, with extra
+// in the resource.
+func savedPlanConfig(head, outPath, extra string) string {
+	return fmt.Sprintf(`
+terraform {
+  required_providers {
+    vmconv = { source = "vmconv/vmconv" }
+  }
+}
+resource "vmconv_disk_conversion" "web" {
+  source { path = %q }
+  output { path = %q }
+  fixes { enabled = false }
+  boot_test { enabled = false }
+  %s
+}
+`, head, outPath, extra)
+}
+
 // TestAccDiskConversion_applyPlansSourceOnce applies a saved plan with the
 // terraform CLI and counts, in the engine's argv audit log, the qemu-img
 // runs that only an engine plan makes of the source: measure (the size
@@ -148,19 +142,7 @@ func TestAccDiskConversion_applyPlansSourceOnce(t *testing.T) {
 	outPath := filepath.Join(out, "web.qcow2")
 	argvLog := filepath.Join(t.TempDir(), "argv.log")
 	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir(), "VMCONV_ARGV_LOG="+argvLog)
-	cli.Write(fmt.Sprintf(`
-terraform {
-  required_providers {
-    vmconv = { source = "vmconv/vmconv" }
-  }
-}
-resource "vmconv_disk_conversion" "web" {
-  source { path = %q }
-  output { path = %q }
-  fixes { enabled = false }
-  boot_test { enabled = false }
-}
-`, chain[0], outPath))
+	cli.Write(savedPlanConfig(chain[0], outPath, ""))
 	// runs counts the qemu-img runs of each subcommand since the last call.
 	runs := func() map[string]int {
 		t.Helper()

@@ -188,6 +188,34 @@ const (
 	summaryOutputFolderKept = "Output Folder Not Deleted"
 )
 
+// sourceWords are how a resource speaks of its source when it changed.
+type sourceWords struct {
+	what                    string // "source disk", "source VM"
+	staleSummary, summary   string
+	changedSinceLastPlanned func(last *engine.PlanRecord, p *engine.Plan) string
+}
+
+// checkLastPlan compares the source with the last plan of the same output
+// and records this plan (changes: it changes an existing conversion). A
+// stale plan is refused, and checkLastPlan returns false; a source changed
+// since a plan that changed nothing is a warning.
+func checkLastPlan(ctx context.Context, e *engine.Engine, p *engine.Plan, stateFingerprint *string, changes bool, w sourceWords, diags *diag.Diagnostics) bool {
+	if last, ok := e.LastPlanned(p.Output.Path); ok && last.Fingerprint != p.Source.Fingerprint {
+		switch {
+		case stalePlan(stateFingerprint, last, p):
+			// Most likely the final plan of a saved plan (or of one under
+			// review): Terraform would call the new values a provider bug.
+			recordPlan(ctx, e, p, changes)
+			diags.AddAttributeError(path.Root("source"), w.staleSummary, staleDetail(w.what, last, p))
+			return false
+		case stateFingerprint == nil || last.Fingerprint != *stateFingerprint:
+			diags.AddAttributeWarning(path.Root("source"), w.summary, w.changedSinceLastPlanned(last, p))
+		}
+	}
+	recordPlan(ctx, e, p, changes)
+	return true
+}
+
 // stalePlan tells whether a plan finds the source changed since the last
 // plan of the same source and output, when that plan creates or changes
 // the conversion: the apply of a saved plan (Terraform plans again just before it applies)

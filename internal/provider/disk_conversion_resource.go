@@ -99,24 +99,15 @@ func (r *diskConversionResource) ModifyPlan(ctx context.Context, req resource.Mo
 	}
 	// A plan that differs from the state changes the conversion; its
 	// saved plan goes stale if the source changes before the apply.
-	changes := state != nil && !req.Plan.Raw.Equal(req.State.Raw)
-	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint {
-		var stateFingerprint *string
-		if state != nil {
-			stateFingerprint = state.SourceFingerprint.ValueStringPointer()
-		}
-		switch {
-		case stalePlan(stateFingerprint, last, ep):
-			// Most likely the final plan of a saved plan (or of one under
-			// review): Terraform would call the new values a provider bug.
-			recordPlan(ctx, e, ep, changes)
-			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryFor(fault.SourceChanged), staleDetail("source disk", last, ep))
-			return
-		case state == nil || last.Fingerprint != state.SourceFingerprint.ValueString():
-			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summarySourceChangedPlan, sourceChangeDetail(last, ep))
-		}
+	var stateFingerprint *string
+	if state != nil {
+		stateFingerprint = state.SourceFingerprint.ValueStringPointer()
 	}
-	recordPlan(ctx, e, ep, changes)
+	if !checkLastPlan(ctx, e, ep, stateFingerprint, state != nil && !req.Plan.Raw.Equal(req.State.Raw), sourceWords{
+		what: "source disk", staleSummary: summaryFor(fault.SourceChanged), summary: summarySourceChangedPlan, changedSinceLastPlanned: sourceChangeDetail,
+	}, &resp.Diagnostics) {
+		return
+	}
 
 	if state == nil || plan.SourceFingerprint.IsUnknown() {
 		writePlanFile(ctx, &plan, ep, &resp.Diagnostics)

@@ -1,8 +1,11 @@
 package provider_test
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/internal/vcsimtest"
 )
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
@@ -24,3 +27,15 @@ const dataPlaneOnly = `
 // guest unfixed or with a fix disabled: its appliance launch costs a minute
 // under software emulation.
 const noPreview = "provider \"vmconv\" {\n  plan_inspection = false\n}\n"
+
+// vsphereProvider is the provider configured with the vCenter simulator's
+// credentials and a cache folder of its own.
+func vsphereProvider(cache string) string {
+	return fmt.Sprintf(`
+provider "vmconv" {
+  vsphere_username = %q
+  vsphere_password = %q
+  cache_dir        = %q
+}
+`, vcsimtest.User, vcsimtest.Password, cache)
+}

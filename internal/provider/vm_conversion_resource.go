@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -90,25 +91,15 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	// A plan that differs from the state changes the conversion; its
 	// saved plan goes stale if the source changes before the apply.
-	changes := state != nil && !req.Plan.Raw.Equal(req.State.Raw)
-	if last, ok := e.LastPlanned(ep.Output.Path); ok && last.Fingerprint != ep.Source.Fingerprint {
-		var stateFingerprint *string
-		if state != nil {
-			stateFingerprint = state.SourceFingerprint.ValueStringPointer()
-		}
-		switch {
-		case stalePlan(stateFingerprint, last, ep):
-			recordPlan(ctx, e, ep, changes)
-			resp.Diagnostics.AddAttributeError(path.Root("source"), summaryVMSourceChangedAfterPlan, staleDetail("source VM", last, ep))
-			return
-		case state == nil || last.Fingerprint != state.SourceFingerprint.ValueString():
-			resp.Diagnostics.AddAttributeWarning(path.Root("source"), summaryVMSourceChangedPlan,
-				fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
-					"%sPrevious fingerprint: %s\nCurrent fingerprint: %s", last.At.Format("2006-01-02T15:04:05Z07:00"),
-					changedFilesFacts(engine.ChangedFiles(last.Files, ep.Source.Files)), last.Fingerprint, ep.Source.Fingerprint))
-		}
+	var stateFingerprint *string
+	if state != nil {
+		stateFingerprint = state.SourceFingerprint.ValueStringPointer()
 	}
-	recordPlan(ctx, e, ep, changes)
+	if !checkLastPlan(ctx, e, ep, stateFingerprint, state != nil && !req.Plan.Raw.Equal(req.State.Raw), sourceWords{
+		what: "source VM", staleSummary: summaryVMSourceChangedAfterPlan, summary: summaryVMSourceChangedPlan, changedSinceLastPlanned: vmSourceChangeDetail,
+	}, &resp.Diagnostics) {
+		return
+	}
 
 	plan.Warm = types.ObjectNull(warmAttrTypes)
 	if state != nil {
@@ -122,12 +113,6 @@ func (r *vmConversionResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if w := warmSpecOf(ereq); w != nil && !cutOver(state) {
 		if !w.Cutover {
 			r.planWarmSync(ctx, &plan, ereq, ep, resp)
-			return
-		}
-		if _, err := e.WarmPreview(ctx, ereq); err != nil {
-			// A VM warm migration cannot read, refused before the cutover
-			// would shut it down.
-			addFaultAt(&resp.Diagnostics, path.Root("source").AtName("vsphere"), "Planning the warm migration's cutover", err)
 			return
 		}
 		plan.Warm = types.ObjectUnknown(warmAttrTypes)
@@ -478,6 +463,13 @@ func vmImportDetail(id string, err error) string {
 }
 
 // vmAttributeFor points a fault at the attribute the user should look at.
+// vmSourceChangeDetail explains a VM changed since it was last planned.
+func vmSourceChangeDetail(last *engine.PlanRecord, p *engine.Plan) string {
+	return fmt.Sprintf("The VM's disks are not what they were when this conversion was last planned (%s). Run terraform plan again and review it.\n\n"+
+		"%sPrevious fingerprint: %s\nCurrent fingerprint: %s", last.At.Format(time.RFC3339),
+		changedFilesFacts(engine.ChangedFiles(last.Files, p.Source.Files)), last.Fingerprint, p.Source.Fingerprint)
+}
+
 func vmAttributeFor(err error) path.Path {
 	switch fault.CodeOf(err) {
 	case fault.OutputDirMissing, fault.OutputIsSource, fault.OutputExists, fault.OutputLocked, fault.OutputNotWritable, fault.NoSpace:

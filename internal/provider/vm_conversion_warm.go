@@ -103,11 +103,7 @@ func warmValue(st *engine.WarmState, res *engine.WarmResult, diags *diag.Diagnos
 func (r *vmConversionResource) planWarmSync(ctx context.Context, plan *vmConversionModel, ereq engine.Request, ep *engine.Plan, resp *resource.ModifyPlanResponse) {
 	setWarmSyncPlanned(plan, ep)
 	plan.Warm = types.ObjectUnknown(warmAttrTypes)
-	pv, err := r.data.engine.WarmPreview(ctx, ereq)
-	if err != nil {
-		addFaultAt(&resp.Diagnostics, path.Root("source").AtName("vsphere"), "Planning the warm migration's sync", err)
-		return
-	}
+	pv := ep.Warm
 	what := fmt.Sprintf("copy the areas of every disk of VM %q changed since change ID(s) %s (sync %d, the last at %s)",
 		ereq.Source.VSphere.VM, strings.Join(pv.ChangeIDs, ", "), pv.Syncs+1, pv.LastSync.Format(time.RFC3339))
 	if pv.Full {

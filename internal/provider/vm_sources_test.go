@@ -138,12 +138,7 @@ func TestAccVMConversion_vsphere(t *testing.T) {
 	}
 	vcsimtest.AddDisk(vm, "Hard disk 2", vcsimtest.SCSIKey(t, vm), 1, "[LocalDS_0] DC0_H0_VM0/data.vmdk", 8*mib)
 	dir := filepath.Join(t.TempDir(), "web")
-	cfg := fmt.Sprintf(`
-provider "vmconv" {
-  vsphere_username = %q
-  vsphere_password = %q
-  cache_dir        = %q
-}
+	cfg := vsphereProvider(t.TempDir()) + fmt.Sprintf(`
 
 resource "vmconv_vm_conversion" "web" {
   source {
@@ -156,7 +151,7 @@ resource "vmconv_vm_conversion" "web" {
   }
   output { dir = %q }
 %s}
-`, vcsimtest.User, vcsimtest.Password, t.TempDir(), s.URL, s.Thumbprint, dir, dataPlaneOnly)
+`, s.URL, s.Thumbprint, dir, dataPlaneOnly)
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,

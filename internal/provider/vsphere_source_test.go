@@ -30,12 +30,7 @@ func TestAccDiskConversion_vsphere(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "web.qcow2")
-	cfg := fmt.Sprintf(`
-provider "vmconv" {
-  vsphere_username = %q
-  vsphere_password = %q
-  cache_dir        = %q
-}
+	cfg := vsphereProvider(t.TempDir()) + fmt.Sprintf(`
 
 resource "vmconv_disk_conversion" "web" {
   source {
@@ -50,7 +45,7 @@ resource "vmconv_disk_conversion" "web" {
   plan_path = %q
 %s
 }
-`, vcsimtest.User, vcsimtest.Password, t.TempDir(), s.URL, s.Thumbprint, out, out+".plan.json", dataPlaneOnly)
+`, s.URL, s.Thumbprint, out, out+".plan.json", dataPlaneOnly)
 	const name = "vmconv_disk_conversion.web"
 	resource.Test(t, resource.TestCase{
 		PreCheck:                 func() { acctest.PreCheck(t) },

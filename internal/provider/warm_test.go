@@ -56,12 +56,7 @@ func (w *warmSource) config(dir, warm string) string {
 	if warm == "none" {
 		block = ""
 	}
-	return fmt.Sprintf(`
-provider "vmconv" {
-  vsphere_username = %q
-  vsphere_password = %q
-  cache_dir        = %q
-}
+	return vsphereProvider(w.cache) + fmt.Sprintf(`
 
 resource "vmconv_vm_conversion" "web" {
   source {
@@ -78,7 +73,7 @@ resource "vmconv_vm_conversion" "web" {
     format = "raw"
   }
 %s}
-`, vcsimtest.User, vcsimtest.Password, w.cache, w.s.URL, w.s.Thumbprint, block, dir, dataPlaneOnly)
+`, w.s.URL, w.s.Thumbprint, block, dir, dataPlaneOnly)
 }
 
 func (w *warmSource) staging() []string {
