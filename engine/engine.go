@@ -360,7 +360,7 @@ func toolFault(ctx context.Context, err error, file, msg string) error {
 	if fe, ok := fault.As(err); ok {
 		return fe
 	}
-	if strings.Contains(err.Error(), "No space left on device") {
+	if strings.Contains(err.Error(), "No space left on device") || errors.Is(err, syscall.ENOSPC) {
 		return fault.Wrap(fault.NoSpace, file, err, "the output file system ran out of space").
 			WithHint("Free space where the output goes, or choose another output.path. Nothing was left at the output path.")
 	}

@@ -2,11 +2,8 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,6 +20,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/inspect"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/guestfs"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/rawcopy"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/run"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
@@ -86,7 +84,6 @@ func (convertStage) run(ctx context.Context, j *job) error {
 // convertDisk writes one disk's output into its temporary place: beside
 // the output path for a disk conversion, into the set for a whole VM.
 func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
-	p := j.plan
 	if j.set != nil {
 		tmp, err := j.set.Path(filepath.Base(d.out))
 		if err != nil {
@@ -100,6 +97,38 @@ func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	if len(j.disks) > 1 {
 		what = fmt.Sprintf("converting disk %d of %d", i+1, len(j.disks))
 	}
+	segs, raw := rawSegments(ctx, j, d)
+	if raw {
+		if err := copyRaw(ctx, j, d, what, segs); err != nil {
+			return err
+		}
+	} else if err := qemuConvert(ctx, j, d, what); err != nil {
+		return err
+	}
+	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
+	// the freshly written pages, and doing them in turn costs their sum.
+	// A kernel copy wrote the source's data ranges verbatim, zeros and all,
+	// where qemu-img would have skipped zero blocks: the hash, which reads
+	// every block anyway, punches those out.
+	flushed := make(chan error, 1)
+	go func() { flushed <- fsyncPath(d.tmp) }()
+	sum, err := rawcopy.Sum(ctx, d.tmp, raw)
+	if ferr := <-flushed; err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return toolFault(ctx, err, d.out, "cannot checksum the output")
+	}
+	if sum.Punched > 0 {
+		j.emit(EventInfo, StageConvert, fmt.Sprintf("deallocated %s of zero blocks in the output", sizeText(sum.Punched)), map[string]any{"punched_bytes": sum.Punched})
+	}
+	d.sha256 = sum.SHA256
+	return nil
+}
+
+// qemuConvert writes one disk's output with qemu-img convert.
+func qemuConvert(ctx context.Context, j *job, d *diskWork, what string) error {
+	p := j.plan
 	// qemu-img reports a share of the virtual disk: the meter counts it in
 	// virtual bytes, so the rate and ETA read in the disk's own size.
 	size := d.c.VirtualSize()
@@ -118,18 +147,6 @@ func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	if err != nil {
 		return convertFault(ctx, err, p)
 	}
-	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
-	// the freshly written pages, and doing them in turn costs their sum.
-	flushed := make(chan error, 1)
-	go func() { flushed <- fsyncPath(d.tmp) }()
-	sum, err := sha256File(ctx, d.tmp)
-	if ferr := <-flushed; err == nil && ferr != nil {
-		err = ferr
-	}
-	if err != nil {
-		return toolFault(ctx, err, d.out, "cannot checksum the output")
-	}
-	d.sha256 = sum
 	return nil
 }
 
@@ -143,30 +160,6 @@ func fsyncPath(p string) error {
 }
 
 func diskformatDriver(f string) string { return diskformat.Format(f).QemuDriver() }
-
-func sha256File(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := f.Read(buf)
-		h.Write(buf[:n])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // qemuIOError matches what qemu-img convert prints when a request fails:
 // "error while reading at byte N: M", "error while reading block status at

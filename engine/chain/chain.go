@@ -25,6 +25,7 @@ import (
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/vmdk"
 )
 
 // MaxDepth bounds the number of layers; VMware allows 32 snapshots.
@@ -441,4 +442,37 @@ func firstBytes(f *os.File) string {
 		}
 	}
 	return fmt.Sprintf("% x  |%s|", b, txt)
+}
+
+// RawRange is a range of a source file that holds part of a guest disk byte
+// for byte.
+type RawRange struct {
+	Path           string
+	Offset, Length int64
+}
+
+// RawRanges returns the file ranges that make up the guest disk, in order,
+// when the chain is one layer stored raw: a raw image, or a VMDK whose
+// extents are all flat. Such a disk can be copied without decoding it.
+func (c *Chain) RawRanges() ([]RawRange, bool) {
+	if len(c.Layers) != 1 {
+		return nil, false
+	}
+	l := c.Layers[0]
+	switch l.Format {
+	case diskformat.Raw:
+		return []RawRange{{Path: l.real, Length: l.VirtualSize}}, l.real != ""
+	case diskformat.VMDK:
+		var out []RawRange
+		var total int64
+		for _, e := range l.Extents {
+			if e.Type != vmdk.ExtentFlat && e.Type != vmdk.ExtentVMFS {
+				return nil, false
+			}
+			out = append(out, RawRange{Path: e.Path, Offset: e.Offset * 512, Length: e.Sectors * 512})
+			total += e.Sectors * 512
+		}
+		return out, len(out) > 0 && total == l.VirtualSize
+	}
+	return nil, false
 }

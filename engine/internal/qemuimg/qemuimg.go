@@ -27,6 +27,8 @@ type Tool interface {
 	RebaseUnsafe(ctx context.Context, path, backing, backingDriver string) error
 	Convert(ctx context.Context, a ConvertArgs, progress func(pct float64)) error
 	Check(ctx context.Context, path, driver string) (*CheckResult, error)
+	// MapOwn maps one image file's own contents, its backing not opened.
+	MapOwn(ctx context.Context, path, driver string) ([]MapEntry, error)
 }
 
 // Info is the subset of `qemu-img info --output=json` the engine uses.
@@ -256,4 +258,36 @@ func parseFindings(stderr string) []string {
 		out = append(out, l)
 	}
 	return out
+}
+
+// MapEntry is one range of `qemu-img map --output=json`.
+type MapEntry struct {
+	Start  int64 `json:"start"`
+	Length int64 `json:"length"`
+	Depth  int   `json:"depth"`
+	// Present is nil where qemu-img is too old to say (before 6.1): true
+	// where this image defines the range's content, zero clusters and
+	// discards included, which it does not count as allocated.
+	Present *bool `json:"present"`
+	Zero    bool  `json:"zero"`
+	Data    bool  `json:"data"`
+}
+
+// MapOwn runs `qemu-img map` on one image file with its backing pinned to
+// nothing (see CheckSpec), so only what that file itself holds is listed.
+func (e Exec) MapOwn(ctx context.Context, path, driver string) ([]MapEntry, error) {
+	spec, err := CheckSpec(path, driver)
+	if err != nil {
+		return nil, err
+	}
+	var out strings.Builder
+	if _, err := run.Run(ctx, run.Cmd{Name: e.bin(), Args: []string{"map", "--output=json", "-f", driver, spec},
+		Lines: func(l string) { out.WriteString(l + "\n") }}); err != nil {
+		return nil, err
+	}
+	var m []MapEntry
+	if err := json.Unmarshal([]byte(out.String()), &m); err != nil {
+		return nil, fmt.Errorf("qemu-img map: %w", err)
+	}
+	return m, nil
 }

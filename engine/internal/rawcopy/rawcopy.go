@@ -1,0 +1,176 @@
+// Package rawcopy writes a raw disk from raw source ranges inside the kernel:
+// only the ranges the source file system holds data for are copied
+// (SEEK_DATA/SEEK_HOLE), with copy_file_range, which a file system that
+// shares extents (XFS, btrfs) turns into a reflink. qemu-img reads every
+// block into user space and writes it back; for raw to raw there is nothing
+// to decode, so that is two passes through memory for nothing.
+package rawcopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Segment is a range of a raw source file that fills the next Length bytes
+// of the output: a raw image is one segment, a flat VMDK one per extent.
+type Segment struct {
+	Path   string
+	Offset int64
+	Length int64
+}
+
+// Stats says what a copy did.
+type Stats struct {
+	// Data is the bytes copied: the source's allocated ranges.
+	Data int64
+	// Kernel is false when copy_file_range was refused (another file
+	// system, an old kernel) and the data went through a buffer.
+	Kernel bool
+}
+
+// chunk bounds one copy_file_range call, so a cancellation is seen within
+// a fraction of a second.
+const chunk = 64 << 20
+
+// extent is a data range of a source file, and where it lands in the output.
+type extent struct {
+	src      *os.File
+	off, len int64
+	dst      int64
+}
+
+// Copy creates (or truncates) dst to size bytes and fills it from
+// segs, in order. Ranges the source holds no data for stay holes. progress,
+// if set, is called with the bytes copied so far and the total.
+func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress func(done, total int64)) (Stats, error) {
+	var total int64
+	for _, s := range segs {
+		total += s.Length
+	}
+	if total != size {
+		return Stats{}, fmt.Errorf("rawcopy: the segments hold %d bytes for a %d-byte disk", total, size)
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var exts []extent
+	var data, at int64
+	for _, s := range segs {
+		f, err := os.Open(s.Path)
+		if err != nil {
+			return Stats{}, err
+		}
+		files = append(files, f)
+		ranges, err := DataRanges(f, s.Offset, s.Length)
+		if err != nil {
+			return Stats{}, fmt.Errorf("%s: %w", s.Path, err)
+		}
+		for _, r := range ranges {
+			exts = append(exts, extent{src: f, off: r[0], len: r[1], dst: at + r[0] - s.Offset})
+			data += r[1]
+		}
+		at += s.Length
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer out.Close()
+	if err := out.Truncate(size); err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Kernel: true}
+	var buf []byte
+	for _, e := range exts {
+		for done := int64(0); done < e.len; {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+			n := min(chunk, e.len-done)
+			var copied int64
+			if st.Kernel {
+				roff, woff := e.off+done, e.dst+done
+				c, err := unix.CopyFileRange(int(e.src.Fd()), &roff, int(out.Fd()), &woff, int(n), 0)
+				switch {
+				case err == nil && c == 0:
+					return st, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
+				case err == nil:
+					copied = int64(c)
+				case fallback(err):
+					st.Kernel = false
+					continue
+				default:
+					return st, err
+				}
+			} else {
+				if buf == nil {
+					buf = make([]byte, 4<<20)
+				}
+				b := buf[:min(int64(len(buf)), n)]
+				c, err := e.src.ReadAt(b, e.off+done)
+				if c > 0 {
+					if _, werr := out.WriteAt(b[:c], e.dst+done); werr != nil {
+						return st, werr
+					}
+				}
+				if err != nil && !(errors.Is(err, io.EOF) && c > 0) {
+					if errors.Is(err, io.EOF) {
+						return st, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
+					}
+					return st, err
+				}
+				copied = int64(c)
+			}
+			done += copied
+			st.Data += copied
+			if progress != nil {
+				progress(st.Data, data)
+			}
+		}
+	}
+	return st, out.Close()
+}
+
+// fallback tells the errors for which copy_file_range cannot copy between
+// these two files at all, so a buffered copy must.
+func fallback(err error) bool {
+	return errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)
+}
+
+// DataRanges lists the [offset, length] ranges of f within [off, off+n)
+// that hold data, by SEEK_DATA and SEEK_HOLE. A file system without them
+// reports the whole file as data, which is still correct.
+func DataRanges(f *os.File, off, n int64) ([][2]int64, error) {
+	fd := int(f.Fd())
+	end := off + n
+	var out [][2]int64
+	for pos := off; pos < end; {
+		d, err := unix.Seek(fd, pos, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data past pos
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d >= end {
+			break
+		}
+		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, err
+		}
+		h = min(h, end)
+		out = append(out, [2]int64{d, h - d})
+		pos = h
+	}
+	return out, nil
+}

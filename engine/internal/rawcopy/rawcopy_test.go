@@ -1,0 +1,173 @@
+package rawcopy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+const mib = 1 << 20
+
+// sparseFile writes size bytes with random data at each [offset, length].
+func sparseFile(t *testing.T, path string, size int64, data [][2]int64) []byte {
+	t.Helper()
+	want := make([]byte, size)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewSource(size))
+	for _, d := range data {
+		b := want[d[0] : d[0]+d[1]]
+		r.Read(b)
+		if _, err := f.WriteAt(b, d[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return want
+}
+
+func blocks(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+func TestCopyKeepsHoles(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	const size = 8*mib + 1000 // not a multiple of a block: the tail is data too
+	want := sparseFile(t, src, size, [][2]int64{{mib, mib}, {5 * mib, 100}, {size - 500, 500}})
+	var last, total int64
+	st, err := Copy(context.Background(), dst, size, []Segment{{Path: src, Length: size}}, func(done, tot int64) { last, total = done, tot })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dst)
+	if !bytes.Equal(got, want) {
+		t.Fatal("the output differs from the source")
+	}
+	if st.Data != last || last != total || total == 0 {
+		t.Errorf("progress ended at %d of %d, stats say %d", last, total, st.Data)
+	}
+	// Every hole of the source is a hole of the output: the data is three
+	// ranges of at most 1 MiB plus block rounding, of 8 MiB.
+	if b := blocks(t, dst); b > 2*mib {
+		t.Errorf("the output allocates %d bytes; the source's holes were filled", b)
+	}
+	if st.Data >= size/2 {
+		t.Errorf("copied %d bytes of a file with about 1 MiB of data", st.Data)
+	}
+	t.Logf("copied %d bytes, kernel=%v, output allocates %d", st.Data, st.Kernel, blocks(t, dst))
+}
+
+// TestCopySegments builds one disk from slices of two files, the way a flat
+// VMDK's extents make one: offsets in each file and positions in the output
+// must both be right.
+func TestCopySegments(t *testing.T) {
+	dir := t.TempDir()
+	a, b, dst := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "dst")
+	wa := sparseFile(t, a, 4*mib, [][2]int64{{0, 4 * mib}})
+	wb := sparseFile(t, b, 3*mib, [][2]int64{{512 * 1024, mib}, {2 * mib, 4096}})
+	segs := []Segment{{Path: a, Offset: mib, Length: 2 * mib}, {Path: b, Offset: 512, Length: 3*mib - 512}}
+	size := int64(2*mib + 3*mib - 512)
+	if _, err := Copy(context.Background(), dst, size, segs, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte{}, wa[mib:3*mib]...), wb[512:]...)
+	got, _ := os.ReadFile(dst)
+	if !bytes.Equal(got, want) {
+		t.Fatal("the output is not the two slices in order")
+	}
+	if _, err := Copy(context.Background(), dst, size+1, segs, nil); err == nil {
+		t.Error("segments that do not add up to the disk were accepted")
+	}
+}
+
+func TestCopyCancelled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	sparseFile(t, src, 2*mib, [][2]int64{{0, 2 * mib}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Copy(ctx, filepath.Join(dir, "dst"), 2*mib, []Segment{{Path: src, Length: 2 * mib}}, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want cancelled", err)
+	}
+}
+
+// TestCopyAcrossFileSystems copies from a tmpfs to the test's folder, where
+// the kernel may refuse copy_file_range (EXDEV) and the buffered copy runs.
+func TestCopyAcrossFileSystems(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "rawcopy-")
+	if err != nil {
+		t.Skip("no /dev/shm:", err)
+	}
+	defer os.RemoveAll(shm)
+	src, dst := filepath.Join(shm, "src"), filepath.Join(t.TempDir(), "dst")
+	want := sparseFile(t, src, 6*mib, [][2]int64{{mib, 3 * mib}})
+	st, err := Copy(context.Background(), dst, 6*mib, []Segment{{Path: src, Length: 6 * mib}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, want) {
+		t.Fatal("the output differs from the source")
+	}
+	t.Logf("kernel copy across file systems: %v", st.Kernel)
+}
+
+func TestSumPunchesZeroBlocks(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "img")
+	const size = 4 * mib
+	// Written in full, as a thick disk is: data, then 1 MiB + 4 KiB of
+	// zeros at an unaligned start, then data.
+	want := make([]byte, size)
+	rand.New(rand.NewSource(1)).Read(want)
+	zs, ze := int64(mib+100), int64(2*mib+4096+100)
+	clear(want[zs:ze])
+	if err := os.WriteFile(p, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(want)
+	plain, err := Sum(context.Background(), p, false)
+	if err != nil || plain.SHA256 != hex.EncodeToString(sum[:]) || plain.Punched != 0 {
+		t.Fatalf("sum without punching: %+v %v", plain, err)
+	}
+	before := blocks(t, p)
+	got, err := Sum(context.Background(), p, true)
+	if err != nil || got.SHA256 != plain.SHA256 {
+		t.Fatalf("sum with punching: %+v %v", got, err)
+	}
+	// The whole blocks inside the zero run: from the first block boundary
+	// after its start to the last one before its end.
+	wantPunched := (ze/4096)*4096 - ((zs+4095)/4096)*4096
+	if got.Punched != wantPunched {
+		t.Errorf("punched %d bytes, want %d", got.Punched, wantPunched)
+	}
+	if after := blocks(t, p); before-after < wantPunched {
+		t.Errorf("allocation went from %d to %d bytes, want %d fewer", before, after, wantPunched)
+	}
+	if b, _ := os.ReadFile(p); !bytes.Equal(b, want) {
+		t.Fatal("punching changed the content")
+	}
+	// A hole is hashed as zeros without being read.
+	again, err := Sum(context.Background(), p, false)
+	if err != nil || again.SHA256 != plain.SHA256 {
+		t.Fatalf("sum over the holes: %+v %v", again, err)
+	}
+}

@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/rawcopy"
+	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
+)
+
+// rawSegments returns the source ranges a disk's raw output can be copied
+// from in the kernel, or false when qemu-img must convert it: the output
+// is raw, the source is one layer stored raw (a raw image, a flat VMDK),
+// and nothing was written into the overlay (fixes, or a journal replayed
+// when the appliance mounted the guest, land there, and only qemu-img
+// reads the overlay with them).
+func rawSegments(ctx context.Context, j *job, d *diskWork) ([]rawcopy.Segment, bool) {
+	if diskformat.Format(j.plan.Output.Format) != diskformat.Raw {
+		return nil, false
+	}
+	ranges, ok := d.c.RawRanges()
+	if !ok {
+		return nil, false
+	}
+	if !untouched(ctx, j, d) {
+		return nil, false
+	}
+	segs := make([]rawcopy.Segment, len(ranges))
+	for i, r := range ranges {
+		segs[i] = rawcopy.Segment{Path: r.Path, Offset: r.Offset, Length: r.Length}
+	}
+	return segs, true
+}
+
+// untouched tells whether the overlay holds nothing of its own. A zeroed or
+// discarded range (an fstrim) is no allocated cluster, but it is present in
+// the overlay all the same.
+func untouched(ctx context.Context, j *job, d *diskWork) bool {
+	m, err := j.e.qemu.MapOwn(ctx, d.input, d.inputDriver)
+	if err != nil || len(m) == 0 {
+		return false
+	}
+	for _, r := range m {
+		if r.Present == nil || *r.Present || r.Data {
+			return false
+		}
+	}
+	return true
+}
+
+// copyRaw writes a disk's raw output from its raw source in the kernel.
+func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawcopy.Segment) error {
+	m := &progress.Meter{}
+	st, err := rawcopy.Copy(ctx, d.tmp, d.c.VirtualSize(), segs, func(done, total int64) {
+		if r, ok := m.Update(done, total); ok {
+			pct := 100.0
+			if total > 0 {
+				pct = float64(done) * 100 / float64(total)
+			}
+			j.sink.Event(Event{Time: time.Now(), Kind: EventProgress, Stage: StageConvert,
+				Message: what + " (allocated data): " + r.String(), Percent: pct, Fields: r.Fields()})
+		}
+	})
+	if err != nil {
+		return toolFault(ctx, err, d.out, "cannot copy the raw source to the output")
+	}
+	how := "in the kernel (copy_file_range; a reflink where the file system shares extents)"
+	if !st.Kernel {
+		how = "through a buffer (the kernel refused to copy between these file systems)"
+	}
+	j.emit(EventInfo, StageConvert, fmt.Sprintf("raw source to raw output: copied %s of data %s; holes kept, no qemu-img pass", sizeText(st.Data), how),
+		map[string]any{"copy": "raw", "data_bytes": st.Data, "kernel": st.Kernel})
+	return nil
+}
