@@ -87,7 +87,7 @@ func TestRawPathCopiesInKernel(t *testing.T) {
 	e := newEngine(t)
 	for _, tc := range []struct {
 		name, source, srcFormat, format string
-		kernel, punched      bool
+		kernel, punched                 bool
 	}{
 		{"raw", thin, "raw", "raw", true, false},
 		{"flat-vmdk", flat, "", "raw", true, false},
