@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +53,7 @@ func (r *Report) Markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	writeAppliance(&b, res.Appliance)
 	writeWarm(&b, res.Warm)
 	writeWarnings(&b, res.Warnings)
 	return b.String()
@@ -252,4 +255,27 @@ func indent(s, pre string) string {
 		}
 	}
 	return b.String()
+}
+
+// writeAppliance lists the appliance's costliest calls, the way a reader
+// asks where INSPECT and FIX spent their time.
+func writeAppliance(b *strings.Builder, calls []guest.CallStat) {
+	if len(calls) == 0 {
+		return
+	}
+	top := slices.Clone(calls)
+	slices.SortStableFunc(top, func(x, y guest.CallStat) int { return cmp.Compare(y.Seconds, x.Seconds) })
+	var total float64
+	for _, c := range calls {
+		total += c.Seconds
+	}
+	fmt.Fprintf(b, "## Appliance\n\n%s in the libguestfs appliance; the costliest calls:\n\n| Call | Calls | Time |\n| --- | ---: | ---: |\n", secondsText(total))
+	for _, c := range top[:min(len(top), 8)] {
+		fmt.Fprintf(b, "| %s | %d | %s |\n", md(c.Name), c.Calls, secondsText(c.Seconds))
+	}
+	b.WriteString("\n")
+}
+
+func secondsText(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(100 * time.Millisecond).String()
 }

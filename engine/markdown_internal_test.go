@@ -63,3 +63,22 @@ func TestReportMarkdown(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkdownAppliance(t *testing.T) {
+	var b strings.Builder
+	writeAppliance(&b, []guest.CallStat{
+		{Name: "launch", Calls: 1, Seconds: 18.04}, {Name: "inspect os", Calls: 1, Seconds: 6.5},
+		{Name: "command update-initramfs", Calls: 2, Seconds: 61.26}, {Name: "read file", Calls: 40, Seconds: 0.8},
+	})
+	got := b.String()
+	want := "## Appliance\n\n1m26.6s in the libguestfs appliance; the costliest calls:\n\n| Call | Calls | Time |\n| --- | ---: | ---: |\n" +
+		"| command update-initramfs | 2 | 1m1.3s |\n| launch | 1 | 18s |\n| inspect os | 1 | 6.5s |\n| read file | 40 | 800ms |\n\n"
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	b.Reset()
+	writeAppliance(&b, nil)
+	if b.Len() != 0 {
+		t.Errorf("no appliance, yet: %q", b.String())
+	}
+}

@@ -67,6 +67,9 @@ type Result struct {
 	CacheEntries []string `json:"cache_entries,omitempty"`
 	// Warm is a warm migration's syncs and downtime.
 	Warm *WarmResult `json:"warm,omitempty"`
+	// Appliance is where the libguestfs appliance's time went: its launch,
+	// each kind of call, each guest command by program, its shutdown.
+	Appliance []guest.CallStat `json:"appliance,omitempty"`
 }
 
 // Report is the JSON document written beside the output.

@@ -308,6 +308,9 @@ func (j *job) closeSession() error {
 		return nil
 	}
 	err := j.session.Close()
+	if p, ok := j.session.(guest.Profiler); ok {
+		j.res.Appliance = append(j.res.Appliance, p.Profile()...)
+	}
 	j.session = nil
 	return err
 }

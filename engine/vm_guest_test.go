@@ -81,6 +81,18 @@ func TestGuestVMTwoDisks(t *testing.T) {
 	if after := sumDir(t, filepath.Dir(vmx)); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("the source VM changed")
 	}
+	// Where the appliance's time went is in the result and the Markdown.
+	calls := map[string]float64{}
+	for _, c := range res.Appliance {
+		calls[c.Name] = c.Seconds
+		t.Logf("appliance: %-28s %3d calls %7.1f s", c.Name, c.Calls, c.Seconds)
+	}
+	if calls["launch"] <= 0 || calls["inspect os"] <= 0 || calls["command update-initramfs"] <= 0 {
+		t.Errorf("the appliance profile lacks the launch, the inspection or the initramfs rebuild: %+v", res.Appliance)
+	}
+	if md, err := os.ReadFile(filepath.Join(dir, engine.VMMarkdownName)); err != nil || !strings.Contains(string(md), "| command update-initramfs | 1 |") {
+		t.Errorf("the Markdown report has no appliance table (%v):\n%s", err, md)
+	}
 
 	// boot_test changed after the apply: the published VM boots again, on
 	// virtio-scsi this time, and its report records the new test.

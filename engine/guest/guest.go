@@ -69,6 +69,18 @@ type Session interface {
 	Close() error
 }
 
+// CallStat is the time an appliance spent in one kind of call.
+type CallStat struct {
+	Name    string  `json:"name"`
+	Calls   int     `json:"calls"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Profiler is a session that times its calls.
+type Profiler interface {
+	Profile() []CallStat
+}
+
 // OSInfo is what libguestfs' inspection reports for one root.
 type OSInfo struct {
 	Type        string // linux, windows

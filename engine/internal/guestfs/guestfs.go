@@ -65,6 +65,8 @@ type Session struct {
 	// inspected is set once inspect_os has run: libguestfs answers
 	// questions about a root only after it.
 	inspected bool
+	// prof is the time spent in each kind of call, in first-call order.
+	prof []guest.CallStat
 }
 
 var (
@@ -140,7 +142,10 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 		}
 	}
 	go s.watch()
-	if err := g.Launch(); err != nil {
+	start := time.Now()
+	err = g.Launch()
+	s.note("launch", time.Since(start))
+	if err != nil {
 		s.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -193,9 +198,11 @@ func (s *Session) Close() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.ctx.Err() == nil {
+			start := time.Now()
 			if e := s.g.Shutdown(); e != nil {
 				err = e
 			}
+			s.note("shutdown", time.Since(start))
 		}
 		s.g.Close()
 		removeLink(s.link)
@@ -251,15 +258,17 @@ func removeLink(link string) {
 	}
 }
 
-// call serialises access to the handle and turns a killed appliance into
-// the context's error.
-func (s *Session) call(f func() error) error {
+// call serialises access to the handle, times it under name, and turns a
+// killed appliance into the context's error.
+func (s *Session) call(name string, f func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
+	start := time.Now()
 	err := f()
+	s.note(name, time.Since(start))
 	if err != nil && s.ctx.Err() != nil {
 		return s.ctx.Err()
 	}
@@ -267,7 +276,7 @@ func (s *Session) call(f func() error) error {
 }
 
 func (s *Session) Roots() (roots []string, err error) {
-	err = s.call(func() error {
+	err = s.call("inspect os", func() error {
 		roots, err = s.g.Inspect_os()
 		s.inspected = err == nil
 		return err
@@ -278,7 +287,7 @@ func (s *Session) Roots() (roots []string, err error) {
 
 func (s *Session) OSInfo(root string) (guest.OSInfo, error) {
 	var o guest.OSInfo
-	err := s.call(func() error {
+	err := s.call("os info", func() error {
 		var e error
 		o.Type, _ = s.g.Inspect_get_type(root)
 		o.Distro, _ = s.g.Inspect_get_distro(root)
@@ -310,7 +319,7 @@ func (s *Session) MountRoot(root string) error {
 	}
 	// Parents before children: / before /boot before /boot/efi.
 	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) < len(mps[j]) })
-	return s.call(func() error {
+	return s.call("mount root", func() error {
 		for _, mp := range mps {
 			if err := s.g.Mount(info.Mountpoints[mp], mp); err != nil {
 				if mp == "/" {
@@ -326,7 +335,7 @@ func (s *Session) MountRoot(root string) error {
 
 func (s *Session) Filesystems() ([]guest.Filesystem, error) {
 	var out []guest.Filesystem
-	err := s.call(func() error {
+	err := s.call("filesystems", func() error {
 		m, err := s.g.List_filesystems()
 		if err != nil {
 			return err
@@ -366,7 +375,7 @@ func (s *Session) Filesystems() ([]guest.Filesystem, error) {
 
 func (s *Session) PartitionTable() (string, error) {
 	var t string
-	err := s.call(func() error {
+	err := s.call("partition table", func() error {
 		devs, err := s.g.List_devices()
 		if err != nil || len(devs) == 0 {
 			return err
@@ -382,7 +391,7 @@ func (s *Session) PartitionTable() (string, error) {
 
 func (s *Session) PartitionType(device string) (string, error) {
 	var t string
-	err := s.call(func() error {
+	err := s.call("partition type", func() error {
 		disk, err := s.g.Part_to_dev(device)
 		if err != nil {
 			return err
@@ -408,7 +417,7 @@ func (s *Session) PartitionType(device string) (string, error) {
 
 func (s *Session) PartitionInfo(device string) (guest.Partition, error) {
 	var p guest.Partition
-	err := s.call(func() error {
+	err := s.call("partition info", func() error {
 		disk, err := s.g.Part_to_dev(device)
 		if err != nil {
 			return err
@@ -432,14 +441,14 @@ func (s *Session) PartitionInfo(device string) (guest.Partition, error) {
 }
 
 func (s *Session) LVs() (lvs []string, err error) {
-	err = s.call(func() error { lvs, err = s.g.Lvs(); return err })
+	err = s.call("lvs", func() error { lvs, err = s.g.Lvs(); return err })
 	return lvs, err
 }
 
-func (s *Session) Sync() error { return s.call(s.g.Sync) }
+func (s *Session) Sync() error { return s.call("sync", s.g.Sync) }
 
 func (s *Session) ReadFile(path string) (b []byte, err error) {
-	err = s.call(func() error {
+	err = s.call("read file", func() error {
 		ok, e := s.g.Is_file(path, &lg.OptargsIs_file{Followsymlinks_is_set: true, Followsymlinks: true})
 		if e != nil {
 			return e
@@ -454,7 +463,7 @@ func (s *Session) ReadFile(path string) (b []byte, err error) {
 }
 
 func (s *Session) WriteFile(path string, data []byte, mode fs.FileMode) error {
-	return s.call(func() error {
+	return s.call("write file", func() error {
 		if err := s.g.Mkdir_p(filepath.Dir(path)); err != nil {
 			return err
 		}
@@ -465,17 +474,19 @@ func (s *Session) WriteFile(path string, data []byte, mode fs.FileMode) error {
 	})
 }
 
-func (s *Session) Remove(path string) error { return s.call(func() error { return s.g.Rm_f(path) }) }
+func (s *Session) Remove(path string) error {
+	return s.call("remove", func() error { return s.g.Rm_f(path) })
+}
 
 func (s *Session) Exists(path string) bool {
 	var ok bool
-	s.call(func() error { ok, _ = s.g.Exists(path); return nil })
+	s.call("exists", func() error { ok, _ = s.g.Exists(path); return nil })
 	return ok
 }
 
 func (s *Session) IsFile(path string) bool {
 	var ok bool
-	s.call(func() error {
+	s.call("is file", func() error {
 		ok, _ = s.g.Is_file(path, &lg.OptargsIs_file{Followsymlinks_is_set: true, Followsymlinks: true})
 		return nil
 	})
@@ -484,7 +495,7 @@ func (s *Session) IsFile(path string) bool {
 
 func (s *Session) IsDir(path string) bool {
 	var ok bool
-	s.call(func() error {
+	s.call("is dir", func() error {
 		ok, _ = s.g.Is_dir(path, &lg.OptargsIs_dir{Followsymlinks_is_set: true, Followsymlinks: true})
 		return nil
 	})
@@ -492,13 +503,13 @@ func (s *Session) IsDir(path string) bool {
 }
 
 func (s *Session) Glob(pattern string) (out []string, err error) {
-	err = s.call(func() error { out, err = s.g.Glob_expand(pattern, nil); return err })
+	err = s.call("glob", func() error { out, err = s.g.Glob_expand(pattern, nil); return err })
 	sort.Strings(out)
 	return out, err
 }
 
 func (s *Session) Readlink(path string) (t string, err error) {
-	err = s.call(func() error {
+	err = s.call("readlink", func() error {
 		link, e := s.g.Is_symlink(path)
 		if e != nil {
 			return e
@@ -513,7 +524,7 @@ func (s *Session) Readlink(path string) (t string, err error) {
 }
 
 func (s *Session) Symlink(target, path string) error {
-	return s.call(func() error {
+	return s.call("symlink", func() error {
 		if err := s.g.Mkdir_p(filepath.Dir(path)); err != nil {
 			return err
 		}
@@ -522,7 +533,7 @@ func (s *Session) Symlink(target, path string) error {
 }
 
 func (s *Session) Mkdir(path string, mode fs.FileMode) error {
-	return s.call(func() error {
+	return s.call("mkdir", func() error {
 		if err := s.g.Mkdir_p(path); err != nil {
 			return err
 		}
@@ -535,6 +546,27 @@ func (s *Session) Mkdir(path string, mode fs.FileMode) error {
 func (s *Session) Command(ctx context.Context, argv ...string) (out string, err error) {
 	full := append([]string{"/bin/sh", "-c",
 		"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C; exec \"$@\" 2>&1", "sh"}, argv...)
-	err = s.call(func() error { out, err = s.g.Command(full); return err })
+	err = s.call("command "+filepath.Base(argv[0]), func() error { out, err = s.g.Command(full); return err })
 	return out, err
+}
+
+// note adds one call of d to name's total. The caller holds mu, or is the
+// only user of the session.
+func (s *Session) note(name string, d time.Duration) {
+	for i := range s.prof {
+		if s.prof[i].Name == name {
+			s.prof[i].Calls++
+			s.prof[i].Seconds += d.Seconds()
+			return
+		}
+	}
+	s.prof = append(s.prof, guest.CallStat{Name: name, Calls: 1, Seconds: d.Seconds()})
+}
+
+// Profile returns the time spent in each kind of call so far: the launch,
+// each guestfs call, each command by its program name, the shutdown.
+func (s *Session) Profile() []guest.CallStat {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]guest.CallStat(nil), s.prof...)
 }

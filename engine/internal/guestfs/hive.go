@@ -11,7 +11,7 @@ import (
 
 // WindowsInfo reports a Windows root's system folder and hives.
 func (s *Session) WindowsInfo(root string) (w guest.WindowsRoot, err error) {
-	err = s.call(func() error {
+	err = s.call("windows info", func() error {
 		var e error
 		if w.SystemRoot, e = s.g.Inspect_get_windows_systemroot(root); e != nil {
 			return e
@@ -80,7 +80,7 @@ func (s *Session) readNode(node int64) (guest.RegKey, []int64, error) {
 
 // readHive opens a hive read-only, finds key and hands its node to f.
 func (s *Session) readHive(hive, key string, f func(node int64) error) (ok bool, err error) {
-	err = s.call(func() error {
+	err = s.call("read hive", func() error {
 		if err := s.g.Hivex_open(hive, &lg.OptargsHivex_open{Write_is_set: true, Write: false}); err != nil {
 			return err
 		}
@@ -121,7 +121,7 @@ func (s *Session) HiveSubkeys(hive, key string) (subs map[string]guest.RegKey, o
 }
 
 func (s *Session) HiveEdit(hive string, edits []guest.RegEdit) error {
-	return s.call(func() error {
+	return s.call("hive edit", func() error {
 		if err := s.g.Hivex_open(hive, &lg.OptargsHivex_open{Write_is_set: true, Write: true}); err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (s *Session) HiveEdit(hive string, edits []guest.RegEdit) error {
 // from a data disk.
 func (s *Session) HasWindowsRegistry(device string) bool {
 	found := false
-	s.call(func() error {
+	s.call("has windows registry", func() error {
 		if err := s.g.Mount_ro(device, "/"); err != nil {
 			return nil
 		}
