@@ -330,7 +330,7 @@ func (e *Engine) plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 		{StageFlatten, true, flattenReason(c)},
 		inspectStagePlan(req),
 		fixStagePlan(req),
-		{StageConvert, true, convertReason(p)},
+		{StageConvert, true, convertReason(p) + rawReason(req, c)},
 		bootStagePlan(req),
 	}
 	if p.Stage(StageInspect).Run {
@@ -439,6 +439,26 @@ func flattenReason(c *chain.Chain) string {
 		return "one layer; read through a read-only qcow2 overlay"
 	}
 	return fmt.Sprintf("%d layers merged newest first through a read-only qcow2 overlay", len(c.Layers))
+}
+
+// rawReason says when CONVERT will copy in the kernel instead of running
+// qemu-img (see rawSegments): it depends on the guest not being written
+// first, which only the apply knows for sure when the appliance runs.
+func rawReason(req Request, c *chain.Chain) string {
+	if diskformat.Format(req.Output.Format) != diskformat.Raw {
+		return ""
+	}
+	if _, ok := c.RawRanges(); !ok {
+		return ""
+	}
+	if req.Fixes.Enabled && !req.Fixes.DryRun {
+		return "; the fixes write into the guest, so qemu-img converts it"
+	}
+	s := "; the source is stored raw: its data ranges are copied in the kernel (copy_file_range), holes kept"
+	if req.Fixes.Enabled || req.BootTest.Enabled {
+		s += ", unless mounting the guest for inspection wrote to it (a journal replayed), which qemu-img then converts"
+	}
+	return s
 }
 
 func convertReason(p *Plan) string {

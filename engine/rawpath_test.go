@@ -100,6 +100,10 @@ func TestRawPathCopiesInKernel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			planned := strings.Contains(p.Stage(engine.StageConvert).Reason, "copied in the kernel")
+			if planned != tc.kernel {
+				t.Errorf("the plan's CONVERT says %q", p.Stage(engine.StageConvert).Reason)
+			}
 			r, msgs, err := applyCollect(t, e, p)
 			if err != nil {
 				t.Fatal(err)
