@@ -139,10 +139,24 @@ func TestGuestVMTwoDisks(t *testing.T) {
 	}
 	fstab := filepath.Join(neg, "fstab")
 	os.WriteFile(fstab, []byte(original), 0o644)
-	gf := exec.Command("guestfish", "--format=qcow2", "-a", overlays[0], "-a", overlays[1], "-m", "/dev/sda1", "upload", fstab, "/etc/fstab")
+	// The same guestfish fetches the rebuilt initramfs, whose SHA-256 the
+	// fix computed inside the appliance.
+	initrd := res.Guest.Kernels[0].Initramfs
+	gotInitrd := filepath.Join(neg, "initrd")
+	gf := exec.Command("guestfish", "--format=qcow2", "-a", overlays[0], "-a", overlays[1], "-m", "/dev/sda1", "upload", fstab, "/etc/fstab",
+		":", "download", initrd, gotInitrd)
 	gf.Env = guestfsenv.Env()
 	if b, err := gf.CombinedOutput(); err != nil {
 		t.Fatalf("guestfish: %v\n%s", err, b)
+	}
+	var recorded string
+	for _, c := range res.Fixes.Changes {
+		if c.Path == initrd && c.Fix == "initramfs" {
+			recorded = c.AfterSHA256
+		}
+	}
+	if got := sumFile(t, gotInitrd); recorded != got {
+		t.Errorf("the report says the rebuilt %s has SHA-256 %q; the file has %s", initrd, recorded, got)
 	}
 	r, err := e.BootTest(context.Background(), overlays[0], "qcow2", res.Guest, bootOpts, filepath.Join(neg, "console.log"), overlays[1])
 	if err != nil {

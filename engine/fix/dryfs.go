@@ -30,6 +30,18 @@ func (d *dryFS) ReadFile(p string) ([]byte, error) {
 	return d.FS.ReadFile(p)
 }
 
+// SHA256 hashes what the dry run sees: its own write, or the guest's file.
+func (d *dryFS) SHA256(p string) (string, error) {
+	if s, ok := d.FS.(guest.Summer); ok && d.files[p] == nil && !d.removed[p] {
+		return s.SHA256(p)
+	}
+	b, err := d.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	return guest.SHA256(b), nil
+}
+
 func (d *dryFS) WriteFile(p string, b []byte, _ fs.FileMode) error {
 	d.files[p] = append([]byte(nil), b...)
 	delete(d.removed, p)

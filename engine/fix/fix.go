@@ -140,7 +140,7 @@ func (c *Context) Run(reason string, argv ...string) (string, error) {
 }
 
 // Track records a file that a command changed (an initramfs image).
-func (c *Context) Track(path, reason string, before []byte, existed bool) {
+func (c *Context) Track(path, reason, before string, existed bool) {
 	if _, dry := c.FS.(*dryFS); dry {
 		// The command did not run: record what it will change, so the
 		// plan lists what the apply will.
@@ -151,18 +151,34 @@ func (c *Context) Track(path, reason string, before []byte, existed bool) {
 		c.changes = append(c.changes, ch)
 		return
 	}
-	after, err := c.FS.ReadFile(path)
-	if err != nil {
+	after, ok := c.Sum(path)
+	if !ok {
 		return
 	}
-	ch := guest.Change{Fix: c.fix, Action: "modified", Path: path, Reason: reason}
-	if !existed {
+	ch := guest.Change{Fix: c.fix, Action: "modified", Path: path, Reason: reason, AfterSHA256: after}
+	if existed {
+		ch.BeforeSHA256 = before
+	} else {
 		ch.Action = "created"
 	}
-	ch.Describe(before, after, existed, true)
 	if ch.BeforeSHA256 != ch.AfterSHA256 {
 		c.changes = append(c.changes, ch)
 	}
+}
+
+// Sum returns the SHA-256 of a guest file, computed in the guest when the
+// session can: a command's output (an initramfs) is tens of MiB, which the
+// appliance would otherwise send over its channel before and after.
+func (c *Context) Sum(path string) (string, bool) {
+	if s, ok := c.FS.(guest.Summer); ok {
+		h, err := s.SHA256(path)
+		return h, err == nil
+	}
+	b, err := c.FS.ReadFile(path)
+	if err != nil {
+		return "", false
+	}
+	return guest.SHA256(b), true
 }
 
 func tail(s string, n int) string {

@@ -125,8 +125,7 @@ func (i initramfs) initramfsTools(c *Context) error {
 		}
 	}
 	for _, k := range c.Info.Kernels {
-		before, err := c.FS.ReadFile(k.Initramfs)
-		existed := err == nil
+		before, existed := c.Sum(k.Initramfs)
 		if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers",
 			"update-initramfs", "-u", "-k", k.Version); err != nil {
 			return err
@@ -143,8 +142,7 @@ func (i initramfs) dracut(c *Context) error {
 		return err
 	}
 	for _, k := range c.Info.Kernels {
-		before, err := c.FS.ReadFile(k.Initramfs)
-		existed := err == nil
+		before, existed := c.Sum(k.Initramfs)
 		if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers",
 			"dracut", "--force", "--add-drivers", strings.Join(virtioModules, " "), k.Initramfs, k.Version); err != nil {
 			return err

@@ -43,6 +43,9 @@ func (c *Change) Describe(before, after []byte, existed, exists bool) {
 	}
 }
 
+// SHA256 is the hex SHA-256 of b, as a Change records it.
+func SHA256(b []byte) string { return sum(b) }
+
 func sum(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])

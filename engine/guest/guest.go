@@ -76,6 +76,11 @@ type CallStat struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// Summer is a file system that hashes a file where it lies.
+type Summer interface {
+	SHA256(path string) (string, error)
+}
+
 // Profiler is a session that times its calls.
 type Profiler interface {
 	Profile() []CallStat

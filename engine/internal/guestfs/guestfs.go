@@ -72,6 +72,7 @@ type Session struct {
 var (
 	_ guest.Session  = (*Session)(nil)
 	_ guest.Registry = (*Session)(nil)
+	_ guest.Summer   = (*Session)(nil)
 )
 
 // Open launches an appliance on the drive. The context bounds the whole
@@ -476,6 +477,12 @@ func (s *Session) WriteFile(path string, data []byte, mode fs.FileMode) error {
 
 func (s *Session) Remove(path string) error {
 	return s.call("remove", func() error { return s.g.Rm_f(path) })
+}
+
+// SHA256 hashes a guest file in the appliance (guestfs checksum).
+func (s *Session) SHA256(path string) (sum string, err error) {
+	err = s.call("checksum", func() error { sum, err = s.g.Checksum("sha256", path); return err })
+	return strings.TrimSpace(sum), err
 }
 
 func (s *Session) Exists(path string) bool {
