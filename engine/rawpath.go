@@ -50,10 +50,14 @@ func untouched(ctx context.Context, j *job, d *diskWork) bool {
 	return true
 }
 
-// copyRaw writes a disk's raw output from its raw source in the kernel.
-func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawcopy.Segment) error {
+// copyRaw writes a disk's raw output from its raw source in the kernel,
+// hashing it behind the copy, and returns its SHA-256. The copy writes the
+// source's data ranges verbatim, zeros and all, where qemu-img would have
+// skipped zero blocks: the hash, which reads every block anyway, punches
+// those out.
+func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawcopy.Segment) (string, error) {
 	m := &progress.Meter{}
-	st, err := rawcopy.Copy(ctx, d.tmp, d.c.VirtualSize(), segs, func(done, total int64) {
+	st, sum, err := rawcopy.CopySum(ctx, d.tmp, d.c.VirtualSize(), segs, func(done, total int64) {
 		if r, ok := m.Update(done, total); ok {
 			pct := 100.0
 			if total > 0 {
@@ -64,7 +68,7 @@ func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawco
 		}
 	})
 	if err != nil {
-		return toolFault(ctx, err, d.out, "cannot copy the raw source to the output")
+		return "", toolFault(ctx, err, d.out, "cannot copy the raw source to the output")
 	}
 	how := "in the kernel (copy_file_range; a reflink where the file system shares extents)"
 	if !st.Kernel {
@@ -72,5 +76,8 @@ func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawco
 	}
 	j.emit(EventInfo, StageConvert, fmt.Sprintf("raw source to raw output: copied %s of data %s; holes kept, no qemu-img pass", sizeText(st.Data), how),
 		map[string]any{"copy": "raw", "data_bytes": st.Data, "kernel": st.Kernel})
-	return nil
+	if sum.Punched > 0 {
+		j.emit(EventInfo, StageConvert, fmt.Sprintf("deallocated %s of zero blocks in the output", sizeText(sum.Punched)), map[string]any{"punched_bytes": sum.Punched})
+	}
+	return sum.SHA256, nil
 }

@@ -97,30 +97,27 @@ func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	if len(j.disks) > 1 {
 		what = fmt.Sprintf("converting disk %d of %d", i+1, len(j.disks))
 	}
-	segs, raw := rawSegments(ctx, j, d)
-	if raw {
-		if err := copyRaw(ctx, j, d, what, segs); err != nil {
+	if segs, ok := rawSegments(ctx, j, d); ok {
+		sum, err := copyRaw(ctx, j, d, what, segs)
+		if err != nil {
 			return err
 		}
-	} else if err := qemuConvert(ctx, j, d, what); err != nil {
+		d.sha256 = sum
+		return nil
+	}
+	if err := qemuConvert(ctx, j, d, what); err != nil {
 		return err
 	}
 	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
 	// the freshly written pages, and doing them in turn costs their sum.
-	// A kernel copy wrote the source's data ranges verbatim, zeros and all,
-	// where qemu-img would have skipped zero blocks: the hash, which reads
-	// every block anyway, punches those out.
 	flushed := make(chan error, 1)
 	go func() { flushed <- fsyncPath(d.tmp) }()
-	sum, err := rawcopy.Sum(ctx, d.tmp, raw)
+	sum, err := rawcopy.Sum(ctx, d.tmp, false)
 	if ferr := <-flushed; err == nil && ferr != nil {
 		err = ferr
 	}
 	if err != nil {
 		return toolFault(ctx, err, d.out, "cannot checksum the output")
-	}
-	if sum.Punched > 0 {
-		j.emit(EventInfo, StageConvert, fmt.Sprintf("deallocated %s of zero blocks in the output", sizeText(sum.Punched)), map[string]any{"punched_bytes": sum.Punched})
 	}
 	d.sha256 = sum.SHA256
 	return nil

@@ -48,12 +48,19 @@ type extent struct {
 // segs, in order. Ranges the source holds no data for stay holes. progress,
 // if set, is called with the bytes copied so far and the total.
 func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress func(done, total int64)) (Stats, error) {
+	st, _, err := copyTo(ctx, dst, size, segs, progress, nil)
+	return st, err
+}
+
+// copyTo is Copy that also returns the extents written, in output order,
+// and calls mark, if set, each time the output is final below an offset.
+func copyTo(ctx context.Context, dst string, size int64, segs []Segment, progress func(done, total int64), mark func(end int64)) (Stats, []extent, error) {
 	var total int64
 	for _, s := range segs {
 		total += s.Length
 	}
 	if total != size {
-		return Stats{}, fmt.Errorf("rawcopy: the segments hold %d bytes for a %d-byte disk", total, size)
+		return Stats{}, nil, fmt.Errorf("rawcopy: the segments hold %d bytes for a %d-byte disk", total, size)
 	}
 	var files []*os.File
 	defer func() {
@@ -66,12 +73,12 @@ func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress 
 	for _, s := range segs {
 		f, err := os.Open(s.Path)
 		if err != nil {
-			return Stats{}, err
+			return Stats{}, nil, err
 		}
 		files = append(files, f)
 		ranges, err := DataRanges(f, s.Offset, s.Length)
 		if err != nil {
-			return Stats{}, fmt.Errorf("%s: %w", s.Path, err)
+			return Stats{}, nil, fmt.Errorf("%s: %w", s.Path, err)
 		}
 		for _, r := range ranges {
 			exts = append(exts, extent{src: f, off: r[0], len: r[1], dst: at + r[0] - s.Offset})
@@ -81,18 +88,18 @@ func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress 
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, nil, err
 	}
 	defer out.Close()
 	if err := out.Truncate(size); err != nil {
-		return Stats{}, err
+		return Stats{}, nil, err
 	}
 	st := Stats{Kernel: true}
 	var buf []byte
 	for _, e := range exts {
 		for done := int64(0); done < e.len; {
 			if err := ctx.Err(); err != nil {
-				return st, err
+				return st, nil, err
 			}
 			n := min(chunk, e.len-done)
 			var copied int64
@@ -101,14 +108,14 @@ func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress 
 				c, err := unix.CopyFileRange(int(e.src.Fd()), &roff, int(out.Fd()), &woff, int(n), 0)
 				switch {
 				case err == nil && c == 0:
-					return st, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
+					return st, nil, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
 				case err == nil:
 					copied = int64(c)
 				case fallback(err):
 					st.Kernel = false
 					continue
 				default:
-					return st, err
+					return st, nil, err
 				}
 			} else {
 				if buf == nil {
@@ -118,25 +125,28 @@ func Copy(ctx context.Context, dst string, size int64, segs []Segment, progress 
 				c, err := e.src.ReadAt(b, e.off+done)
 				if c > 0 {
 					if _, werr := out.WriteAt(b[:c], e.dst+done); werr != nil {
-						return st, werr
+						return st, nil, werr
 					}
 				}
 				if err != nil && !(errors.Is(err, io.EOF) && c > 0) {
 					if errors.Is(err, io.EOF) {
-						return st, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
+						return st, nil, fmt.Errorf("%s: the file ended at byte %d, inside a range it reported as data", e.src.Name(), e.off+done)
 					}
-					return st, err
+					return st, nil, err
 				}
 				copied = int64(c)
 			}
 			done += copied
 			st.Data += copied
+			if mark != nil {
+				mark(e.dst + done)
+			}
 			if progress != nil {
 				progress(st.Data, data)
 			}
 		}
 	}
-	return st, out.Close()
+	return st, exts, out.Close()
 }
 
 // fallback tells the errors for which copy_file_range cannot copy between

@@ -171,3 +171,44 @@ func TestSumPunchesZeroBlocks(t *testing.T) {
 		t.Fatalf("sum over the holes: %+v %v", again, err)
 	}
 }
+
+// TestCopySum hashes behind a copy of several chunks: the hash must be the
+// output's whole content, holes as zeros, with the zero blocks written in
+// the data punched out, whichever of the copy and the hash runs ahead.
+func TestCopySum(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	const size = 200 * mib
+	want := sparseFile(t, src, size, [][2]int64{{3 * mib, 70 * mib}, {100 * mib, 70 * mib}})
+	// 8 MiB of zeros written as data inside the second range.
+	zs := int64(120 * mib)
+	clear(want[zs : zs+8*mib])
+	f, _ := os.OpenFile(src, os.O_WRONLY, 0)
+	f.WriteAt(want[zs:zs+8*mib], zs)
+	f.Close()
+	st, sum, err := CopySum(context.Background(), dst, size, []Segment{{Path: src, Length: size}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(want)
+	if sum.SHA256 != hex.EncodeToString(h[:]) {
+		t.Error("the hash is not the output's content")
+	}
+	if sum.Punched != 8*mib {
+		t.Errorf("punched %d bytes, want %d", sum.Punched, 8*mib)
+	}
+	if st.Data != 140*mib {
+		t.Errorf("copied %d bytes, want %d", st.Data, 140*mib)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, want) {
+		t.Fatal("the output differs from the source")
+	}
+	if a := blocks(t, dst); a > 133*mib {
+		t.Errorf("the output allocates %d bytes for 132 MiB of non-zero data", a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := CopySum(ctx, filepath.Join(dir, "dst2"), size, []Segment{{Path: src, Length: size}}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,60 +35,172 @@ type SumResult struct {
 // sparse as qemu-img's zero detection would have made it; the hash reads
 // those blocks anyway, so finding them costs a compare.
 func Sum(ctx context.Context, path string, punch bool) (SumResult, error) {
+	h, err := newHasher(ctx, path, punch)
+	if err != nil {
+		return SumResult{}, err
+	}
+	defer h.f.Close()
+	fi, err := h.f.Stat()
+	if err != nil {
+		return SumResult{}, err
+	}
+	if err := h.upTo(fi.Size()); err != nil {
+		return h.res, err
+	}
+	return h.done(), nil
+}
+
+// hasher hashes a file from the start, up to offsets that only grow.
+type hasher struct {
+	ctx   context.Context
+	f     *os.File
+	punch bool
+	h     hash.Hash
+	buf   []byte
+	pos   int64
+	res   SumResult
+}
+
+func newHasher(ctx context.Context, path string, punch bool) (*hasher, error) {
 	flag := os.O_RDONLY
 	if punch {
 		flag = os.O_RDWR
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
-		return SumResult{}, err
+		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	return &hasher{ctx: ctx, f: f, punch: punch, h: sha256.New(), buf: make([]byte, readBuf)}, nil
+}
+
+func (x *hasher) zeros(n int64) {
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		x.h.Write(zeros[:k])
+		n -= k
+	}
+}
+
+// upTo hashes the file from where it stopped to end, which must be final.
+func (x *hasher) upTo(end int64) error {
+	if end <= x.pos {
+		return nil
+	}
+	ranges, err := DataRanges(x.f, x.pos, end-x.pos)
 	if err != nil {
-		return SumResult{}, err
+		return err
 	}
-	ranges, err := DataRanges(f, 0, fi.Size())
-	if err != nil {
-		return SumResult{}, err
-	}
-	h := sha256.New()
-	var res SumResult
-	hashZeros := func(n int64) {
-		for n > 0 {
-			k := min(n, int64(len(zeros)))
-			h.Write(zeros[:k])
-			n -= k
-		}
-	}
-	buf := make([]byte, readBuf)
-	var pos int64
 	for _, r := range ranges {
-		hashZeros(r[0] - pos)
-		for off, end := r[0], r[0]+r[1]; off < end; {
-			if err := ctx.Err(); err != nil {
-				return res, err
+		x.zeros(r[0] - x.pos)
+		for off, stop := r[0], r[0]+r[1]; off < stop; {
+			if err := x.ctx.Err(); err != nil {
+				return err
 			}
-			b := buf[:min(int64(len(buf)), end-off)]
-			n, err := f.ReadAt(b, off)
+			b := x.buf[:min(int64(len(x.buf)), stop-off)]
+			n, err := x.f.ReadAt(b, off)
 			if err != nil && !(errors.Is(err, io.EOF) && n == len(b)) {
-				return res, err
+				return err
 			}
-			h.Write(b)
-			if punch {
-				p, err := punchZeros(f, b, off)
-				res.Punched += p
+			x.h.Write(b)
+			if x.punch {
+				p, err := punchZeros(x.f, b, off)
+				x.res.Punched += p
 				if err != nil {
-					return res, err
+					return err
 				}
 			}
 			off += int64(n)
 		}
-		pos = r[0] + r[1]
+		x.pos = r[0] + r[1]
 	}
-	hashZeros(fi.Size() - pos)
-	res.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return res, nil
+	x.zeros(end - x.pos)
+	x.pos = end
+	return nil
+}
+
+func (x *hasher) done() SumResult {
+	x.res.SHA256 = hex.EncodeToString(x.h.Sum(nil))
+	return x.res
+}
+
+// CopySum is Copy with the output's Sum (punching zero blocks) computed
+// behind the copy as it goes, and the output flushed once copied, so the
+// kernel's copy, the flush and the hash overlap instead of following one
+// another: on a sparse disk the hash of the whole virtual size, holes
+// included, is the longest of the three.
+func CopySum(ctx context.Context, dst string, size int64, segs []Segment, progress func(done, total int64)) (Stats, SumResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mark atomic.Int64
+	wake := make(chan struct{}, 1)
+	copied := make(chan struct{})
+	type copyResult struct {
+		st  Stats
+		err error
+	}
+	res := make(chan copyResult, 1)
+	go func() {
+		st, _, err := copyTo(ctx, dst, size, segs, progress, func(end int64) {
+			mark.Store(end)
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		})
+		close(copied)
+		if err == nil {
+			err = fsync(dst)
+		}
+		if err != nil {
+			cancel() // the hasher stops too
+		}
+		res <- copyResult{st, err}
+	}()
+	// The copy creates the file: wait for its first mark or its end.
+	select {
+	case <-wake:
+	case <-copied:
+	}
+	c, err := hashBehind(ctx, dst, size, &mark, wake, copied)
+	r := <-res
+	if r.err != nil {
+		return r.st, SumResult{}, r.err
+	}
+	return r.st, c, err
+}
+
+func hashBehind(ctx context.Context, dst string, size int64, mark *atomic.Int64, wake, copied chan struct{}) (SumResult, error) {
+	x, err := newHasher(ctx, dst, true)
+	if err != nil {
+		return SumResult{}, err
+	}
+	defer x.f.Close()
+	for {
+		select {
+		case <-wake:
+			if err := x.upTo(mark.Load()); err != nil {
+				return SumResult{}, err
+			}
+			continue
+		case <-copied:
+		}
+		if err := ctx.Err(); err != nil {
+			return SumResult{}, err
+		}
+		if err := x.upTo(size); err != nil {
+			return SumResult{}, err
+		}
+		return x.done(), nil
+	}
+}
+
+func fsync(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // punchZeros deallocates the runs of whole zero blocks of b, which holds the
