@@ -448,11 +448,11 @@ func rawReason(req Request, c *chain.Chain) string {
 	if diskformat.Format(req.Output.Format) != diskformat.Raw {
 		return ""
 	}
-	if _, ok := c.RawRanges(); !ok {
+	if _, ok := c.RawRanges(); !ok || c.VirtualSize()%512 != 0 {
 		return ""
 	}
 	if req.Fixes.Enabled && !req.Fixes.DryRun {
-		return "; the fixes write into the guest, so qemu-img converts it"
+		return "; the fixes write into the guest, so qemu-img converts it (a disk without an operating system, which nothing writes, is copied in the kernel)"
 	}
 	s := "; the source is stored raw: its data ranges are copied in the kernel (copy_file_range), holes kept"
 	if req.Fixes.Enabled || req.BootTest.Enabled {

@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/rawcopy"
 	"github.com/vmconv/terraform-provider-vmconv/engine/progress"
 )
@@ -21,7 +24,8 @@ func rawSegments(ctx context.Context, j *job, d *diskWork) ([]rawcopy.Segment, b
 		return nil, false
 	}
 	ranges, ok := d.c.RawRanges()
-	if !ok {
+	// qemu rounds a raw disk up to whole sectors; the kernel copy would not.
+	if !ok || d.c.VirtualSize()%512 != 0 {
 		return nil, false
 	}
 	if !untouched(ctx, j, d) {
@@ -68,7 +72,7 @@ func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawco
 		}
 	})
 	if err != nil {
-		return "", toolFault(ctx, err, d.out, "cannot copy the raw source to the output")
+		return "", rawFault(ctx, err, j.plan, d)
 	}
 	how := "in the kernel (copy_file_range; a reflink where the file system shares extents)"
 	if !st.Kernel {
@@ -76,8 +80,30 @@ func copyRaw(ctx context.Context, j *job, d *diskWork, what string, segs []rawco
 	}
 	j.emit(EventInfo, StageConvert, fmt.Sprintf("raw source to raw output: copied %s of data %s; holes kept, no qemu-img pass", sizeText(st.Data), how),
 		map[string]any{"copy": "raw", "data_bytes": st.Data, "kernel": st.Kernel})
+	if sum.PunchErr != nil {
+		j.emit(EventInfo, StageConvert, "stopped deallocating zero blocks in the output (the output is complete, only less sparse): "+sum.PunchErr.Error(), nil)
+	}
 	if sum.Punched > 0 {
 		j.emit(EventInfo, StageConvert, fmt.Sprintf("deallocated %s of zero blocks in the output", sizeText(sum.Punched)), map[string]any{"punched_bytes": sum.Punched})
 	}
 	return sum.SHA256, nil
+}
+
+// rawFault explains a failed kernel copy as convertFault explains a failed
+// qemu-img: a read failure names the source file and the position in the
+// guest's disk, a write failure the output.
+func rawFault(ctx context.Context, err error, p *Plan, d *diskWork) error {
+	var re *rawcopy.ReadError
+	var we *rawcopy.WriteError
+	switch {
+	case ctx.Err() != nil:
+	case errors.As(err, &re):
+		return fault.Wrap(fault.SourceUnreadable, re.Path, err, "the source disk cannot be read %s into the guest's disk: %v", position(re.Pos, d.c.VirtualSize()), re.Err).
+			WithHint("The storage holding the source failed to read that position, or the file changed under the copy. Check the device or the network file system it is on, then apply again. Nothing was written at the output path.").
+			WithFact("Position", fmt.Sprintf("byte %d (sector %d) of the guest's disk", re.Pos, re.Pos/512))
+	case errors.As(err, &we) && !errors.Is(err, syscall.ENOSPC):
+		return fault.Wrap(fault.OutputNotWritable, p.Output.Path, err, "cannot write the output at byte %d", we.Pos).
+			WithHint("The file system holding the output refused a write. Check it (is it read-only, or failing?), or choose another output. Nothing was left at the output path.")
+	}
+	return toolFault(ctx, err, d.out, "cannot copy the raw source to the output")
 }

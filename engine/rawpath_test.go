@@ -53,7 +53,7 @@ func allocated(t *testing.T, path string) int64 {
 	return st.Blocks * 512
 }
 
-// rawEvents applies p and returns the messages of CONVERT's info events.
+// applyCollect applies p and returns the messages of CONVERT's info events.
 func applyCollect(t *testing.T, e *engine.Engine, p *engine.Plan) (*engine.Result, []string, error) {
 	t.Helper()
 	var msgs []string
@@ -159,6 +159,9 @@ func TestRawPathFullDisk(t *testing.T) {
 	p, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Path: thin, Format: "raw"}, Output: engine.OutputSpec{Path: outPath, Format: "raw"}}, engine.PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r := p.Stage(engine.StageConvert).Reason; !strings.Contains(r, "copied in the kernel") {
+		t.Fatalf("this test wants the kernel copy; the plan says %q", r)
 	}
 	filler := filepath.Join(out, "filler")
 	sink := engine.SinkFunc(func(ev engine.Event) {

@@ -32,8 +32,10 @@ func (d *dryFS) ReadFile(p string) ([]byte, error) {
 
 // SHA256 hashes what the dry run sees: its own write, or the guest's file.
 func (d *dryFS) SHA256(p string) (string, error) {
-	if s, ok := d.FS.(guest.Summer); ok && d.files[p] == nil && !d.removed[p] {
-		return s.SHA256(p)
+	if _, written := d.files[p]; !written && !d.removed[p] {
+		if s, ok := d.FS.(guest.Summer); ok {
+			return s.SHA256(p)
+		}
 	}
 	b, err := d.ReadFile(p)
 	if err != nil {

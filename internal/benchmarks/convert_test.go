@@ -250,6 +250,7 @@ func benchVmconvRaw(b *testing.B, raw, out string, allocated int64) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		dst := filepath.Join(out, fmt.Sprintf("vmconv-%d.raw", i))
+		kernel = false
 		start := time.Now()
 		p, err := e.Plan(context.Background(), engine.Request{Source: engine.SourceSpec{Path: raw, Format: "raw"}, Output: engine.OutputSpec{Path: dst, Format: "raw"}}, engine.PlanOptions{})
 		if err != nil {

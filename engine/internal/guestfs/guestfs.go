@@ -481,6 +481,9 @@ func (s *Session) Remove(path string) error {
 
 // SHA256 hashes a guest file in the appliance (guestfs checksum).
 func (s *Session) SHA256(path string) (sum string, err error) {
+	if !s.IsFile(path) {
+		return "", &fs.PathError{Op: "checksum", Path: path, Err: fs.ErrNotExist}
+	}
 	err = s.call("checksum", func() error { sum, err = s.g.Checksum("sha256", path); return err })
 	return strings.TrimSpace(sum), err
 }
@@ -553,6 +556,9 @@ func (s *Session) Mkdir(path string, mode fs.FileMode) error {
 func (s *Session) Command(ctx context.Context, argv ...string) (out string, err error) {
 	full := append([]string{"/bin/sh", "-c",
 		"export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C; exec \"$@\" 2>&1", "sh"}, argv...)
+	if len(argv) == 0 {
+		return "", fmt.Errorf("guestfs: no command to run")
+	}
 	err = s.call("command "+filepath.Base(argv[0]), func() error { out, err = s.g.Command(full); return err })
 	return out, err
 }

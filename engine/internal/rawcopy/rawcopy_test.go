@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -95,6 +96,45 @@ func TestCopySegments(t *testing.T) {
 	}
 	if _, err := Copy(context.Background(), dst, size+1, segs, nil); err == nil {
 		t.Error("segments that do not add up to the disk were accepted")
+	}
+	// Hashed behind the copy, whose marks then fall off block boundaries.
+	h := sha256.Sum256(want)
+	if _, sum, err := CopySum(context.Background(), filepath.Join(dir, "dst2"), size, segs, nil); err != nil || sum.SHA256 != hex.EncodeToString(h[:]) {
+		t.Errorf("CopySum of the slices: %v, %+v", err, sum)
+	}
+}
+
+// TestCopySourceShrinks truncates the source between two chunks of the
+// copy: a read error naming the source and the position in the disk.
+func TestCopySourceShrinks(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	const size = 160 * mib
+	sparseFile(t, src, size, [][2]int64{{0, 150 * mib}})
+	once := false
+	_, _, err := CopySum(context.Background(), filepath.Join(dir, "dst"), size, []Segment{{Path: src, Length: size}}, func(done, total int64) {
+		if !once {
+			once = true
+			os.Truncate(src, 10*mib)
+		}
+	})
+	var re *ReadError
+	// Where the first chunk ended: at most one chunk in, past the 10 MiB left.
+	if !errors.As(err, &re) || re.Path != src || re.Pos < 10*mib || re.Pos > chunk {
+		t.Fatalf("got %v, want a read error of %s between bytes %d and %d", err, src, 10*mib, chunk)
+	}
+}
+
+// TestCopyRefusesFIFO: a source swapped for a FIFO since the plan is
+// refused at once, not waited on.
+func TestCopyRefusesFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Copy(context.Background(), filepath.Join(t.TempDir(), "dst"), mib, []Segment{{Path: p, Length: mib}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no longer a regular file") {
+		t.Fatalf("got %v", err)
 	}
 }
 

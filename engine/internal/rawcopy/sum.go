@@ -26,6 +26,8 @@ type SumResult struct {
 	SHA256 string
 	// Punched is the bytes of zero blocks turned into holes.
 	Punched int64
+	// PunchErr is why punching stopped early, if it did.
+	PunchErr error
 }
 
 // Sum computes the SHA-256 of the file at path. Holes are hashed from a
@@ -73,12 +75,18 @@ func newHasher(ctx context.Context, path string, punch bool) (*hasher, error) {
 	return &hasher{ctx: ctx, f: f, punch: punch, h: sha256.New(), buf: make([]byte, readBuf)}, nil
 }
 
-func (x *hasher) zeros(n int64) {
+// zeros hashes n zero bytes: a hole of the whole virtual size can take a
+// minute, so it stops when the context ends.
+func (x *hasher) zeros(n int64) error {
 	for n > 0 {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
 		k := min(n, int64(len(zeros)))
 		x.h.Write(zeros[:k])
 		n -= k
 	}
+	return nil
 }
 
 // upTo hashes the file from where it stopped to end, which must be final.
@@ -91,7 +99,9 @@ func (x *hasher) upTo(end int64) error {
 		return err
 	}
 	for _, r := range ranges {
-		x.zeros(r[0] - x.pos)
+		if err := x.zeros(r[0] - x.pos); err != nil {
+			return err
+		}
 		for off, stop := r[0], r[0]+r[1]; off < stop; {
 			if err := x.ctx.Err(); err != nil {
 				return err
@@ -106,14 +116,17 @@ func (x *hasher) upTo(end int64) error {
 				p, err := punchZeros(x.f, b, off)
 				x.res.Punched += p
 				if err != nil {
-					return err
+					// Holes only save space: the content is the same.
+					x.punch, x.res.PunchErr = false, err
 				}
 			}
 			off += int64(n)
 		}
 		x.pos = r[0] + r[1]
 	}
-	x.zeros(end - x.pos)
+	if err := x.zeros(end - x.pos); err != nil {
+		return err
+	}
 	x.pos = end
 	return nil
 }
@@ -140,19 +153,22 @@ func CopySum(ctx context.Context, dst string, size int64, segs []Segment, progre
 	}
 	res := make(chan copyResult, 1)
 	go func() {
-		st, _, err := copyTo(ctx, dst, size, segs, progress, func(end int64) {
+		st, err := copyTo(ctx, dst, size, segs, progress, func(end int64) {
 			mark.Store(end)
 			select {
 			case wake <- struct{}{}:
 			default:
 			}
 		})
+		if err != nil {
+			cancel() // before the hasher sees the copy end, so it stops
+		}
 		close(copied)
 		if err == nil {
-			err = fsync(dst)
-		}
-		if err != nil {
-			cancel() // the hasher stops too
+			if err = fsync(dst); err != nil {
+				err = &WriteError{Pos: size, Err: err}
+				cancel()
+			}
 		}
 		res <- copyResult{st, err}
 	}()
@@ -162,6 +178,9 @@ func CopySum(ctx context.Context, dst string, size int64, segs []Segment, progre
 	case <-copied:
 	}
 	c, err := hashBehind(ctx, dst, size, &mark, wake, copied)
+	if err != nil {
+		cancel() // the copy need not go on
+	}
 	r := <-res
 	if r.err != nil {
 		return r.st, SumResult{}, r.err
@@ -169,6 +188,8 @@ func CopySum(ctx context.Context, dst string, size int64, segs []Segment, progre
 	return r.st, c, err
 }
 
+// hashBehind hashes dst up to each mark as the copy raises it, and the
+// rest once the copy has ended.
 func hashBehind(ctx context.Context, dst string, size int64, mark *atomic.Int64, wake, copied chan struct{}) (SumResult, error) {
 	x, err := newHasher(ctx, dst, true)
 	if err != nil {
@@ -213,6 +234,9 @@ func punchZeros(f *os.File, b []byte, off int64) (int64, error) {
 			return nil
 		}
 		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, end-start)
+		for errors.Is(err, unix.EINTR) {
+			err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, end-start)
+		}
 		if err == nil {
 			punched += end - start
 		}
