@@ -13,6 +13,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/rawcopy"
 	"github.com/vmconv/terraform-provider-vmconv/engine/output"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
 )
@@ -405,7 +406,7 @@ func keepHives(dir string, hives map[string][]byte) error {
 			err = os.WriteFile(filepath.Join(tmp, name+".orig"), b, 0o644)
 		}
 		if err == nil {
-			err = fsyncPath(filepath.Join(tmp, name+".orig"))
+			err = rawcopy.Fsync(filepath.Join(tmp, name+".orig"))
 		}
 	}
 	if err == nil {

@@ -420,12 +420,19 @@ func TestFullDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	applyFillingUp(t, e, p, out, outPath)
+}
+
+// applyFillingUp applies p while a 30 MiB filler takes the output file
+// system's space as CONVERT starts: no_space, and nothing left behind.
+func applyFillingUp(t *testing.T, e *engine.Engine, p *engine.Plan, out, outPath string) {
+	t.Helper()
 	sink := engine.SinkFunc(func(ev engine.Event) {
 		if ev.Kind == engine.EventStageStarted && ev.Stage == engine.StageConvert {
-			os.WriteFile(filler, make([]byte, 30*mib), 0o644)
+			os.WriteFile(filepath.Join(out, "filler"), make([]byte, 30*mib), 0o644)
 		}
 	})
-	_, err = e.Apply(context.Background(), p, sink, engine.ApplyOptions{})
+	_, err := e.Apply(context.Background(), p, sink, engine.ApplyOptions{})
 	if fault.CodeOf(err) != fault.NoSpace {
 		t.Fatalf("apply: got %v, want no_space", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine"
-	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/internal/testimg"
 )
 
@@ -163,18 +162,5 @@ func TestRawPathFullDisk(t *testing.T) {
 	if r := p.Stage(engine.StageConvert).Reason; !strings.Contains(r, "copied in the kernel") {
 		t.Fatalf("this test wants the kernel copy; the plan says %q", r)
 	}
-	filler := filepath.Join(out, "filler")
-	sink := engine.SinkFunc(func(ev engine.Event) {
-		if ev.Kind == engine.EventStageStarted && ev.Stage == engine.StageConvert {
-			os.WriteFile(filler, make([]byte, 30*mib), 0o644)
-		}
-	})
-	_, err = e.Apply(context.Background(), p, sink, engine.ApplyOptions{})
-	if fault.CodeOf(err) != fault.NoSpace {
-		t.Fatalf("apply: got %v, want no_space", err)
-	}
-	if _, err := os.Stat(outPath); err == nil {
-		t.Fatal("a failed apply left a file at the output path")
-	}
-	assertNoLeftovers(t, out)
+	applyFillingUp(t, e, p, out, outPath)
 }

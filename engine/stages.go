@@ -111,7 +111,7 @@ func convertDisk(ctx context.Context, j *job, i int, d *diskWork) error {
 	// Hash (CPU) and flush to disk (I/O) at the same time: both only read
 	// the freshly written pages, and doing them in turn costs their sum.
 	flushed := make(chan error, 1)
-	go func() { flushed <- fsyncPath(d.tmp) }()
+	go func() { flushed <- rawcopy.Fsync(d.tmp) }()
 	sum, err := rawcopy.Sum(ctx, d.tmp, false)
 	if ferr := <-flushed; err == nil && ferr != nil {
 		err = ferr
@@ -145,15 +145,6 @@ func qemuConvert(ctx context.Context, j *job, d *diskWork, what string) error {
 		return convertFault(ctx, err, p)
 	}
 	return nil
-}
-
-func fsyncPath(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 func diskformatDriver(f string) string { return diskformat.Format(f).QemuDriver() }

@@ -165,7 +165,7 @@ func CopySum(ctx context.Context, dst string, size int64, segs []Segment, progre
 		}
 		close(copied)
 		if err == nil {
-			if err = fsync(dst); err != nil {
+			if err = Fsync(dst); err != nil {
 				err = &WriteError{Pos: size, Err: err}
 				cancel()
 			}
@@ -215,7 +215,8 @@ func hashBehind(ctx context.Context, dst string, size int64, mark *atomic.Int64,
 	}
 }
 
-func fsync(path string) error {
+// Fsync flushes a file's data to its storage.
+func Fsync(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
