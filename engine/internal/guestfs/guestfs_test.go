@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,8 +62,9 @@ func TestApplianceDiesWithItsParent(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child.Process.Pid))
+	var cmdline []byte
 	t.Cleanup(func() {
+		child.Process.Kill()
 		for _, p := range sameCommandLine(cmdline) {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
@@ -85,6 +87,13 @@ func TestApplianceDiesWithItsParent(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
+	// Read only now: Start returns as the exec begins, and until the new
+	// program's arguments are set up (long, under load) the child's
+	// cmdline reads empty, which would match nothing and kill nothing.
+	cmdline, _ = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child.Process.Pid))
+	if !slices.Contains(sameCommandLine(cmdline), child.Process.Pid) {
+		t.Fatalf("the child's command line %q matches no process", cmdline)
+	}
 	// Kill it the way `pkill -f terraform-provider-vmconv` does: the
 	// provider and every process that shares its command line, which
 	// includes libguestfs' own recovery process, the one that would
