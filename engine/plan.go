@@ -445,10 +445,7 @@ func flattenReason(c *chain.Chain) string {
 // qemu-img (see rawSegments): it depends on the guest not being written
 // first, which only the apply knows for sure when the appliance runs.
 func rawReason(req Request, c *chain.Chain) string {
-	if diskformat.Format(req.Output.Format) != diskformat.Raw {
-		return ""
-	}
-	if _, ok := c.RawRanges(); !ok || c.VirtualSize()%512 != 0 {
+	if _, ok := rawCopyable(req.Output.Format, c); !ok {
 		return ""
 	}
 	if req.Fixes.Enabled && !req.Fixes.DryRun {

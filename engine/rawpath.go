@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/chain"
 	"github.com/vmconv/terraform-provider-vmconv/engine/diskformat"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/rawcopy"
@@ -20,15 +21,8 @@ import (
 // when the appliance mounted the guest, land there, and only qemu-img
 // reads the overlay with them).
 func rawSegments(ctx context.Context, j *job, d *diskWork) ([]rawcopy.Segment, bool) {
-	if diskformat.Format(j.plan.Output.Format) != diskformat.Raw {
-		return nil, false
-	}
-	ranges, ok := d.c.RawRanges()
-	// qemu rounds a raw disk up to whole sectors; the kernel copy would not.
-	if !ok || d.c.VirtualSize()%512 != 0 {
-		return nil, false
-	}
-	if !untouched(ctx, j, d) {
+	ranges, ok := rawCopyable(j.plan.Output.Format, d.c)
+	if !ok || !untouched(ctx, j, d) {
 		return nil, false
 	}
 	segs := make([]rawcopy.Segment, len(ranges))
@@ -36,6 +30,18 @@ func rawSegments(ctx context.Context, j *job, d *diskWork) ([]rawcopy.Segment, b
 		segs[i] = rawcopy.Segment{Path: r.Path, Offset: r.Offset, Length: r.Length}
 	}
 	return segs, true
+}
+
+// rawCopyable returns the source ranges of a chain whose output in format
+// can be copied rather than converted, as far as the plan can tell: the
+// apply also wants the overlay untouched.
+func rawCopyable(format string, c *chain.Chain) ([]chain.RawRange, bool) {
+	if diskformat.Format(format) != diskformat.Raw {
+		return nil, false
+	}
+	ranges, ok := c.RawRanges()
+	// qemu rounds a raw disk up to whole sectors; the kernel copy would not.
+	return ranges, ok && c.VirtualSize()%512 == 0
 }
 
 // untouched tells whether the overlay holds nothing of its own. A zeroed or
