@@ -27,6 +27,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 	"github.com/vmconv/terraform-provider-vmconv/engine/fingerprint"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/libvirt"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/proc"
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/qemuimg"
 	"github.com/vmconv/terraform-provider-vmconv/engine/kvm"
 	"github.com/vmconv/terraform-provider-vmconv/engine/source"
@@ -398,13 +399,8 @@ func sweepScratch(dir string) {
 		if m == nil || !e.IsDir() {
 			continue
 		}
-		if pid, err := strconv.Atoi(m[1]); err == nil && pid != os.Getpid() && !processAlive(pid) {
+		if pid, err := strconv.Atoi(m[1]); err == nil && pid != os.Getpid() && !proc.Alive(pid) {
 			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

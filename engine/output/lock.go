@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/proc"
+
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
 )
 
@@ -151,7 +153,7 @@ func stale(base, name string) bool {
 		// A set's temporary folder. Sets are written under the lock, but
 		// the folder may hold a whole previous set being deleted: the pid
 		// check is a second guard against sweeping a live writer's.
-		return !alive(pid)
+		return !proc.Alive(pid)
 	}
 	for _, kind := range []string{ReportSuffix, MarkdownSuffix, holdsSuffix, hivesSuffix} {
 		rest, ok := strings.CutPrefix(name, "."+base+kind+tmpInfix)
@@ -163,13 +165,7 @@ func stale(base, name string) bool {
 		if !withPid || err != nil || n <= 0 {
 			return true // named before temporaries carried their writer's pid
 		}
-		return !alive(n)
+		return !proc.Alive(n)
 	}
 	return false
-}
-
-// alive reports whether a process with this pid exists.
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
