@@ -204,6 +204,12 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 		if err != nil {
 			return nil, err
 		}
+		if now, _ := m.accelFor(ctx, req); now.Mode != a.Mode {
+			// The host's KVM failed and the domain fell back to TCG:
+			// give the guest emulation's longer defaults.
+			emit(now.Reason, nil)
+			a, opts = now, boottest.WithDefaults(req.BootTest.Options, string(now.Mode))
+		}
 		wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 		console, stopConsole := pl.console(wctx, req, st, work)
@@ -269,6 +275,8 @@ func (m *Manager) Create(ctx context.Context, req Request, notify func(msg strin
 		}
 	} else if _, err := m.defineAndStart(ctx, hv, req, st, "", req.Running); err != nil {
 		return nil, err
+	} else if f := m.hostKVMFailure(); f != "" {
+		emit(f, nil)
 	}
 	di, _, err := hv.Lookup(req.Name)
 	if err != nil {
@@ -506,7 +514,14 @@ func (m *Manager) defineAndStart(ctx context.Context, hv Hypervisor, req Request
 	st.UUID = di.UUID
 	if start {
 		if err := hv.Start(req.Name); err != nil {
-			return "", fault.Wrap(fault.HypervisorFailed, req.Name, err, "the domain did not start")
+			if s.Type != "kvm" || !kvmFailed(err) {
+				return "", fault.Wrap(fault.HypervisorFailed, req.Name, err, "the domain did not start")
+			}
+			// The host lists KVM but its qemu cannot use it (a /dev/kvm
+			// that cannot set the guest's MSRs, for one): run under TCG,
+			// as the local probe would have decided.
+			m.kvmUnusable(err)
+			return m.defineAndStart(ctx, hv, req, st, bus, start)
 		}
 	}
 	if len(s.Disks) == 0 {

@@ -66,6 +66,8 @@ type Manager struct {
 
 	hvMu sync.Mutex
 	hv   Hypervisor
+	// kvmFailure says why the host's KVM was given up for TCG.
+	kvmFailure string
 }
 
 // New returns a manager; it connects to libvirt on first use, so users who

@@ -251,6 +251,9 @@ func (m *Manager) volumeDisk(ld *LiveDisk) {
 // accelFor is how req's domain runs: for disks in a pool, as the libvirt
 // host can run it (its capabilities list kvm), not as this machine can.
 func (m *Manager) accelFor(ctx context.Context, req Request) (accel.Result, error) {
+	if reason := m.hostKVMFailure(); reason != "" {
+		return accel.Result{Mode: accel.TCG, Reason: reason}, nil
+	}
 	if !req.remote() {
 		return m.deps.Accel(ctx)
 	}
@@ -263,7 +266,31 @@ func (m *Manager) accelFor(ctx context.Context, req Request) (accel.Result, erro
 		return accel.Result{}, fault.Wrap(fault.HypervisorFailed, "", err, "cannot read the capabilities of %s", m.URI())
 	}
 	if strings.Contains(caps, "<domain type='kvm'") {
-		return accel.Result{Mode: accel.KVM}, nil
+		return accel.Result{Mode: accel.KVM, Reason: "the host's capabilities list kvm"}, nil
 	}
-	return accel.Result{Mode: accel.TCG}, nil
+	return accel.Result{Mode: accel.TCG, Reason: "the host's capabilities do not list kvm"}, nil
+}
+
+// kvmFailed tells whether a kvm domain's start failed in the accelerator
+// rather than in its definition or disks: qemu names KVM when it aborts.
+func kvmFailed(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "kvm")
+}
+
+// kvmUnusable remembers that this host's KVM could not start a domain, so
+// every later domain on it runs under TCG without trying again.
+func (m *Manager) kvmUnusable(err error) {
+	m.hvMu.Lock()
+	defer m.hvMu.Unlock()
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	m.kvmFailure = "KVM on " + m.URI() + " failed to start a domain (" + msg + "); running under TCG"
+}
+
+func (m *Manager) hostKVMFailure() string {
+	m.hvMu.Lock()
+	defer m.hvMu.Unlock()
+	return m.kvmFailure
 }
