@@ -16,6 +16,7 @@ require (
 )
 
 require (
+	github.com/klauspost/compress v1.18.2
 	github.com/pkg/sftp v1.13.12
 	github.com/vmware/govmomi v0.56.0
 )

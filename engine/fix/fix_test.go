@@ -308,6 +308,17 @@ func TestInitramfs(t *testing.T) {
 		if !strings.Contains(strings.Join(m.Commands, "\n"), "update-initramfs -u -k 6.1.0-50-amd64") {
 			t.Errorf("commands: %v", m.Commands)
 		}
+		// An image that is no cpio archive cannot be edited: it is
+		// rebuilt, and the record says why.
+		var why string
+		for _, ch := range res.Changes {
+			if ch.Action == "command" && strings.HasPrefix(ch.Command, "update-initramfs") {
+				why = ch.Reason
+			}
+		}
+		if !strings.Contains(why, "not supported for editing") {
+			t.Errorf("the rebuild does not say why the image was not edited: %q", why)
+		}
 	})
 	t.Run("dracut", func(t *testing.T) {
 		info := debianInfo()

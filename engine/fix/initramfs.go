@@ -1,9 +1,13 @@
 package fix
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 )
 
 // virtioModules are the drivers a guest needs in its initramfs to find its
@@ -19,7 +23,7 @@ type initramfs struct{}
 
 func (initramfs) Name() string { return "initramfs" }
 func (initramfs) Summary() string {
-	return "rebuild each kernel's initramfs with the virtio drivers (initramfs-tools or dracut)"
+	return "give each kernel's initramfs the virtio drivers: added to the image, or rebuilt with initramfs-tools or dracut"
 }
 
 // listInitramfs lists an image's files with the distribution's own tool.
@@ -125,12 +129,9 @@ func (i initramfs) initramfsTools(c *Context) error {
 		}
 	}
 	for _, k := range c.Info.Kernels {
-		before, existed := c.Sum(k.Initramfs)
-		if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers",
-			"update-initramfs", "-u", "-k", k.Version); err != nil {
+		if err := update(c, k, "update-initramfs", "-u", "-k", k.Version); err != nil {
 			return err
 		}
-		c.Track(k.Initramfs, "rebuilt with the virtio drivers", before, existed)
 	}
 	return nil
 }
@@ -142,12 +143,36 @@ func (i initramfs) dracut(c *Context) error {
 		return err
 	}
 	for _, k := range c.Info.Kernels {
-		before, existed := c.Sum(k.Initramfs)
-		if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers",
-			"dracut", "--force", "--add-drivers", strings.Join(virtioModules, " "), k.Initramfs, k.Version); err != nil {
+		if err := update(c, k, "dracut", "--force", "--add-drivers", strings.Join(virtioModules, " "), k.Initramfs, k.Version); err != nil {
 			return err
 		}
-		c.Track(k.Initramfs, "rebuilt with the virtio drivers", before, existed)
 	}
+	return nil
+}
+
+// update gives one kernel's image the virtio drivers: by adding them to the
+// image where it can (addDrivers), else by the distribution's rebuild. An
+// image that holds them already, with nothing else to pick up, is left as
+// it is.
+func update(c *Context, k guest.Kernel, rebuild ...string) error {
+	before, existed := c.Sum(k.Initramfs)
+	how, err := addDrivers(c, k)
+	var narrow errNarrow
+	switch {
+	case err == nil:
+		c.Track(k.Initramfs, how, before, existed)
+		return nil
+	case errors.Is(err, errHasDrivers):
+		return nil
+	case !errors.As(err, &narrow):
+		if c.Ctx.Err() != nil {
+			return c.Ctx.Err()
+		}
+		return fault.Wrap(fault.FixFailed, k.Initramfs, err, "%s: cannot add the virtio drivers to %s", c.fix, k.Initramfs)
+	}
+	if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers ("+narrow.why+")", rebuild...); err != nil {
+		return err
+	}
+	c.Track(k.Initramfs, "rebuilt with the virtio drivers", before, existed)
 	return nil
 }

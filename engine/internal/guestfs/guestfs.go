@@ -468,8 +468,19 @@ func (s *Session) WriteFile(path string, data []byte, mode fs.FileMode) error {
 		if err := s.g.Mkdir_p(filepath.Dir(path)); err != nil {
 			return err
 		}
-		if err := s.g.Write(path, data); err != nil {
+		// One message of the appliance's protocol holds a few MiB: write
+		// an image (an initramfs) a chunk at a time.
+		const chunk = 1 << 20
+		first := data[:min(len(data), chunk)]
+		if err := s.g.Write(path, first); err != nil {
 			return err
+		}
+		for rest := data[len(first):]; len(rest) > 0; {
+			n := min(len(rest), chunk)
+			if err := s.g.Write_append(path, rest[:n]); err != nil {
+				return err
+			}
+			rest = rest[n:]
 		}
 		return s.g.Chmod(int(mode.Perm()), path)
 	})
