@@ -43,7 +43,7 @@ for rel in "$@"; do
 	[ -e "$d/$rel" ] || [ ! -e "$m/$rel" ] || copy "$rel"
 done
 depmod -b "$t" "$k"
-echo "$t $(stat -c %a "$image")$added"
+echo "$t $(stat -L -c %a "$image")$added"
 `
 
 // errNarrow says why an image could not be edited; the fix rebuilds it.
