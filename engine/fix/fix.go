@@ -144,7 +144,7 @@ func (c *Context) Track(path, reason, before string, existed bool) {
 	if _, dry := c.FS.(*dryFS); dry {
 		// The command did not run: record what it will change, so the
 		// plan lists what the apply will.
-		ch := guest.Change{Fix: c.fix, Action: "modified", Path: path, Reason: reason + " (by the command above)"}
+		ch := guest.Change{Fix: c.fix, Action: "modified", Path: path, Reason: reason}
 		if !existed {
 			ch.Action = "created"
 		}

@@ -173,6 +173,6 @@ func update(c *Context, k guest.Kernel, rebuild ...string) error {
 	if _, err := c.Run("rebuild the initramfs of "+k.Version+" with the virtio drivers ("+narrow.why+")", rebuild...); err != nil {
 		return err
 	}
-	c.Track(k.Initramfs, "rebuilt with the virtio drivers", before, existed)
+	c.Track(k.Initramfs, "rebuilt with the virtio drivers (by the command above)", before, existed)
 	return nil
 }

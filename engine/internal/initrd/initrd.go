@@ -12,13 +12,14 @@ package initrd
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -269,7 +270,7 @@ func (im *Image) Bytes() ([]byte, error) {
 	case "zstd":
 		// The kernel's decompressor needs the whole window in memory at
 		// boot: keep it small, as the zstd command's levels do.
-		w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
+		w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 			zstd.WithWindowSize(1<<21), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			return nil, err
@@ -281,7 +282,7 @@ func (im *Image) Bytes() ([]byte, error) {
 			return nil, err
 		}
 	case "gzip":
-		w, err := gzip.NewWriterLevel(out, gzip.BestCompression)
+		w, err := gzip.NewWriterLevel(out, gzip.DefaultCompression)
 		if err != nil {
 			return nil, err
 		}
