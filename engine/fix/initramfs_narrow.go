@@ -11,39 +11,33 @@ import (
 	"time"
 
 	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
-
 	"github.com/vmconv/terraform-provider-vmconv/engine/internal/initrd"
 )
 
-// prepareModules runs in the guest: it resolves the drivers and their
-// dependencies with the guest's own modprobe, copies them beside the
-// modules the image already holds into a private tree, indexes that tree
-// with the guest's depmod and prints the tree, the image's mode and the
-// added modules. It changes nothing outside the tree, which the caller
-// removes.
-const prepareModules = `set -eu
-image=$1 k=$2 mods=$3
-shift 3
-m=/lib/modules/$k
+// indexModules runs in the guest: it copies the modules named (paths
+// under /lib/modules/<kernel>) into a private tree, indexes that tree
+// with the guest's own depmod and prints the tree first and the image's
+// mode last. The tree is laid out both ways kmod may look for it
+// (/lib/modules and /usr/lib/modules). It changes nothing outside the
+// tree, which the caller removes, also when a step fails.
+const indexModules = `set -eu
+image=$1 k=$2
+shift 2
 t=$(mktemp -d /var/tmp/vmconv-initramfs.XXXXXX)
-d=$t/lib/modules/$k
+echo "$t"
+m=/lib/modules/$k
+d=$t/usr/lib/modules/$k
 mkdir -p "$d"
+ln -s usr/lib "$t/lib"
 for f in modules.order modules.builtin modules.builtin.modinfo; do
 	if [ -e "$m/$f" ]; then cp "$m/$f" "$d/"; fi
 done
-copy() { mkdir -p "$d/$(dirname "$1")"; cp "$m/$1" "$d/$1"; }
-modprobe -S "$k" -a --show-depends $mods > "$t/deps"
-added=
-while read -r how file rest; do
-	[ "$how" = insmod ] || continue
-	rel=${file#*/modules/"$k"/}
-	[ -e "$d/$rel" ] || { copy "$rel"; added="$added $rel"; }
-done < "$t/deps"
 for rel in "$@"; do
-	[ -e "$d/$rel" ] || [ ! -e "$m/$rel" ] || copy "$rel"
+	mkdir -p "$d/$(dirname "$rel")"
+	cp "$m/$rel" "$d/$rel"
 done
 depmod -b "$t" "$k"
-echo "$t $(stat -L -c %a "$image")$added"
+stat -L -c %a "$image"
 `
 
 // errNarrow says why an image could not be edited; the fix rebuilds it.
@@ -54,6 +48,94 @@ func (e errNarrow) Error() string { return e.why }
 // errHasDrivers says the image holds the drivers and needs nothing else.
 var errHasDrivers = errors.New("the image already holds the virtio drivers")
 
+// moduleDeps reads a modules.dep: each module's path and the paths of
+// everything it depends on, all relative to the kernel's module folder.
+func moduleDeps(b []byte) map[string][]string {
+	out := map[string][]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		mod, deps, ok := strings.Cut(l, ":")
+		if ok && mod != "" {
+			out[mod] = strings.Fields(deps)
+		}
+	}
+	return out
+}
+
+// moduleName is how modprobe names a module file: virtio-blk.ko.xz and
+// virtio_blk.ko are both virtio_blk.
+func moduleName(rel string) string {
+	b, _, _ := strings.Cut(path.Base(rel), ".ko")
+	return strings.ReplaceAll(b, "-", "_")
+}
+
+// driverPlan decides, reading only, what an edit of k's image adds: the
+// virtio modules and what they depend on that the image lacks. Both the
+// dry run and the apply decide through it, so the plan lists what the
+// apply does.
+func driverPlan(c *Context, k guest.Kernel, im *initrd.Image) (dir string, have, add []string, err error) {
+	for _, n := range im.Names() {
+		if strings.HasSuffix(n, "/modules/"+k.Version+"/modules.dep") {
+			dir = path.Dir(n)
+		}
+	}
+	if dir == "" {
+		return "", nil, nil, errNarrow{"the image has no module index for " + k.Version}
+	}
+	for _, n := range im.Names() {
+		rel, ok := strings.CutPrefix(n, dir+"/")
+		if !ok || !strings.Contains(path.Base(rel), ".ko") {
+			continue
+		}
+		if moduleName(rel) == "virtio_blk" {
+			return "", nil, nil, errHasDrivers
+		}
+		have = append(have, rel)
+	}
+	dep, err := c.FS.ReadFile("/lib/modules/" + k.Version + "/modules.dep")
+	if err != nil {
+		return "", nil, nil, errNarrow{"the guest has no module index for " + k.Version}
+	}
+	deps := moduleDeps(dep)
+	// A new index covers only the modules the tree holds: every module of
+	// the image must still be in the guest, or the edit would drop it.
+	plain := map[string]string{} // kernel/x/y.ko -> kernel/x/y.ko.zst
+	for rel := range deps {
+		if i := strings.LastIndex(rel, ".ko"); i >= 0 {
+			plain[rel[:i+3]] = rel
+		}
+	}
+	for _, rel := range have {
+		if _, ok := deps[rel]; ok {
+			continue
+		}
+		if disk, ok := plain[rel]; ok {
+			return "", nil, nil, errNarrow{"the guest's modules are compressed (" + disk + ")"}
+		}
+		return "", nil, nil, errNarrow{"the image holds " + rel + ", which the guest's modules of " + k.Version + " no longer include"}
+	}
+	byName := map[string]string{}
+	for rel := range deps {
+		byName[moduleName(rel)] = rel
+	}
+	for _, m := range virtioModules {
+		rel, ok := byName[m]
+		if !ok {
+			return "", nil, nil, errNarrow{m + " is not a module of " + k.Version + " (built in, or not installed)"}
+		}
+		for _, r := range append(slices.Clone(deps[rel]), rel) {
+			if !strings.HasSuffix(r, ".ko") {
+				// The distribution's tool decompresses such modules for
+				// kernels that cannot: leave it to do so.
+				return "", nil, nil, errNarrow{"the guest's modules are compressed (" + r + ")"}
+			}
+			if !slices.Contains(have, r) && !slices.Contains(add, r) {
+				add = append(add, r)
+			}
+		}
+	}
+	return dir, have, add, nil
+}
+
 // addDrivers adds the virtio drivers, what they depend on and a fresh
 // module index to an image the guest already boots with, instead of
 // rebuilding it: under emulation a rebuild runs the distribution's hooks
@@ -62,8 +144,10 @@ var errHasDrivers = errors.New("the image already holds the virtio drivers")
 // tools' images run udev with its drivers rule), and initramfs-tools'
 // images list them in conf/modules too, as update-initramfs would from
 // /etc/initramfs-tools/modules. An image this cannot edit (compressed
-// other than with zstd or gzip, compressed modules, an initramfs that
-// must pick up other changed files) is an errNarrow, and is rebuilt.
+// other than with zstd or gzip, compressed modules, modules the guest no
+// longer has, an initramfs that must pick up other changed files) is an
+// errNarrow, and is rebuilt. The edited image replaces the old one by a
+// rename, so a failed write leaves the old one.
 func addDrivers(c *Context, k guest.Kernel) (string, error) {
 	if stale := changedInputs(c); len(stale) > 0 {
 		return "", errNarrow{"the image must also pick up " + strings.Join(stale, ", ")}
@@ -82,79 +166,64 @@ func addDrivers(c *Context, k guest.Kernel) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := ""
-	for _, n := range im.Names() {
-		if strings.HasSuffix(n, "/modules/"+k.Version+"/modules.dep") {
-			dir = path.Dir(n)
-		}
+	dir, have, add, err := driverPlan(c, k, im)
+	if err != nil {
+		return "", err
 	}
-	if dir == "" {
-		return "", errNarrow{"the image has no module index for " + k.Version}
+	var names []string
+	for _, rel := range add {
+		names = append(names, path.Base(rel))
 	}
-	var have []string
-	if slices.Contains(im.Names(), dir+"/kernel/drivers/block/virtio_blk.ko") {
-		return "", errHasDrivers
-	}
-	for _, n := range im.Names() {
-		if rel, ok := strings.CutPrefix(n, dir+"/"); ok && strings.Contains(path.Base(rel), ".ko") {
-			have = append(have, rel)
-		}
-	}
+	how := "added " + strings.Join(names, ", ") + " and a new module index to the image, without rebuilding it"
 	if _, dry := c.FS.(*dryFS); dry {
-		return "added " + strings.Join(virtioModules, ", ") + " and a new module index (dry run: the edit is not made)", nil
+		return how, nil
 	}
-	argv := append([]string{"/bin/sh", "-c", prepareModules, "sh", k.Initramfs, k.Version, strings.Join(virtioModules, " ")}, have...)
+
+	argv := append([]string{"/bin/sh", "-c", indexModules, "sh", k.Initramfs, k.Version}, append(slices.Clone(have), add...)...)
 	out, err := c.FS.Command(c.Ctx, argv...)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	f := strings.Fields(lines[len(lines)-1])
-	if len(f) >= 1 && strings.HasPrefix(f[0], "/var/tmp/vmconv-initramfs.") {
-		defer c.FS.Command(c.Ctx, "rm", "-rf", f[0])
+	tmp := strings.TrimSpace(lines[0])
+	if strings.HasPrefix(tmp, "/var/tmp/vmconv-initramfs.") && !strings.ContainsAny(tmp, " \t") {
+		defer c.FS.Command(c.Ctx, "rm", "-rf", tmp)
 	}
 	if err != nil {
 		if c.Ctx.Err() != nil {
 			return "", c.Ctx.Err()
 		}
-		return "", errNarrow{"resolving the drivers in the guest failed: " + tail(out, 500)}
+		return "", errNarrow{"indexing the modules in the guest failed: " + tail(out, 500)}
 	}
-	if len(f) < 2 {
-		return "", errNarrow{"resolving the drivers printed nothing usable: " + tail(out, 500)}
+	perm, perr := strconv.ParseUint(strings.TrimSpace(lines[len(lines)-1]), 8, 32)
+	if len(lines) < 2 || perr != nil {
+		return "", errNarrow{"indexing the modules in the guest printed nothing usable: " + tail(out, 500)}
 	}
-	tree, added := path.Join(f[0], "lib/modules", k.Version), f[2:]
-	perm, err := strconv.ParseUint(f[1], 8, 32)
-	if err != nil {
-		return "", errNarrow{"cannot read the image's mode: " + f[1]}
-	}
-	if len(added) == 0 {
-		return "", errNarrow{"the guest's modprobe found nothing to add for " + strings.Join(virtioModules, ", ")}
-	}
+	tree := path.Join(tmp, "usr/lib/modules", k.Version)
 	mtime := uint32(time.Now().Unix())
-	var names []string
-	for _, rel := range added {
-		if !strings.HasSuffix(rel, ".ko") {
-			// The distribution's tool decompresses such modules for
-			// kernels that cannot: leave it to do so.
-			return "", errNarrow{"the guest's modules are compressed (" + rel + ")"}
+	put := func(name string, data []byte) error {
+		if err := im.Put(name, data, 0o644, mtime); err != nil {
+			return errNarrow{err.Error()}
 		}
+		return nil
+	}
+	for _, rel := range add {
 		data, err := c.FS.ReadFile(path.Join(tree, rel))
 		if err != nil {
 			return "", fmt.Errorf("reading %s: %w", rel, err)
 		}
-		if err := im.Put(path.Join(dir, rel), data, 0o644, mtime); err != nil {
-			return "", errNarrow{err.Error()}
+		if err := put(path.Join(dir, rel), data); err != nil {
+			return "", err
 		}
-		names = append(names, path.Base(rel))
 	}
 	index, err := c.FS.Glob(path.Join(tree, "modules.*"))
-	if err != nil {
-		return "", fmt.Errorf("listing the new module index: %w", err)
+	if err != nil || len(index) == 0 {
+		return "", errNarrow{fmt.Sprintf("depmod wrote no module index (%v)", err)}
 	}
 	for _, p := range index {
 		data, err := c.FS.ReadFile(p)
 		if err != nil {
 			return "", fmt.Errorf("reading %s: %w", p, err)
 		}
-		if err := im.Put(path.Join(dir, path.Base(p)), data, 0o644, mtime); err != nil {
-			return "", errNarrow{err.Error()}
+		if err := put(path.Join(dir, path.Base(p)), data); err != nil {
+			return "", err
 		}
 	}
 	if conf, ok := im.File("conf/modules"); ok && c.Info.InitramfsTool == "initramfs-tools" {
@@ -165,17 +234,22 @@ func addDrivers(c *Context, k guest.Kernel) (string, error) {
 				text += "\n" + m
 			}
 		}
-		if err := im.Put("conf/modules", []byte(strings.TrimLeft(text, "\n")+"\n"), 0o644, mtime); err != nil {
-			return "", errNarrow{err.Error()}
+		if err := put("conf/modules", []byte(strings.TrimLeft(text, "\n")+"\n")); err != nil {
+			return "", err
 		}
 	}
 	img, err := im.Bytes()
 	if err != nil {
 		return "", err
 	}
-	if err := c.FS.WriteFile(k.Initramfs, img, fs.FileMode(perm)); err != nil {
-		return "", fmt.Errorf("writing %s: %w", k.Initramfs, err)
+	next := k.Initramfs + ".vmconv-new"
+	if err := c.FS.WriteFile(next, img, fs.FileMode(perm)); err != nil {
+		c.FS.Remove(next)
+		return "", errNarrow{fmt.Sprintf("writing the edited image failed: %v", err)}
 	}
-	return fmt.Sprintf("added %s and a new module index to the image, without rebuilding it (%d -> %d bytes, %s)",
-		strings.Join(names, ", "), len(b), len(img), im.Compression()), nil
+	if out, err := c.FS.Command(c.Ctx, "mv", "-f", next, k.Initramfs); err != nil {
+		c.FS.Remove(next)
+		return "", errNarrow{fmt.Sprintf("replacing the image failed: %v %s", err, tail(out, 300))}
+	}
+	return fmt.Sprintf("%s (%d -> %d bytes, %s)", how, len(b), len(img), im.Compression()), nil
 }

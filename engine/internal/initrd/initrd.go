@@ -299,6 +299,7 @@ func (im *Image) Bytes() ([]byte, error) {
 func writeEntry(w *bytes.Buffer, e entry) {
 	e.hdr[fNameSize] = uint32(len(e.name) + 1)
 	e.hdr[fSize] = uint32(len(e.data))
+	e.hdr[fCheck] = 0 // a 070702 archive's checksum means nothing under 070701
 	w.WriteString("070701")
 	for _, v := range e.hdr {
 		fmt.Fprintf(w, "%08X", v)
