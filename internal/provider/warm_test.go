@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -241,4 +242,35 @@ func TestAccVMConversion_warmDestroyedBeforeCutover(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// TestAccCLI_warmResetWarns runs the plan after a reset of change tracking
+// on the source through the terraform CLI, which shows the provider's
+// warnings: the plan warns that the next sync copies everything, and
+// why; a plan with tracking intact does not.
+func TestAccCLI_warmResetWarns(t *testing.T) {
+	acctest.PreCheck(t)
+	w := newWarmSource(t)
+	dir := filepath.Join(t.TempDir(), "web")
+	cli := acctest.NewCLI(t)
+	cli.Write("terraform {\n  required_providers {\n    vmconv = { source = \"vmconv/vmconv\" }\n  }\n}\n" + w.config(dir, ""))
+	cli.MustRun("apply", "-auto-approve", "-input=false", "-no-color")
+	const warning = "Warning: Warm Migration Copies Everything Again"
+	w.write(t, 10*mib, 0xd1)
+	if out, _ := cli.Run("plan", "-input=false", "-no-color"); strings.Contains(out, warning) || !strings.Contains(out, "changed since change ID") {
+		t.Fatalf("the plan of an ordinary sync:\n%s", out)
+	}
+	w.cbt.Reset(w.vm)
+	out, err := cli.Run("plan", "-input=false", "-no-color")
+	if err != nil {
+		t.Fatalf("plan after the reset: %v\n%s", err, out)
+	}
+	for _, want := range []string{warning, "changed block tracking was reset on the source since the last sync", "nothing is lost"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("the plan after the reset does not say %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("a sync wrote at the output")
+	}
 }
