@@ -264,34 +264,28 @@ func (im *Image) Bytes() ([]byte, error) {
 	main.Write(make([]byte, (512-main.Len()%512)%512))
 
 	out := bytes.NewBuffer(append([]byte(nil), im.early...))
-	switch im.comp {
-	case "":
+	if im.comp == "" {
 		out.Write(main.Bytes())
-	case "zstd":
+		return out.Bytes(), nil
+	}
+	var w io.WriteCloser
+	var err error
+	if im.comp == "zstd" {
 		// The kernel's decompressor needs the whole window in memory at
 		// boot: keep it small, as the zstd command's levels do.
-		w, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		w, err = zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 			zstd.WithWindowSize(1<<21), zstd.WithEncoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(main.Bytes()); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-	case "gzip":
-		w, err := gzip.NewWriterLevel(out, gzip.DefaultCompression)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(main.Bytes()); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
+	} else {
+		w, err = gzip.NewWriterLevel(out, gzip.DefaultCompression)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(main.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
 	}
 	return out.Bytes(), nil
 }
