@@ -19,8 +19,13 @@ func TestKVMFailureFallsBackToTCG(t *testing.T) {
 	if !kvmFailed(msr) {
 		t.Errorf("qemu's KVM abort not recognised: %v", msr)
 	}
-	if kvmFailed(disk) {
-		t.Errorf("a disk error taken for a KVM failure: %v", disk)
+	for _, e := range []error{disk, errors.New("Cannot access storage file '/pool/kvm-web-overlay0.qcow2': Permission denied")} {
+		if kvmFailed(e) {
+			t.Errorf("a disk error taken for a KVM failure: %v", e)
+		}
+	}
+	if !kvmFailed(errors.New("qemu-system-x86_64: Could not access KVM kernel module: Permission denied\nqemu-system-x86_64: failed to initialize kvm: Permission denied")) {
+		t.Error("qemu's KVM initialisation failure not recognised")
 	}
 
 	m := New(Config{URI: "qemu+ssh://root@127.0.0.1:2222/system"}, Deps{

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -271,10 +272,15 @@ func (m *Manager) accelFor(ctx context.Context, req Request) (accel.Result, erro
 	return accel.Result{Mode: accel.TCG, Reason: "the host's capabilities do not list kvm"}, nil
 }
 
+// kvmAbort matches what qemu says when KVM itself fails (its kvm.c
+// asserting, a kvm_* call failing, /dev/kvm refused, KVM not initialised),
+// and not a mere "kvm" in a domain's or a file's name.
+var kvmAbort = regexp.MustCompile(`(?i)kvm\.c:|kvm_[a-z_]+|/dev/kvm|(?:initiali[sz]e|access) kvm|kvm: `)
+
 // kvmFailed tells whether a kvm domain's start failed in the accelerator
-// rather than in its definition or disks: qemu names KVM when it aborts.
+// rather than in its definition or disks.
 func kvmFailed(err error) bool {
-	return strings.Contains(strings.ToLower(err.Error()), "kvm")
+	return kvmAbort.MatchString(err.Error())
 }
 
 // kvmUnusable remembers that this host's KVM could not start a domain, so

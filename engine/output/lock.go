@@ -11,9 +11,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vmconv/terraform-provider-vmconv/engine/internal/proc"
-
 	"github.com/vmconv/terraform-provider-vmconv/engine/fault"
+	"github.com/vmconv/terraform-provider-vmconv/engine/internal/proc"
 )
 
 const (
