@@ -108,8 +108,12 @@ func TestVolumeOutputOnRemoteHost(t *testing.T) {
 		t.Errorf("the runner kept a copy after the upload: %v", big)
 	}
 	h.RunnerViewUntouched(t)
-	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
-		t.Errorf("pool holds %v, want the volume and its report only", got)
+	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json web.qcow2.vmconv.md" {
+		t.Errorf("pool holds %v, want the volume and its reports only", got)
+	}
+	if md, err := h.Exec(t, "cat", h.PoolPath+"/web.qcow2.vmconv.md"); err != nil || !strings.HasPrefix(string(md), "# vmconv: ") ||
+		!strings.Contains(string(md), "volume `web.qcow2` in pool `"+h.Pool+"`") {
+		t.Errorf("the Markdown report volume: %v\n%s", err, md)
 	}
 
 	// A raw image is mostly holes: they must not cross the connection, nor
@@ -156,6 +160,7 @@ func TestVolumeOutputOnRemoteHost(t *testing.T) {
 	if err := e.DeleteVolume(ctx, h.Pool, "web.qcow2"); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing left: the Markdown report volume went with the rest.
 	if got := h.Volumes(t); len(got) != 0 {
 		t.Errorf("delete left %v", got)
 	}
@@ -195,6 +200,22 @@ func TestVolumeHostDiagnostics(t *testing.T) {
 				t.Fatalf("the diagnostic shows the URI's query: %v", f)
 			}
 		})
+	}
+}
+
+// TestVolumeNameRefused: a volume may not be named as another's report
+// would be, JSON or Markdown, nor as a temporary; refused before the host
+// is dialled.
+func TestVolumeNameRefused(t *testing.T) {
+	e, err := engine.New(engine.Config{WorkDir: t.TempDir(), CacheDir: t.TempDir(), LibvirtURI: "qemu+ssh://root@192.0.2.1/system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web.qcow2.vmconv.json", "web.qcow2.vmconv.md", "web.qcow2.vmconv-part-0123456789ab"} {
+		_, err := e.Plan(context.Background(), poolRequest("/nonexistent.vmdk", "default", name), engine.PlanOptions{})
+		if !fault.Is(err, fault.InvalidRequest) || !strings.Contains(err.Error(), "not a volume name") {
+			t.Errorf("volume %s: %v", name, err)
+		}
 	}
 }
 
@@ -255,7 +276,7 @@ func TestVolumeUploadKilled(t *testing.T) {
 	if _, err := e.Apply(context.Background(), p, nil, engine.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json" {
+	if got := h.Volumes(t); strings.Join(got, " ") != "web.qcow2 web.qcow2.vmconv.json web.qcow2.vmconv.md" {
 		t.Fatalf("after the re-apply the pool holds %v", got)
 	}
 	if big := bigFiles(cfg.CacheDir); len(big) > 0 {
@@ -286,7 +307,7 @@ func TestVolumeVMOnRemoteHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := h.Volumes(t); strings.Join(got, " ") != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
+	if got := h.Volumes(t); strings.Join(got, " ") != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json db.vmconv.md" {
 		t.Fatalf("pool holds %v", got)
 	}
 	for i, src := range []string{a, b} {
@@ -329,7 +350,8 @@ func TestVolumeParallelUploads(t *testing.T) {
 	if peak := publishAtOnce(t, h, 3, 2, "p"); peak > 2 {
 		t.Errorf("%d uploads ran at once with MaxUploads = 2", peak)
 	}
-	if got := strings.Join(h.Volumes(t), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p1.qcow2 p1.qcow2.vmconv.json p2.qcow2 p2.qcow2.vmconv.json" {
+	if got := strings.Join(h.Volumes(t), " "); got != "p0.qcow2 p0.qcow2.vmconv.json p0.qcow2.vmconv.md p1.qcow2 p1.qcow2.vmconv.json p1.qcow2.vmconv.md "+
+		"p2.qcow2 p2.qcow2.vmconv.json p2.qcow2.vmconv.md" {
 		t.Fatalf("pool holds %s", got)
 	}
 	if peak := publishAtOnce(t, h, 3, 1, "q"); peak != 1 {

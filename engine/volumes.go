@@ -27,6 +27,10 @@ import (
 // VolumeReportSuffix names a pool output's report volume: "<volume>.vmconv.json".
 const VolumeReportSuffix = volume.ReportSuffix
 
+// VolumeMarkdownSuffix names the Markdown report volume beside it:
+// "<volume>.vmconv.md".
+const VolumeMarkdownSuffix = volume.MarkdownSuffix
+
 // DefaultMaxUploads bounds concurrent uploads to one libvirt host: two
 // streams keep a link busy while one of them waits on the host's disk;
 // more only split the same bandwidth (docs/guides/benchmarks.md).
@@ -159,7 +163,7 @@ func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions)
 			WithHint("Name the storage pool and the volume to create in it.")
 	case o.Volume != "" && (!volumeName.MatchString(o.Volume) || volume.IsReport(o.Volume) || volume.IsPart(o.Volume, "")):
 		return nil, fault.New(fault.InvalidRequest, "", "%q is not a volume name vmconv can publish", o.Volume).
-			WithHint("Use letters, digits, '.', '_', '+' and '-' (no '/'), not ending in %s.", volume.ReportSuffix)
+			WithHint("Use letters, digits, '.', '_', '+' and '-' (no '/'), not ending in %s or %s.", volume.ReportSuffix, volume.MarkdownSuffix)
 	}
 	h, err := e.host()
 	if err != nil {
@@ -185,7 +189,7 @@ func (e *Engine) planVolume(ctx context.Context, req *Request, opts PlanOptions)
 		}
 		return vp, nil
 	}
-	if err := e.checkVolumesFree(ctx, h, vp, o.Volume, []string{o.Volume, volume.ReportName(o.Volume)}, opts.ManagedOutput || o.Overwrite); err != nil {
+	if err := e.checkVolumesFree(ctx, h, vp, o.Volume, []string{o.Volume, volume.ReportName(o.Volume), volume.MarkdownName(o.Volume)}, opts.ManagedOutput || o.Overwrite); err != nil {
 		return nil, err
 	}
 	o.Path = e.stagingPath(o.Pool, o.Volume)
@@ -235,7 +239,7 @@ func (e *Engine) checkVMVolumes(ctx context.Context, p *Plan, opts PlanOptions) 
 	if err != nil {
 		return err
 	}
-	return e.checkVolumesFree(ctx, h, vp, vp.Name, append(slices.Clone(vp.Disks), volume.ReportName(vp.Name)), opts.ManagedOutput || p.Request.Output.Overwrite)
+	return e.checkVolumesFree(ctx, h, vp, vp.Name, append(slices.Clone(vp.Disks), volume.ReportName(vp.Name), volume.MarkdownName(vp.Name)), opts.ManagedOutput || p.Request.Output.Overwrite)
 }
 
 // checkVolumeSpace checks the pool can hold the upload and its published
@@ -270,7 +274,10 @@ func (e *Engine) recordPoolHardware(ctx context.Context, pool, prefix string, hw
 	if err != nil {
 		return err
 	}
-	return volume.WriteReport(ctx, h, pool, prefix, b)
+	if err := volume.WriteReport(ctx, h, pool, prefix, b); err != nil {
+		return err
+	}
+	return volume.WriteMarkdown(ctx, h, pool, prefix, []byte(rep.Markdown()))
 }
 
 // volumeReport reads a volume's report; ours is true when vmconv wrote it.
@@ -329,18 +336,25 @@ func (e *Engine) publishVolume(ctx context.Context, j *job) error {
 	}
 	defer src.Close()
 	j.res.Output.Format, j.res.Output.SHA256, j.res.Output.Size = p.Output.Format, d.sha256, src.Size()
+	var final *Report
 	report := func(v *VolumeResult) ([]byte, error) {
 		j.res.Output.Volume = v
 		if v != nil {
 			j.res.Output.Path = v.Path
 		}
-		return json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
+		final = &Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}
+		return json.MarshalIndent(final, "", "  ")
 	}
 	publishing, _ := report(nil)
 	start := time.Now()
 	pub, err := volume.Publish(ctx, h, volume.Target{Pool: vp.Pool, Name: vp.Name, Format: p.Output.Format, Replace: vp.Replaces}, src, publishing,
 		func(v volume.Published) ([]byte, error) { return report(volumeResult(vp, v)) }, j.uploadProgress(ctx, vp))
 	if err != nil {
+		return err
+	}
+	// Only now: the JSON report, written first, marks the volume as
+	// vmconv's; the summary is of the final one.
+	if err := volume.WriteMarkdown(ctx, h, vp.Pool, vp.Name, []byte(final.Markdown())); err != nil {
 		return err
 	}
 	j.emit(EventInfo, "", "volume published", map[string]any{"pool": vp.Pool, "volume": vp.Name, "path": pub.Path,
@@ -391,8 +405,10 @@ func (e *Engine) publishVolumeSet(ctx context.Context, j *job) error {
 		items = append(items, volume.Item{Name: vp.Disks[i], Format: p.Output.Format, Src: src})
 	}
 	j.res.Output.Path, j.res.Output.ReportPath = "", ""
+	var final *Report
 	report := func() ([]byte, error) {
-		return json.MarshalIndent(Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}, "", "  ")
+		final = &Report{Tool: "vmconv", Created: time.Now().UTC().Format(time.RFC3339), Plan: p, Result: j.res, Publisher: thisProcess()}
+		return json.MarshalIndent(final, "", "  ")
 	}
 	publishing, _ := report()
 	ps, err := volume.PublishSet(ctx, h, vp.Pool, vp.Name, items, vp.Replaces, publishing, func(ps []volume.Published) ([]byte, error) {
@@ -405,6 +421,9 @@ func (e *Engine) publishVolumeSet(ctx context.Context, j *job) error {
 		return report()
 	}, j.uploadProgress(ctx, vp))
 	if err != nil {
+		return err
+	}
+	if err := volume.WriteMarkdown(ctx, h, vp.Pool, vp.Name, []byte(final.Markdown())); err != nil {
 		return err
 	}
 	j.emit(EventInfo, "", "VM published", map[string]any{"pool": vp.Pool, "volumes": len(ps), "sent": j.res.Output.Volume.Sent})

@@ -52,7 +52,9 @@ func Publish(ctx context.Context, st Storage, t Target, src Source, publishing [
 // (ReportName(reportOf)) for the set. The report is written first as
 // publishing, so a run killed after a swap leaves volumes vmconv
 // recognises as its own; the final report, made by report from what was
-// published, comes last.
+// published, comes last. A Markdown report of an earlier publish goes with
+// the publishing report, as it describes what is being replaced; the
+// caller writes the new one (WriteMarkdown) after the final report.
 func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []Item, replace bool, publishing []byte, report func([]Published) ([]byte, error), progress func(done, total int64)) ([]Published, error) {
 	var total, done int64
 	exts := make([][]Extent, len(items))
@@ -121,6 +123,9 @@ func PublishSet(ctx context.Context, st Storage, pool, reportOf string, items []
 	if err := WriteReport(ctx, st, pool, reportOf, publishing); err != nil {
 		return nil, err
 	}
+	if err := st.Delete(pool, MarkdownName(reportOf)); err != nil {
+		return nil, fault.Wrap(fault.HypervisorFailed, "", err, "cannot replace the Markdown report of %s/%s", pool, reportOf)
+	}
 	out := make([]Published, len(items))
 	for i, it := range items {
 		where := pool + "/" + it.Name
@@ -174,15 +179,27 @@ func Sweep(st Storage, pool, volume string) ([]string, error) {
 // run killed while writing it leaves one that does not parse, which
 // ReadReport tells from a missing one.
 func WriteReport(ctx context.Context, st Storage, pool, volume string, body []byte) error {
-	name := ReportName(volume)
+	return writeSmall(ctx, st, pool, ReportName(volume), body, fmt.Sprintf("the report of %s/%s", pool, volume))
+}
+
+// WriteMarkdown replaces the Markdown summary of volume's report. Nothing
+// reads it back, so one cut short by a killed run only waits for the next
+// apply to rewrite it.
+func WriteMarkdown(ctx context.Context, st Storage, pool, volume string, body []byte) error {
+	return writeSmall(ctx, st, pool, MarkdownName(volume), body, fmt.Sprintf("the Markdown report of %s/%s", pool, volume))
+}
+
+// writeSmall replaces a volume of a few kilobytes in place: too small to
+// be worth a temporary and a clone, and a reader copes with it cut short.
+func writeSmall(ctx context.Context, st Storage, pool, name string, body []byte, what string) error {
 	if err := st.Delete(pool, name); err != nil {
-		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot replace the report of %s/%s", pool, volume)
+		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot replace %s", what)
 	}
 	if err := st.Create(pool, name, "raw", uint64(len(body))); err != nil {
-		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot write the report of %s/%s", pool, volume)
+		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot write %s", what)
 	}
 	if err := st.Upload(ctx, pool, name, bytesSource(body), nil); err != nil {
-		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot write the report of %s/%s", pool, volume)
+		return fault.Wrap(fault.HypervisorFailed, "", err, "cannot write %s", what)
 	}
 	return nil
 }
@@ -197,8 +214,10 @@ func ReadReport(ctx context.Context, st Storage, pool, volume string) ([]byte, b
 	return b, err == nil, err
 }
 
-// Remove deletes published volumes, the report of reportOf and their
-// temporaries.
+// Remove deletes published volumes, the reports of reportOf and their
+// temporaries. The JSON report goes last: it marks what is left as
+// vmconv's, so a run killed half way leaves nothing the next one would
+// refuse as another's.
 func Remove(st Storage, pool, reportOf string, volumes ...string) error {
 	if len(volumes) == 0 {
 		volumes = []string{reportOf}
@@ -208,7 +227,7 @@ func Remove(st Storage, pool, reportOf string, volumes ...string) error {
 			return err
 		}
 	}
-	for _, n := range append(volumes, ReportName(reportOf)) {
+	for _, n := range append(volumes, MarkdownName(reportOf), ReportName(reportOf)) {
 		if err := st.Delete(pool, n); err != nil {
 			return fault.Wrap(fault.HypervisorFailed, "", err, "cannot delete volume %s/%s", pool, n)
 		}

@@ -150,3 +150,60 @@ func TestPublishSet(t *testing.T) {
 		}
 	})
 }
+
+func TestMarkdownVolume(t *testing.T) {
+	ctx := context.Background()
+	items := []Item{{"web.qcow2", "qcow2", bytesSource("disk")}}
+	final := func([]Published) ([]byte, error) { return []byte(`{"tool": "vmconv", "done": true}`), nil }
+
+	m := newMem()
+	if _, err := PublishSet(ctx, m, "p", "web.qcow2", items, false, []byte(`{"tool": "vmconv"}`), final, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMarkdown(ctx, m, "p", "web.qcow2", []byte("# vmconv: web.vmdk\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.names(); got != "web.qcow2 web.qcow2.vmconv.json web.qcow2.vmconv.md" {
+		t.Fatalf("pool holds %s", got)
+	}
+	// A rewrite replaces the volume whole: a shorter summary leaves no
+	// tail of the longer one.
+	if err := WriteMarkdown(ctx, m, "p", "web.qcow2", []byte("# vmconv\n")); err != nil || string(m.vols["web.qcow2.vmconv.md"]) != "# vmconv\n" {
+		t.Fatalf("rewritten as %q: %v", m.vols["web.qcow2.vmconv.md"], err)
+	}
+
+	// Publishing again drops the summary of what it replaces before the
+	// swap, so a killed run leaves none that describes the old image.
+	m.failClone = true
+	if _, err := PublishSet(ctx, m, "p", "web.qcow2", items, true, []byte(`{"tool": "vmconv"}`), final, nil); err == nil {
+		t.Fatal("no error")
+	}
+	if _, ok := m.vols["web.qcow2.vmconv.md"]; ok {
+		t.Fatal("a publish that failed after the swap began kept the old Markdown report")
+	}
+	if string(m.vols["web.qcow2.vmconv.json"]) != `{"tool": "vmconv"}` {
+		t.Fatal("the report no longer marks the volume as vmconv's")
+	}
+
+	m.failClone = false
+	WriteMarkdown(ctx, m, "p", "web.qcow2", []byte("# vmconv\n"))
+	if err := Remove(m, "p", "web.qcow2"); err != nil || m.names() != "" {
+		t.Fatalf("remove left %q: %v", m.names(), err)
+	}
+	// One published before vmconv wrote Markdown reports has none.
+	m.vols["web.qcow2"], m.vols["web.qcow2.vmconv.json"] = []byte("disk"), []byte("{}")
+	if err := Remove(m, "p", "web.qcow2"); err != nil || m.names() != "" {
+		t.Fatalf("remove without a Markdown report left %q: %v", m.names(), err)
+	}
+}
+
+func TestIsReport(t *testing.T) {
+	for name, want := range map[string]bool{
+		"web.qcow2.vmconv.json": true, "web.qcow2.vmconv.md": true,
+		"web.qcow2": false, "web.md": false, "web.vmconv.md.qcow2": false,
+	} {
+		if IsReport(name) != want {
+			t.Errorf("IsReport(%q) = %v", name, !want)
+		}
+	}
+}

@@ -4,8 +4,9 @@
 // a temporary name, and then cloned by the host into its final name, which
 // libvirt keeps unusable until the clone is complete and removes if it
 // fails, so a volume by the final name is never half there. A report volume
-// beside it says what vmconv published, and a stamp of sampled bytes lets
-// Read see a volume changed out of band.
+// beside it says what vmconv published (with a Markdown summary beside
+// that, for people), and a stamp of sampled bytes lets Read see a volume
+// changed out of band.
 //
 // The libvirt binding (cgo) implements Storage in engine/internal/libvirt.
 package volume
@@ -79,6 +80,14 @@ const ReportSuffix = ".vmconv.json"
 // ReportName is the report volume of volume name.
 func ReportName(name string) string { return name + ReportSuffix }
 
+// MarkdownSuffix names the Markdown summary of a published volume's
+// report: "<name>.vmconv.md". The JSON report alone marks the volume as
+// vmconv's; the summary is for people and is never read back.
+const MarkdownSuffix = ".vmconv.md"
+
+// MarkdownName is the Markdown report volume of volume name.
+func MarkdownName(name string) string { return name + MarkdownSuffix }
+
 // IsPart says whether name is a temporary of volume (or of any volume,
 // with volume empty).
 func IsPart(name, volume string) bool {
@@ -86,5 +95,8 @@ func IsPart(name, volume string) bool {
 	return i > 0 && (volume == "" || name[:i] == volume)
 }
 
-// IsReport says whether name is a report volume.
-func IsReport(name string) bool { return strings.HasSuffix(name, ReportSuffix) }
+// IsReport says whether name is a report volume, JSON or Markdown: names
+// no output may take, as publishing it would overwrite another's report.
+func IsReport(name string) bool {
+	return strings.HasSuffix(name, ReportSuffix) || strings.HasSuffix(name, MarkdownSuffix)
+}

@@ -141,8 +141,9 @@ func outputBlock() schema.SingleNestedBlock {
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"volume": schema.StringAttribute{
-				Optional:            true,
-				MarkdownDescription: "The volume's name in `pool`, for example `db.qcow2`. Beside it vmconv keeps its report, `<volume>" + engine.VolumeReportSuffix + "`.",
+				Optional: true,
+				MarkdownDescription: "The volume's name in `pool`, for example `db.qcow2`. Beside it vmconv keeps its report, `<volume>" + engine.VolumeReportSuffix + "`, " +
+					"and the report's Markdown summary, `<volume>" + engine.VolumeMarkdownSuffix + "`, both also volumes.",
 				Validators: []validator.String{stringvalidator.LengthAtLeast(1),
 					stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("pool"))},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},

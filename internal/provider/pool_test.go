@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -81,8 +82,11 @@ func TestAccDiskConversion_pool(t *testing.T) {
 	name := "vmconv_disk_conversion.db"
 	volPath := h.PoolPath + "/db.qcow2"
 	checkVolume := func(s *terraform.State) error {
-		if got := volumesOf(t, h); got != "db.qcow2 db.qcow2.vmconv.json" {
+		if got := volumesOf(t, h); got != "db.qcow2 db.qcow2.vmconv.json db.qcow2.vmconv.md" {
 			return fmt.Errorf("the pool holds %q", got)
+		}
+		if md, err := h.Exec(t, "cat", volPath+engine.VolumeMarkdownSuffix); err != nil || !strings.HasPrefix(string(md), "# vmconv: ") {
+			return fmt.Errorf("the Markdown report volume: %v\n%s", err, md)
 		}
 		if out, err := h.Exec(t, "qemu-img", "compare", "-f", "vmdk", "-F", "qcow2", src, volPath); err != nil {
 			return fmt.Errorf("the volume is not the source: %v %s", err, out)
@@ -94,6 +98,9 @@ func TestAccDiskConversion_pool(t *testing.T) {
 		PreCheck:                 func() { acctest.PreCheck(t) },
 		ProtoV6ProviderFactories: acctest.ProviderFactories,
 		CheckDestroy: func(*terraform.State) error {
+			if slices.Contains(h.Volumes(t), "db.qcow2"+engine.VolumeMarkdownSuffix) {
+				return fmt.Errorf("destroy left the Markdown report volume")
+			}
 			if got := volumesOf(t, h); got != "" {
 				return fmt.Errorf("destroy left %q in the pool", got)
 			}
@@ -203,7 +210,7 @@ resource "vmconv_vm_conversion" "db" {
 `, acctest.HCLString(vm.VMX), acctest.HCLString(h.Pool), dataPlaneOnly)
 	const db = "vmconv_vm_conversion.db"
 	checkVolumes := func(*terraform.State) error {
-		if got := volumesOf(t, h); got != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json" {
+		if got := volumesOf(t, h); got != "db-disk0.qcow2 db-disk1.qcow2 db.vmconv.json db.vmconv.md" {
 			return fmt.Errorf("the pool holds %q", got)
 		}
 		for i, want := range vm.Want {
@@ -233,6 +240,11 @@ resource "vmconv_vm_conversion" "db" {
 			var rep engine.Report
 			if err := json.Unmarshal(b, &rep); err != nil || rep.Plan.Hardware == nil || rep.Plan.Hardware.MemoryMiB != mib {
 				return fmt.Errorf("the report volume's hardware: %v %+v", err, rep.Plan)
+			}
+			// The Markdown volume is rewritten with it.
+			md, err := h.Exec(t, "cat", h.PoolPath+"/db.vmconv.md")
+			if want := fmt.Sprintf("%.1f GiB memory", float64(mib)/1024); err != nil || !strings.HasPrefix(string(md), "# vmconv: ") || !strings.Contains(string(md), want) {
+				return fmt.Errorf("the Markdown report volume does not say %q: %v\n%s", want, err, md)
 			}
 			return nil
 		}

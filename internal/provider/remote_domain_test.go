@@ -120,7 +120,7 @@ resource "vmconv_kvm_domain" "web" {
 					},
 					resource.TestMatchResourceAttr(web, "xml", regexp.MustCompile(`<source file='`+regexp.QuoteMeta(h.PoolPath+"/"+overlay)+`'`)),
 					func(*terraform.State) error {
-						if got := volumesOf(t, h); got != "guest.qcow2 guest.qcow2.vmconv.json "+overlay { // virsh sorts by name
+						if got := volumesOf(t, h); got != "guest.qcow2 guest.qcow2.vmconv.json guest.qcow2.vmconv.md "+overlay { // virsh sorts by name
 							return fmt.Errorf("the pool holds %q", got)
 						}
 						if s := strings.TrimSpace(h.Virsh(t, "domstate", name)); s != "running" {

@@ -144,7 +144,7 @@ func vmOutputBlock() schema.SingleNestedBlock {
 	}
 	pool := attrs["pool"].(schema.StringAttribute)
 	pool.MarkdownDescription = "A storage pool on the provider's libvirt host (`uri`) to publish the VM into: one volume per disk, `<volume>-disk<i>.<format>`, " +
-		"and the set's report `<volume>" + engine.VolumeReportSuffix + "`. All are uploaded under temporary names before any takes its final name. Set `dir`, or `pool`."
+		"the set's report `<volume>" + engine.VolumeReportSuffix + "` and its Markdown summary `<volume>" + engine.VolumeMarkdownSuffix + "`. All are uploaded under temporary names before any takes its final name. Set `dir`, or `pool`."
 	pool.Validators = []validator.String{stringvalidator.LengthAtLeast(1)}
 	attrs["pool"] = pool
 	attrs["volume"] = schema.StringAttribute{
