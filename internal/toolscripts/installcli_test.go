@@ -167,8 +167,8 @@ func TestInstallCLIRefusesUnverifiedRelease(t *testing.T) {
 
 // Where HashiCorp's releases can't be reached, install-cli turns to
 // OpenTofu from the Go module proxy; with the proxy off too it says so.
-// (The build itself, about 13 minutes, is exercised by a fresh machine's
-// setup, not here.)
+// (The build itself, about 13 minutes, is exercised by make test's
+// OpenTofu pass, tools/test-opentofu, not here.)
 func TestInstallCLIFallsBackToOpenTofu(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close() // a closed port on loopback: unreachable
@@ -179,5 +179,37 @@ func TestInstallCLIFallsBackToOpenTofu(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(bin); len(ents) != 0 {
 		t.Errorf("%s holds %v", bin, ents)
+	}
+}
+
+// install-cli --opentofu, which the OpenTofu pass of make test runs, gives
+// OpenTofu whatever CLI the machine has: with terraform on the PATH and
+// OpenTofu in the cache, it prints the cached binary's path, builds
+// nothing, and changes neither the cache's current CLI nor the PATH.
+func TestInstallCLIOpenTofuBesideTerraform(t *testing.T) {
+	cache, bin, home, path := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	stub := func(p, line string) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho '"+line+"'\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stub(filepath.Join(path, "terraform"), "Terraform v1.11.0")
+	tofu := filepath.Join(cache, "tofu-1.12.6", "tofu")
+	stub(tofu, "OpenTofu v1.12.6")
+	cmd := exec.Command(filepath.Join(repoRoot(t), "tools", "install-cli"), "--opentofu")
+	cmd.Env = []string{"PATH=" + path + ":/usr/bin:/bin", "HOME=" + home, "GOPROXY=off", "GOFLAGS=",
+		"VMCONV_CLI_CACHE=" + cache, "VMCONV_CLI_BIN_DIR=" + bin, "VMCONV_TOFU_VERSION=1.12.6"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || strings.TrimSpace(string(out)) != tofu {
+		t.Fatalf("install-cli --opentofu printed %q (%v), want %s:\n%s", out, err, tofu, stderr.String())
+	}
+	if _, err := os.Lstat(filepath.Join(cache, "current")); err == nil {
+		t.Error("install-cli --opentofu made OpenTofu the cache's current CLI")
+	}
+	if ents, _ := os.ReadDir(bin); len(ents) != 0 {
+		t.Errorf("install-cli --opentofu linked %v into the PATH", ents)
 	}
 }
