@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -18,6 +19,79 @@ import (
 // plan launches the appliance (once: concurrent plans of one source share
 // the inspection).
 func BenchmarkPlan(b *testing.B) {
+	fx := acctest.GuestFixtures(b)
+	src := fx.Path(fx.Chain[0])
+	pe := newPlanEnv(b, "plan")
+	for _, n := range []int{1, 10, 50} {
+		srcs := make([]string, n)
+		for i := range srcs {
+			srcs[i] = src
+		}
+		dir := pe.config(fmt.Sprintf("n%d", n), srcs)
+		b.Run(fmt.Sprintf("resources=%d/inspection=uncached", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				pe.plan(dir, n, filepath.Join(pe.root, fmt.Sprintf("cache-cold-%d-%d", n, i)))
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/plan")
+		})
+		b.Run(fmt.Sprintf("resources=%d/inspection=cached", n), func(b *testing.B) {
+			cache := filepath.Join(pe.root, "cache-warm")
+			pe.plan(dir, n, cache) // warm
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pe.plan(dir, n, cache)
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/plan")
+		})
+	}
+}
+
+// BenchmarkPlanGuests times an uncached `terraform plan` of 1 and of 20
+// different guests: copies of the fixture variants (plain, lvm, networkd,
+// dracut, uefi, serial, in turn), each its own file, so no two
+// conversions share an inspection and the plan inspects every guest. The
+// ratio of the two is what issue 16's "20 guests at most 3x one" asks
+// about; the provider's max_parallel_conversions (half the CPUs by
+// default) bounds how many appliances run at once.
+func BenchmarkPlanGuests(b *testing.B) {
+	fx := acctest.GuestFixtures(b)
+	var variants []string
+	for name := range fx.Variants {
+		variants = append(variants, name)
+	}
+	sort.Strings(variants)
+	pe := newPlanEnv(b, "plan-guests")
+	const most = 20
+	srcDir := filepath.Join(pe.root, "src")
+	os.MkdirAll(srcDir, 0o755)
+	var srcs []string
+	for i := 0; i < most; i++ {
+		v := variants[i%len(variants)]
+		dst := filepath.Join(srcDir, fmt.Sprintf("g%02d-%s.vmdk", i, v))
+		if out, err := exec.Command("cp", "--sparse=always", fx.Path(fx.Variants[v].Disk), dst).CombinedOutput(); err != nil {
+			b.Fatalf("cp: %v: %s", err, out)
+		}
+		srcs = append(srcs, dst)
+	}
+	for _, n := range []int{1, most} {
+		dir := pe.config(fmt.Sprintf("n%d", n), srcs[:n])
+		b.Run(fmt.Sprintf("guests=%d/inspection=uncached", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				pe.plan(dir, n, filepath.Join(pe.root, fmt.Sprintf("cache-cold-%d-%d", n, i)))
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/plan")
+		})
+	}
+}
+
+// planEnv runs `terraform plan` with the provider binary `make build`
+// made, in folders under the benchmark directory.
+type planEnv struct {
+	b            *testing.B
+	tf, rc, root string
+}
+
+func newPlanEnv(b *testing.B, name string) *planEnv {
 	tf, err := exec.LookPath(os.Getenv("TF_ACC_TERRAFORM_PATH"))
 	if err != nil {
 		b.Fatal("set TF_ACC_TERRAFORM_PATH to a Terraform-compatible CLI (make bench does)")
@@ -26,48 +100,38 @@ func BenchmarkPlan(b *testing.B) {
 	if _, err := os.Stat(filepath.Join(bin, "terraform-provider-vmconv")); err != nil {
 		b.Fatal("run make build first (make bench does)")
 	}
-	fx := acctest.GuestFixtures(b)
-	src := fx.Path(fx.Chain[0])
-	root := filepath.Join(fixtureDir(b), "plan")
+	root := filepath.Join(fixtureDir(b), name)
 	os.RemoveAll(root)
 	os.MkdirAll(root, 0o755)
 	rc := filepath.Join(root, "terraformrc")
 	os.WriteFile(rc, []byte(fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"vmconv/vmconv\" = %q\n  }\n  direct {}\n}\n", bin)), 0o644)
+	return &planEnv{b: b, tf: tf, rc: rc, root: root}
+}
 
-	for _, n := range []int{1, 10, 50} {
-		dir := filepath.Join(root, fmt.Sprintf("n%d", n))
-		os.MkdirAll(filepath.Join(dir, "out"), 0o755)
-		var cfg strings.Builder
-		cfg.WriteString("terraform {\n  required_providers {\n    vmconv = { source = \"vmconv/vmconv\" }\n  }\n}\n")
-		for i := 0; i < n; i++ {
-			fmt.Fprintf(&cfg, "resource \"vmconv_disk_conversion\" \"d%d\" {\n  source { path = %q }\n  output { path = %q }\n}\n",
-				i, src, filepath.Join(dir, "out", fmt.Sprintf("d%d.qcow2", i)))
-		}
-		os.WriteFile(filepath.Join(dir, "main.tf"), []byte(cfg.String()), 0o644)
-		plan := func(cache string) {
-			cmd := exec.Command(tf, "-chdir="+dir, "plan", "-input=false", "-lock=false", "-no-color", "-refresh=false")
-			cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "VMCONV_CACHE_DIR="+cache,
-				"VMCONV_WORK_DIR="+filepath.Join(root, "work"))
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("terraform plan: %v\n%s", err, out)
-			} else if !strings.Contains(string(out), fmt.Sprintf("Plan: %d to add", n)) {
-				b.Fatalf("terraform plan did not plan %d conversions:\n%s", n, out)
-			}
-		}
-		b.Run(fmt.Sprintf("resources=%d/inspection=uncached", n), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				plan(filepath.Join(root, fmt.Sprintf("cache-cold-%d-%d", n, i)))
-			}
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/plan")
-		})
-		b.Run(fmt.Sprintf("resources=%d/inspection=cached", n), func(b *testing.B) {
-			cache := filepath.Join(root, "cache-warm")
-			plan(cache) // warm
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				plan(cache)
-			}
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/plan")
-		})
+// config writes a configuration converting each of srcs (fixes on, the
+// default) into folder name, and returns the folder.
+func (pe *planEnv) config(name string, srcs []string) string {
+	dir := filepath.Join(pe.root, name)
+	os.MkdirAll(filepath.Join(dir, "out"), 0o755)
+	var cfg strings.Builder
+	cfg.WriteString("terraform {\n  required_providers {\n    vmconv = { source = \"vmconv/vmconv\" }\n  }\n}\n")
+	for i, src := range srcs {
+		fmt.Fprintf(&cfg, "resource \"vmconv_disk_conversion\" \"d%d\" {\n  source { path = %q }\n  output { path = %q }\n}\n",
+			i, src, filepath.Join(dir, "out", fmt.Sprintf("d%d.qcow2", i)))
+	}
+	os.WriteFile(filepath.Join(dir, "main.tf"), []byte(cfg.String()), 0o644)
+	return dir
+}
+
+// plan runs terraform plan in dir with cache as the provider's cache, and
+// fails unless it plans n conversions.
+func (pe *planEnv) plan(dir string, n int, cache string) {
+	cmd := exec.Command(pe.tf, "-chdir="+dir, "plan", "-input=false", "-lock=false", "-no-color", "-refresh=false")
+	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+pe.rc, "TF_IN_AUTOMATION=1", "VMCONV_CACHE_DIR="+cache,
+		"VMCONV_WORK_DIR="+filepath.Join(pe.root, "work"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		pe.b.Fatalf("terraform plan: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), fmt.Sprintf("Plan: %d to add", n)) {
+		pe.b.Fatalf("terraform plan did not plan %d conversions:\n%s", n, out)
 	}
 }
