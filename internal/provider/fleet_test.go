@@ -85,8 +85,8 @@ resource "vmconv_disk_conversion" "kvm2" {
 	count := func(h *libvirttest.Host, parity int) {
 		t.Helper()
 		got := strings.Fields(volumesOf(t, h))
-		if len(got) != 50 { // 25 volumes and their reports
-			t.Fatalf("host %s holds %d volumes, want 50: %v", h.Addr, len(got), got)
+		if len(got) != 75 { // 25 volumes and their JSON and Markdown reports
+			t.Fatalf("host %s holds %d volumes, want 75: %v", h.Addr, len(got), got)
 		}
 		for _, v := range got {
 			var n int
