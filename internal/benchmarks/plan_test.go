@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -61,7 +62,12 @@ func BenchmarkPlanGuests(b *testing.B) {
 	}
 	sort.Strings(variants)
 	pe := newPlanEnv(b, "plan-guests")
-	const most = 20
+	// VMCONV_BENCH_GUESTS plans fewer (or more) than 20, for a quicker
+	// look at how the cost grows.
+	most := 20
+	if n, err := strconv.Atoi(os.Getenv("VMCONV_BENCH_GUESTS")); err == nil && n > 0 {
+		most = n
+	}
 	srcDir := filepath.Join(pe.root, "src")
 	os.MkdirAll(srcDir, 0o755)
 	var srcs []string
