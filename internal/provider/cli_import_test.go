@@ -3,8 +3,6 @@ package provider_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,14 +38,7 @@ func cliHasIdentityImport(t *testing.T, cli *acctest.CLI) (bool, string) {
 // in import blocks, and get the same adoption by ID. CI runs this under
 // terraform 1.11 (the ID) and OpenTofu 1.12 (the identity).
 func TestAccCLI_importBlock(t *testing.T) {
-	acctest.PreCheck(t)
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("TF_ACC not set")
-	}
-	src, out := t.TempDir(), t.TempDir()
-	head := chainIn(t, src)[0]
-	outPath := filepath.Join(out, "web.qcow2")
-	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
+	head, outPath, cli := chainCLI(t)
 	identity, version := cliHasIdentityImport(t, cli)
 	cli.Write(savedPlanConfig(head, outPath, ""))
 	cli.MustRun("apply", "-input=false", "-auto-approve")

@@ -18,14 +18,7 @@ import (
 // source in between must stop the apply with an explanation, and write
 // nothing.
 func TestAccCLI_sourceChangedAfterSavedPlan(t *testing.T) {
-	acctest.PreCheck(t)
-	if os.Getenv("TF_ACC") == "" {
-		t.Skip("TF_ACC not set")
-	}
-	src, out := t.TempDir(), t.TempDir()
-	head := chainIn(t, src)[0]
-	outPath := filepath.Join(out, "web.qcow2")
-	cli := acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
+	head, outPath, cli := chainCLI(t)
 	cli.Write(savedPlanConfig(head, outPath, ""))
 	cli.MustRun("plan", "-input=false", "-out=tfplan")
 	if err := testimg.QemuWrite(head, "vmdk", testimg.Layer{{Offset: 0, Length: 4096, Byte: 0x42}}); err != nil {
@@ -108,6 +101,20 @@ func TestAccCLI_sourceChangedAfterSavedPlan(t *testing.T) {
 
 // savedPlanConfig converts head to outPath, data plane only, with extra
 // in the resource.
+// chainCLI prepares a CLI test: the three-layer chain (its head), an
+// output path in a folder of its own, and the terraform CLI with a cache
+// of its own.
+func chainCLI(t *testing.T) (head, outPath string, cli *acctest.CLI) {
+	t.Helper()
+	acctest.PreCheck(t)
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("TF_ACC not set")
+	}
+	head = chainIn(t, t.TempDir())[0]
+	outPath = filepath.Join(t.TempDir(), "web.qcow2")
+	return head, outPath, acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
+}
+
 func savedPlanConfig(head, outPath, extra string) string {
 	return fmt.Sprintf(`
 terraform {
