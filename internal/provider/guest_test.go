@@ -162,7 +162,10 @@ const kvmBoot = `boot_test {
 
 // testGuestVariant is the test each variant gets: the unconverted guest
 // boots the way VMware ran it (the harness works), fails on virtio with the
-// specific reason, and boots on virtio with its network once fixed.
+// specific reason, and boots on virtio with its network once fixed. The
+// three are conversions into outputs of their own, run as parallel
+// subtests: a variant's ten minutes under emulation are three pieces the
+// test scheduler can spread over the CPUs, rather than one long tail.
 func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, readBack bool, fixes ...string) {
 	t.Parallel()
 	fx := acctest.GuestFixtures(t)
@@ -170,48 +173,67 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 	if src == "" {
 		src = fx.Path(v.Disk)
 	}
-	out := filepath.Join(acctest.SharedTempDir(t), name+".qcow2")
+	dir := acctest.SharedTempDir(t)
 	before, err := acctest.DirSums(filepath.Dir(src))
 	if err != nil {
 		t.Fatal(err)
 	}
 	unfixed := "  fixes { enabled = false }\n  "
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { acctest.PreCheck(t) },
-		ProtoV6ProviderFactories: acctest.ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				Config: noPreview + guestConversion(src, out, unfixed+vmwareBoot(fx, v)),
-				Check:  resource.ComposeAggregateTestCheckFunc(checkBoot("sata"), resource.TestCheckResourceAttr(guestAddr, "fixes_applied.#", "0")),
-			},
-			{
-				Config:      noPreview + guestConversion(src, out, unfixed+kvmBoot),
-				ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + unfixedReason + `.*Console log`),
-			},
-			{
-				// The plan previews the firmware, the fixes and the size
-				// before a byte moves; the apply must then do exactly that.
-				Config: guestConversion(src, out, kvmBoot),
-				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
-					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_firmware"), knownvalue.StringExact(v.Firmware)),
-					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_fixes"), knownvalue.NotNull()),
-					plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("estimated_output_size"), knownvalue.NotNull()),
-					plancheck.ExpectUnknownValue(guestAddr, tfjsonpath.New("fixes_applied")),
-				}},
-				Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes(fixes...), checkOutputUntouched(out),
-					checkPlannedIsApplied(), checkWithinEstimate(), checkMarkdownReport(out),
-					func(s *terraform.State) error {
-						if !readBack {
-							return nil
-						}
-						return checkChangesReadBack(out)(s)
-					},
-					resource.TestCheckResourceAttr(guestAddr, "guest.firmware", v.Firmware),
-					resource.TestCheckResourceAttr(guestAddr, "guest.initramfs_tool", v.Initramfs),
-					resource.TestCheckResourceAttr(guestAddr, "guest.hostname", hostname),
-					func(*terraform.State) error { return checkSourceUntouched(filepath.Dir(src), &before)(nil) }),
-			},
-		},
+	run := func(t *testing.T, step resource.TestStep) {
+		t.Parallel()
+		resource.Test(t, resource.TestCase{
+			PreCheck:                 func() { acctest.PreCheck(t) },
+			ProtoV6ProviderFactories: acctest.ProviderFactories,
+			Steps:                    []resource.TestStep{step},
+		})
+	}
+	t.Run("vmware", func(t *testing.T) {
+		out := filepath.Join(dir, name+"-vmware.qcow2")
+		run(t, resource.TestStep{
+			Config: noPreview + guestConversion(src, out, unfixed+vmwareBoot(fx, v)),
+			Check:  resource.ComposeAggregateTestCheckFunc(checkBoot("sata"), resource.TestCheckResourceAttr(guestAddr, "fixes_applied.#", "0")),
+		})
+	})
+	t.Run("unfixed", func(t *testing.T) {
+		out := filepath.Join(dir, name+"-unfixed.qcow2")
+		run(t, resource.TestStep{
+			Config:      noPreview + guestConversion(src, out, unfixed+kvmBoot),
+			ExpectError: wrapTolerant(`(?s)Boot Test Failed.*Reason: ` + unfixedReason + `.*Console log`),
+		})
+		if _, err := os.Stat(out); err == nil {
+			t.Error("a failed boot test left an output")
+		}
+	})
+	t.Run("fixed", func(t *testing.T) {
+		out := filepath.Join(dir, name+".qcow2")
+		run(t, resource.TestStep{
+			// The plan previews the firmware, the fixes and the size
+			// before a byte moves; the apply must then do exactly that.
+			Config: guestConversion(src, out, kvmBoot),
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_firmware"), knownvalue.StringExact(v.Firmware)),
+				plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("planned_fixes"), knownvalue.NotNull()),
+				plancheck.ExpectKnownValue(guestAddr, tfjsonpath.New("estimated_output_size"), knownvalue.NotNull()),
+				plancheck.ExpectUnknownValue(guestAddr, tfjsonpath.New("fixes_applied")),
+			}},
+			Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes(fixes...), checkOutputUntouched(out),
+				checkPlannedIsApplied(), checkWithinEstimate(), checkMarkdownReport(out),
+				func(s *terraform.State) error {
+					if !readBack {
+						return nil
+					}
+					return checkChangesReadBack(out)(s)
+				},
+				resource.TestCheckResourceAttr(guestAddr, "guest.firmware", v.Firmware),
+				resource.TestCheckResourceAttr(guestAddr, "guest.initramfs_tool", v.Initramfs),
+				resource.TestCheckResourceAttr(guestAddr, "guest.hostname", hostname)),
+		})
+	})
+	// After all three, whichever finished last: none changed the source.
+	t.Cleanup(func() {
+		if err := checkSourceUntouched(filepath.Dir(src), &before)(nil); err != nil {
+			t.Error(err)
+		}
 	})
 }
 
