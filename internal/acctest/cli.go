@@ -2,6 +2,7 @@ package acctest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -89,6 +90,29 @@ func (c *CLI) MustRun(args ...string) string {
 	out, err := c.Run(args...)
 	if err != nil {
 		c.t.Fatalf("terraform %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+// StateResources returns the values of the state's root-module resources,
+// as `terraform show -json` prints them, failing the test when it cannot.
+func (c *CLI) StateResources() []map[string]any {
+	c.t.Helper()
+	var state struct {
+		Values struct {
+			RootModule struct {
+				Resources []struct {
+					Values map[string]any `json:"values"`
+				} `json:"resources"`
+			} `json:"root_module"`
+		} `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(c.MustRun("show", "-json")), &state); err != nil {
+		c.t.Fatalf("terraform show -json: %v", err)
+	}
+	var out []map[string]any
+	for _, r := range state.Values.RootModule.Resources {
+		out = append(out, r.Values)
 	}
 	return out
 }

@@ -70,20 +70,11 @@ func TestAccCLI_importBlock(t *testing.T) {
 	if _, err := cli.Run("plan", "-input=false", "-detailed-exitcode", "-no-color"); err != nil {
 		t.Errorf("%s: the plan after importing by %s is not empty: %v", version, by, err)
 	}
-	var state struct {
-		Values struct {
-			Root struct {
-				Resources []struct {
-					Address string         `json:"address"`
-					Values  map[string]any `json:"values"`
-				} `json:"resources"`
-			} `json:"root_module"`
-		} `json:"values"`
+	res := cli.StateResources()
+	if len(res) != 1 {
+		t.Fatalf("%s: %d resources in state after the import", version, len(res))
 	}
-	if err := json.Unmarshal([]byte(cli.MustRun("show", "-json")), &state); err != nil || len(state.Values.Root.Resources) != 1 {
-		t.Fatalf("state after import: %v", err)
-	}
-	if got := state.Values.Root.Resources[0].Values["output_sha256"]; got != sum {
+	if got := res[0]["output_sha256"]; got != sum {
 		t.Errorf("%s: imported output_sha256 %v, the file's %s", version, got, sum)
 	}
 	if now, _ := acctest.SHA256File(outPath); now != sum {

@@ -99,8 +99,6 @@ func TestAccCLI_sourceChangedAfterSavedPlan(t *testing.T) {
 	}
 }
 
-// savedPlanConfig converts head to outPath, data plane only, with extra
-// in the resource.
 // chainCLI prepares a CLI test: the three-layer chain (its head), an
 // output path in a folder of its own, and the terraform CLI with a cache
 // of its own.
@@ -115,6 +113,8 @@ func chainCLI(t *testing.T) (head, outPath string, cli *acctest.CLI) {
 	return head, outPath, acctest.NewCLI(t, "VMCONV_CACHE_DIR="+t.TempDir())
 }
 
+// savedPlanConfig converts head to outPath, data plane only, with extra
+// in the resource.
 func savedPlanConfig(head, outPath, extra string) string {
 	return fmt.Sprintf(`
 terraform {

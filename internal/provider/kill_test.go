@@ -3,7 +3,6 @@ package provider_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -139,19 +138,11 @@ resource "vmconv_disk_conversion" "big" {
 				if err := exec.Command("qemu-img", "compare", "-q", "-f", "vmdk", "-F", "qcow2", head, outPath).Run(); err != nil {
 					t.Fatalf("the output differs from the source: %v", err)
 				}
-				var state struct {
-					Values struct {
-						RootModule struct {
-							Resources []struct {
-								Values map[string]any `json:"values"`
-							} `json:"resources"`
-						} `json:"root_module"`
-					} `json:"values"`
+				res := cli.StateResources()
+				if len(res) != 1 {
+					t.Fatalf("terraform show: %d resources in state", len(res))
 				}
-				if err := json.Unmarshal([]byte(cli.MustRun("show", "-json")), &state); err != nil || len(state.Values.RootModule.Resources) != 1 {
-					t.Fatalf("terraform show: %v", err)
-				}
-				if sum := state.Values.RootModule.Resources[0].Values["output_sha256"]; sum != sha256Of(t, outPath) {
+				if sum := res[0]["output_sha256"]; sum != sha256Of(t, outPath) {
 					t.Errorf("state's output_sha256 %v is not the output's", sum)
 				}
 				var left []string
