@@ -314,18 +314,35 @@ func (inspectStage) run(ctx context.Context, j *job) error {
 		drives = append(drives, guestfs.Drive{Path: d.input, Format: d.inputDriver})
 		slots = append(slots, d.slot)
 	}
-	s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), drives...)
-	if err != nil {
-		return err
+	info, why := planInspection(j.plan)
+	if info != nil {
+		// The plan's warnings, the inspection's among them, are already
+		// the result's.
+		j.res.Guest = info
+		j.emit(EventInfo, StageInspect, why, nil)
+		if needsSession(j.plan, info) {
+			s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), drives...)
+			if err != nil {
+				return err
+			}
+			j.session, j.accel = s, mode
+			if err := inspect.Mount(s, info); err != nil {
+				return fault.Wrap(fault.InspectionFailed, "", err, "cannot mount the guest's file systems where the plan's inspection found them")
+			}
+		}
+	} else {
+		s, mode, err := j.e.openAppliance(ctx, filepath.Join(j.work, "appliance"), drives...)
+		if err != nil {
+			return err
+		}
+		j.session, j.accel = s, mode
+		if info, err = inspect.Inspect(s, inspect.Options{Root: j.plan.Request.Inspect.Root}); err != nil {
+			return err
+		}
+		info.Disks = vmSlots(slots)
+		j.res.Guest = info
+		j.res.Warnings = append(j.res.Warnings, info.Warnings...)
 	}
-	j.session, j.accel = s, mode
-	info, err := inspect.Inspect(s, inspect.Options{Root: j.plan.Request.Inspect.Root})
-	if err != nil {
-		return err
-	}
-	info.Disks = vmSlots(slots)
-	j.res.Guest = info
-	j.res.Warnings = append(j.res.Warnings, info.Warnings...)
 	if !info.HasOS() {
 		j.emit(EventInfo, StageInspect, "no operating system on the disk: converting it as a data disk, without fixes or boot test", nil)
 		return nil
@@ -452,7 +469,7 @@ func (e *Engine) bootTest(ctx context.Context, images []string, format string, i
 	var esp *boottest.ESP
 	err = func() error {
 		defer s.Close()
-		if err := s.MountRoot(info.Root); err != nil {
+		if err := inspect.Mount(s, info); err != nil {
 			return fault.Wrap(fault.BootTestFailed, image, err, "cannot mount the guest to prepare the boot test")
 		}
 		if err := boottest.Instrument(s, nonce); err != nil {

@@ -49,6 +49,10 @@ type Disk interface {
 	OSInfo(root string) (OSInfo, error)
 	// MountRoot mounts a root and the file systems its fstab names.
 	MountRoot(root string) error
+	// MountAt mounts devices at mountpoints (mountpoint to device, as an
+	// inspection found them), parents first. Only / must mount: a file
+	// system on a disk that is not attached is skipped, as MountRoot does.
+	MountAt(mounts map[string]string) error
 	// PartitionTable returns "gpt", "msdos" or "" for the first disk.
 	PartitionTable() (string, error)
 	// PartitionType returns the GPT type GUID (or MBR id) of a partition.

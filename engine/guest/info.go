@@ -9,23 +9,27 @@ import (
 type Info struct {
 	// OS is "linux", "windows" or "none" for a disk without an operating
 	// system (a data disk).
-	OS              string       `json:"os"`
-	Distro          string       `json:"distro,omitempty"`
-	Version         string       `json:"version,omitempty"`
-	ProductName     string       `json:"product_name,omitempty"`
-	Arch            string       `json:"arch,omitempty"`
-	Hostname        string       `json:"hostname,omitempty"`
-	Root            string       `json:"root,omitempty"`
-	Filesystems     []Filesystem `json:"filesystems,omitempty"`
-	LVM             []string     `json:"lvm,omitempty"`
-	Firmware        string       `json:"firmware,omitempty"` // bios, uefi
-	Bootloader      string       `json:"bootloader,omitempty"`
-	InitramfsTool   string       `json:"initramfs_tool,omitempty"` // initramfs-tools, dracut
-	NetworkStacks   []string     `json:"network_stacks,omitempty"`
-	HypervisorTools []string     `json:"hypervisor_tools,omitempty"`
-	Kernels         []Kernel     `json:"kernels,omitempty"`
-	SELinux         string       `json:"selinux,omitempty"` // enforcing, permissive, disabled, ""
-	PackageFormat   string       `json:"package_format,omitempty"`
+	OS          string `json:"os"`
+	Distro      string `json:"distro,omitempty"`
+	Version     string `json:"version,omitempty"`
+	ProductName string `json:"product_name,omitempty"`
+	Arch        string `json:"arch,omitempty"`
+	Hostname    string `json:"hostname,omitempty"`
+	Root        string `json:"root,omitempty"`
+	// Mountpoints are where inspection found the root's file systems
+	// (mountpoint to device): a later appliance on the same disks mounts
+	// the guest from them without inspecting it again.
+	Mountpoints     map[string]string `json:"mountpoints,omitempty"`
+	Filesystems     []Filesystem      `json:"filesystems,omitempty"`
+	LVM             []string          `json:"lvm,omitempty"`
+	Firmware        string            `json:"firmware,omitempty"` // bios, uefi
+	Bootloader      string            `json:"bootloader,omitempty"`
+	InitramfsTool   string            `json:"initramfs_tool,omitempty"` // initramfs-tools, dracut
+	NetworkStacks   []string          `json:"network_stacks,omitempty"`
+	HypervisorTools []string          `json:"hypervisor_tools,omitempty"`
+	Kernels         []Kernel          `json:"kernels,omitempty"`
+	SELinux         string            `json:"selinux,omitempty"` // enforcing, permissive, disabled, ""
+	PackageFormat   string            `json:"package_format,omitempty"`
 	// KernelArgs are the kernel command line arguments of the default boot
 	// entry, where they could be read.
 	KernelArgs string   `json:"kernel_args,omitempty"`

@@ -81,6 +81,7 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 	info.OS, info.Distro, info.ProductName, info.Arch, info.Hostname, info.Root = osi.Type, osi.Distro, osi.ProductName, osi.Arch, osi.Hostname, root
 	info.Version = fmt.Sprintf("%d.%d", osi.Major, osi.Minor)
 	info.PackageFormat = osi.PackageFormat
+	info.Mountpoints = osi.Mountpoints
 	for mp, dev := range osi.Mountpoints {
 		for i := range info.Filesystems {
 			if info.Filesystems[i].Device == dev {
@@ -126,6 +127,18 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 		info.Warnings = append(info.Warnings, "no kernel found in /boot")
 	}
 	return info, nil
+}
+
+// Mount mounts an inspected guest in another appliance on the same disks
+// (or on copies of them): from the mountpoints its inspection recorded, so
+// the appliance does not detect the operating system again (a fifth of an
+// apply under emulation), or by detecting it where the inspection predates
+// recorded mountpoints (a report or cached plan from an older vmconv).
+func Mount(s guest.Disk, info *guest.Info) error {
+	if info.Mountpoints["/"] != "" {
+		return s.MountAt(info.Mountpoints)
+	}
+	return s.MountRoot(info.Root)
 }
 
 func multipleOSes(s guest.Session, roots []string) error {

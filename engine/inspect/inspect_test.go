@@ -42,6 +42,7 @@ func TestInspectLinux(t *testing.T) {
 		"bootloader": {info.Bootloader, "grub2"}, "initramfs": {info.InitramfsTool, "initramfs-tools"},
 		"network": {strings.Join(info.NetworkStacks, ","), "ifupdown"}, "tools": {strings.Join(info.HypervisorTools, ","), "open-vm-tools"},
 		"args": {info.KernelArgs, "root=/dev/sda1 ro quiet"}, "mountpoint": {info.Filesystems[0].Mountpoint, "/"},
+		"recorded mountpoint": {info.Mountpoints["/"], "/dev/sda1"},
 	}
 	for k, v := range checks {
 		if v[0] != v[1] {
@@ -50,6 +51,17 @@ func TestInspectLinux(t *testing.T) {
 	}
 	if len(info.Kernels) != 1 || info.Kernels[0].Initramfs != "/boot/initrd.img-6.1.0-50-amd64" {
 		t.Errorf("kernels %+v", info.Kernels)
+	}
+	// Another appliance mounts the guest from what was recorded, without
+	// detecting the OS again; without a record it detects it.
+	again := debian(nil)
+	again.RootList = nil
+	if err := Mount(again, info); err != nil || again.Mounted != "/dev/sda1" {
+		t.Errorf("mounted from the inspection: %v, %q", err, again.Mounted)
+	}
+	info.Mountpoints = nil
+	if err := Mount(again, info); err != nil {
+		t.Errorf("mounted by detection: %v", err)
 	}
 }
 

@@ -217,7 +217,7 @@ func testGuestVariant(t *testing.T, name, src, hostname, unfixedReason string, r
 				plancheck.ExpectUnknownValue(guestAddr, tfjsonpath.New("fixes_applied")),
 			}},
 			Check: resource.ComposeAggregateTestCheckFunc(checkBoot("virtio"), checkFixes(fixes...), checkOutputUntouched(out),
-				checkPlannedIsApplied(), checkWithinEstimate(), checkMarkdownReport(out),
+				checkPlannedIsApplied(), checkWithinEstimate(), checkMarkdownReport(out), checkInspectionReused(out),
 				func(s *terraform.State) error {
 					if !readBack {
 						return nil
@@ -383,6 +383,33 @@ func TestAccGuest_badGuests(t *testing.T) {
 
 // checkPlannedIsApplied asserts the apply made exactly the changes the
 // plan previewed, in order.
+// checkInspectionReused asserts the apply took the plan's inspection: its
+// one appliance mounted the guest where the plan found it and fixed it,
+// without detecting the operating system or listing file systems again,
+// and the guest it reports is the one the plan inspected.
+func checkInspectionReused(out string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		rep, err := engine.ReadReport(out)
+		if err != nil {
+			return err
+		}
+		if g := rep.Plan.Guest; g == nil || g.Guest == nil || (g.How != "inspected" && g.How != "cached") || g.Guest.Mountpoints["/"] == "" {
+			return fmt.Errorf("the plan did not inspect the guest or record its mountpoints: %+v", g)
+		}
+		calls := map[string]int{}
+		for _, c := range rep.Result.Appliance {
+			calls[c.Name] = c.Calls
+		}
+		if calls["launch"] != 1 || calls["mount root"] != 1 || calls["inspect os"] != 0 || calls["filesystems"] != 0 {
+			return fmt.Errorf("the apply's appliance calls: want one launch and one mount, no OS detection or file system listing: %+v", rep.Result.Appliance)
+		}
+		if a, b := fmt.Sprint(*rep.Result.Guest), fmt.Sprint(*rep.Plan.Guest.Guest); a != b {
+			return fmt.Errorf("the applied guest is not the planned one:\napplied %s\nplanned %s", a, b)
+		}
+		return nil
+	}
+}
+
 func checkPlannedIsApplied() resource.TestCheckFunc {
 	return func(s *terraform.State) error {
 		a, err := attrs(s)

@@ -38,6 +38,15 @@ func (s *Session) OSInfo(root string) (guest.OSInfo, error) {
 
 func (s *Session) MountRoot(root string) error { s.Mounted = root; return nil }
 
+// MountAt records the device mounted on /, as MountRoot records the root.
+func (s *Session) MountAt(mounts map[string]string) error {
+	if mounts["/"] == "" {
+		return fmt.Errorf("nothing to mount on /")
+	}
+	s.Mounted = mounts["/"]
+	return nil
+}
+
 func (s *Session) PartitionType(dev string) (string, error) {
 	if t, ok := s.PartTypes[dev]; ok {
 		return t, nil

@@ -314,17 +314,24 @@ func (s *Session) MountRoot(root string) error {
 	if err != nil {
 		return err
 	}
-	mps := make([]string, 0, len(info.Mountpoints))
-	for mp := range info.Mountpoints {
+	return s.MountAt(info.Mountpoints)
+}
+
+func (s *Session) MountAt(mounts map[string]string) error {
+	if mounts["/"] == "" {
+		return fmt.Errorf("no file system to mount on /")
+	}
+	mps := make([]string, 0, len(mounts))
+	for mp := range mounts {
 		mps = append(mps, mp)
 	}
 	// Parents before children: / before /boot before /boot/efi.
 	sort.Slice(mps, func(i, j int) bool { return len(mps[i]) < len(mps[j]) })
 	return s.call("mount root", func() error {
 		for _, mp := range mps {
-			if err := s.g.Mount(info.Mountpoints[mp], mp); err != nil {
+			if err := s.g.Mount(mounts[mp], mp); err != nil {
 				if mp == "/" {
-					return fmt.Errorf("mount %s on /: %w", info.Mountpoints[mp], err)
+					return fmt.Errorf("mount %s on /: %w", mounts[mp], err)
 				}
 				// A file system the guest's fstab names but that cannot be
 				// mounted here (another disk, a network share) is skipped.
