@@ -22,7 +22,7 @@ import (
 
 // planGuestVersion is part of the cache key: bump it when inspection or the
 // fixes change what they find, so stale previews are not reused.
-const planGuestVersion = 5
+const planGuestVersion = 6
 
 // GuestPlan is what plan-time inspection found and what the fixes would
 // change: a dry run of INSPECT and FIX on a throwaway overlay.
