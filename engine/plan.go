@@ -343,16 +343,7 @@ func (e *Engine) plan(ctx context.Context, req Request, opts PlanOptions) (*Plan
 			}
 			p.Guest = g
 			p.Warnings = append(p.Warnings, g.Warnings...)
-			if info, _ := planInspection(p); info != nil {
-				for i := range p.Stages {
-					if p.Stages[i].Name == StageInspect {
-						p.Stages[i].Reason = "use this plan's inspection of the guest (apply re-checks the source's fingerprint first)"
-						if needsSession(p, info) {
-							p.Stages[i].Reason += " and mount it in the appliance the fixes use"
-						}
-					}
-				}
-			}
+			noteInspectionReuse(p, "")
 			if g.Guest != nil && !g.Guest.HasOS() {
 				// A data disk: nothing will be written to it.
 				p.Output.EstimatedSize = p.Output.baseEstimate

@@ -54,3 +54,25 @@ func needsSession(p *Plan, info *guest.Info) bool {
 	r, _ := fix.For(info)
 	return r != nil
 }
+
+// noteInspectionReuse rewrites the plan's INSPECT line when the apply will
+// take this plan's inspection, so the reviewer sees whether an appliance
+// will be launched at all. suffix keeps what the line said about the disks.
+func noteInspectionReuse(p *Plan, suffix string) {
+	info, _ := planInspection(p)
+	if info == nil {
+		return
+	}
+	for i := range p.Stages {
+		if p.Stages[i].Name != StageInspect {
+			continue
+		}
+		p.Stages[i].Reason = "use this plan's inspection of the guest (apply re-checks the source's fingerprint first)"
+		if needsSession(p, info) {
+			p.Stages[i].Reason += " and mount it in the appliance the fixes use"
+		} else {
+			p.Stages[i].Reason += "; it needs no appliance, as no fix runs in the guest"
+		}
+		p.Stages[i].Reason += suffix
+	}
+}

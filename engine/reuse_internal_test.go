@@ -88,3 +88,24 @@ func TestNeedsSession(t *testing.T) {
 		t.Error("a guest no fixer handles needs no appliance")
 	}
 }
+
+// The plan's INSPECT line says what the apply will do, for a disk and for
+// a VM alike.
+func TestNoteInspectionReuse(t *testing.T) {
+	p := reusePlan("inspected", linuxInfo())
+	noteInspectionReuse(p, ", all 2 disks as one guest")
+	if r := p.Stages[0].Reason; !strings.Contains(r, "use this plan's inspection") || !strings.Contains(r, "mount it in the appliance") ||
+		!strings.HasSuffix(r, ", all 2 disks as one guest") {
+		t.Errorf("a guest with fixes: %q", r)
+	}
+	p = reusePlan("cached", &guest.Info{OS: "none"})
+	noteInspectionReuse(p, "")
+	if r := p.Stages[0].Reason; !strings.Contains(r, "needs no appliance") {
+		t.Errorf("a data disk: %q", r)
+	}
+	p = &Plan{Guest: &GuestPlan{How: "skipped"}, Stages: []StagePlan{{StageInspect, true, "find the guest"}}}
+	noteInspectionReuse(p, "")
+	if r := p.Stages[0].Reason; r != "find the guest" {
+		t.Errorf("not inspected at plan time, the line changed: %q", r)
+	}
+}

@@ -326,8 +326,13 @@ func (inspectStage) run(ctx context.Context, j *job) error {
 				return err
 			}
 			j.session, j.accel = s, mode
-			if err := inspect.Mount(s, info); err != nil {
-				return fault.Wrap(fault.InspectionFailed, "", err, "cannot mount the guest's file systems where the plan's inspection found them")
+			note, err := inspect.Mount(s, info)
+			if err != nil {
+				return fault.Wrap(fault.InspectionFailed, "", err, "cannot mount the guest's file systems where the plan's inspection found them").
+					WithHint("The source matches the plan's fingerprint, yet neither the root the plan recorded nor a fresh detection mounts: check its disks with the vmconv_disk_info data source.")
+			}
+			if note != "" {
+				j.emit(EventWarning, StageInspect, note, nil)
 			}
 		}
 	} else {
@@ -469,7 +474,7 @@ func (e *Engine) bootTest(ctx context.Context, images []string, format string, i
 	var esp *boottest.ESP
 	err = func() error {
 		defer s.Close()
-		if err := inspect.Mount(s, info); err != nil {
+		if _, err := inspect.Mount(s, info); err != nil {
 			return fault.Wrap(fault.BootTestFailed, image, err, "cannot mount the guest to prepare the boot test")
 		}
 		if err := boottest.Instrument(s, nonce); err != nil {

@@ -156,6 +156,7 @@ func (e *Engine) planVMGuest(ctx context.Context, p *Plan, rs *resolvedSource, o
 	}
 	p.Guest = g
 	p.Warnings = append(p.Warnings, g.Warnings...)
+	noteInspectionReuse(p, fmt.Sprintf(", all %d disks as one guest", len(p.Disks)))
 	if g.Guest != nil && !g.Guest.HasOS() {
 		p.Output.EstimatedSize, p.Output.RequiredSpace = p.Output.baseEstimate, p.Output.RequiredSpace-p.Output.FixAllowance
 		p.Output.FixAllowance = 0

@@ -133,12 +133,22 @@ func Inspect(s guest.Session, o Options) (*guest.Info, error) {
 // (or on copies of them): from the mountpoints its inspection recorded, so
 // the appliance does not detect the operating system again (a fifth of an
 // apply under emulation), or by detecting it where the inspection predates
-// recorded mountpoints (a report or cached plan from an older vmconv).
-func Mount(s guest.Disk, info *guest.Info) error {
-	if info.Mountpoints["/"] != "" {
-		return s.MountAt(info.Mountpoints)
+// recorded mountpoints (a report or cached plan from an older vmconv) or
+// where its root no longer mounts. The note says why it detected again.
+func Mount(s guest.Disk, info *guest.Info) (string, error) {
+	if info.Mountpoints["/"] == "" {
+		return "", s.MountRoot(info.Root)
 	}
-	return s.MountRoot(info.Root)
+	err := s.MountAt(info.Mountpoints)
+	if err == nil {
+		return "", nil
+	}
+	// Only / failed, and nothing was mounted after it: the disks are the
+	// fingerprinted ones, so detecting the guest on them is still right.
+	if err2 := s.MountRoot(info.Root); err2 != nil {
+		return "", fmt.Errorf("%v; detecting the guest again: %w", err, err2)
+	}
+	return fmt.Sprintf("the recorded root did not mount (%v): found the guest's file systems again", err), nil
 }
 
 func multipleOSes(s guest.Session, roots []string) error {

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -53,15 +54,27 @@ func TestInspectLinux(t *testing.T) {
 		t.Errorf("kernels %+v", info.Kernels)
 	}
 	// Another appliance mounts the guest from what was recorded, without
-	// detecting the OS again; without a record it detects it.
+	// detecting the OS again (it could not: no roots are listed); without
+	// a record, or when the recorded root does not mount, it detects it.
 	again := debian(nil)
 	again.RootList = nil
-	if err := Mount(again, info); err != nil || again.Mounted != "/dev/sda1" {
-		t.Errorf("mounted from the inspection: %v, %q", err, again.Mounted)
+	info.Mountpoints["/"] = "/dev/sda9"
+	if note, err := Mount(again, info); err != nil || note != "" || again.Mounted != "/dev/sda9" || again.Detections != 0 {
+		t.Errorf("mounted from the inspection: %q, %v, %q, %d detections", note, err, again.Mounted, again.Detections)
 	}
+	again = debian(nil)
+	again.MountAtErr = errors.New("mount /dev/sda9 on /: no such device")
+	if note, err := Mount(again, info); err != nil || !strings.Contains(note, "no such device") || again.Mounted != "/dev/sda1" || again.Detections != 1 {
+		t.Errorf("detected after the recorded root failed: %q, %v, %q, %d detections", note, err, again.Mounted, again.Detections)
+	}
+	again.RootList = nil
+	if _, err := Mount(again, info); err == nil || !strings.Contains(err.Error(), "detecting the guest again") {
+		t.Errorf("neither mounts: %v", err)
+	}
+	again = debian(nil)
 	info.Mountpoints = nil
-	if err := Mount(again, info); err != nil {
-		t.Errorf("mounted by detection: %v", err)
+	if note, err := Mount(again, info); err != nil || note != "" || again.Mounted != "/dev/sda1" || again.Detections != 1 {
+		t.Errorf("mounted by detection: %q, %v, %q, %d detections", note, err, again.Mounted, again.Detections)
 	}
 }
 

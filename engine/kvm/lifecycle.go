@@ -354,7 +354,7 @@ func (m *Manager) instrumentOnce(ctx context.Context, overlay string, info *gues
 		return err
 	}
 	defer s.Close()
-	if err := inspect.Mount(s, info); err != nil {
+	if _, err := inspect.Mount(s, info); err != nil {
 		return fault.Wrap(fault.BootTestFailed, overlay, err, "cannot mount the guest to prepare its boot test")
 	}
 	plant := boottest.InstrumentOnce

@@ -12,6 +12,7 @@ import (
 	"github.com/vmconv/terraform-provider-vmconv/engine"
 	"github.com/vmconv/terraform-provider-vmconv/engine/accel"
 	"github.com/vmconv/terraform-provider-vmconv/engine/boottest"
+	"github.com/vmconv/terraform-provider-vmconv/engine/guest"
 	"github.com/vmconv/terraform-provider-vmconv/internal/acctest"
 )
 
@@ -103,8 +104,10 @@ func BenchmarkVirtV2V(b *testing.B) {
 		v2vOut := filepath.Join(v2vDir, "web-sda")
 
 		b.StopTimer()
-		boot := func(image, format, name string) *boottest.Result {
-			r, err := e.BootTest(context.Background(), image, format, res.Guest,
+		// Each output boots with the guest its own apply reports: the
+		// planned one's is the inspection it took from the plan.
+		boot := func(image, format, name string, g *guest.Info) *boottest.Result {
+			r, err := e.BootTest(context.Background(), image, format, g,
 				boottest.Options{DiskBus: "virtio", NICModel: "virtio", RequireNetwork: true, CPUs: 2},
 				filepath.Join(work, name+".boot-test.log"))
 			if err != nil {
@@ -112,9 +115,9 @@ func BenchmarkVirtV2V(b *testing.B) {
 			}
 			return r
 		}
-		vBoot := boot(vOut, "qcow2", "vmconv")
-		tBoot := boot(tOut, "qcow2", "vmconv-planned")
-		v2vBoot := boot(v2vOut, "qcow2", "virt-v2v")
+		vBoot := boot(vOut, "qcow2", "vmconv", res.Guest)
+		tBoot := boot(tOut, "qcow2", "vmconv-planned", tres.Guest)
+		v2vBoot := boot(v2vOut, "qcow2", "virt-v2v", res.Guest)
 		b.StartTimer()
 
 		b.ReportMetric(vTime.Seconds(), "vmconv-convert-s")

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -381,8 +382,6 @@ func TestAccGuest_badGuests(t *testing.T) {
 	})
 }
 
-// checkPlannedIsApplied asserts the apply made exactly the changes the
-// plan previewed, in order.
 // checkInspectionReused asserts the apply took the plan's inspection: its
 // one appliance mounted the guest where the plan found it and fixed it,
 // without detecting the operating system or listing file systems again,
@@ -403,13 +402,20 @@ func checkInspectionReused(out string) resource.TestCheckFunc {
 		if calls["launch"] != 1 || calls["mount root"] != 1 || calls["inspect os"] != 0 || calls["filesystems"] != 0 {
 			return fmt.Errorf("the apply's appliance calls: want one launch and one mount, no OS detection or file system listing: %+v", rep.Result.Appliance)
 		}
-		if a, b := fmt.Sprint(*rep.Result.Guest), fmt.Sprint(*rep.Plan.Guest.Guest); a != b {
+		if rep.Result.Guest == nil {
+			return fmt.Errorf("the apply reports no guest")
+		}
+		a, _ := json.Marshal(rep.Result.Guest)
+		b, _ := json.Marshal(rep.Plan.Guest.Guest)
+		if string(a) != string(b) {
 			return fmt.Errorf("the applied guest is not the planned one:\napplied %s\nplanned %s", a, b)
 		}
 		return nil
 	}
 }
 
+// checkPlannedIsApplied asserts the apply made exactly the changes the
+// plan previewed, in order.
 func checkPlannedIsApplied() resource.TestCheckFunc {
 	return func(s *terraform.State) error {
 		a, err := attrs(s)

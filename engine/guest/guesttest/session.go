@@ -16,6 +16,9 @@ type Session struct {
 	PartTypes map[string]string
 	LVList    []string
 	Mounted   string
+	// Detections counts MountRoot's OS detections; MountAtErr fails MountAt.
+	Detections int
+	MountAtErr error
 }
 
 var _ guest.Session = (*Session)(nil)
@@ -36,12 +39,28 @@ func (s *Session) OSInfo(root string) (guest.OSInfo, error) {
 	return o, nil
 }
 
-func (s *Session) MountRoot(root string) error { s.Mounted = root; return nil }
+// MountRoot detects the OS as libguestfs does: the root must be among
+// RootList and have an OSInfo.
+func (s *Session) MountRoot(root string) error {
+	found := false
+	for _, r := range s.RootList {
+		found = found || r == root
+	}
+	if _, ok := s.OS[root]; !ok || !found {
+		return fmt.Errorf("no operating system on %s", root)
+	}
+	s.Detections++
+	s.Mounted = root
+	return nil
+}
 
-// MountAt records the device mounted on /, as MountRoot records the root.
+// MountAt records the device mounted on /.
 func (s *Session) MountAt(mounts map[string]string) error {
 	if mounts["/"] == "" {
 		return fmt.Errorf("nothing to mount on /")
+	}
+	if s.MountAtErr != nil {
+		return s.MountAtErr
 	}
 	s.Mounted = mounts["/"]
 	return nil
